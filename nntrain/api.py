@@ -1,0 +1,207 @@
+"""The Python API behind the CLI: fit, resume, evaluate, predict, gradcheck.
+
+    from nntrain.api import fit
+    summary = fit("configs/quickstart.yaml", overrides=["train.epochs=5"])
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from . import config as cfg
+from .data.dataset import encode_labels, read_raw, resolve_path
+from .data.files import read_features
+from .engine.gradcheck import check_gradients
+from .errors import NntrainError
+from .train import checkpoint
+from .train.experiment import Experiment, prepare
+from .train.metrics import evaluate
+from .train.rundir import RunDir, load_npz, save_npz
+from .train.trainer import StopRequest, Trainer
+
+
+def _config_and_base(config, overrides) -> tuple[cfg.Config, Path | None]:
+    if isinstance(config, cfg.Config):
+        return config, None
+    path = Path(config)
+    return cfg.load_config(path, overrides), path.parent
+
+
+def _pin_data_path(config: cfg.Config, base: Path | None) -> None:
+    """Record a data file by absolute path, so the run directory works from any directory."""
+    from .data.generators import GENERATORS
+
+    if config.data.dataset not in GENERATORS:
+        config.data.dataset = str(resolve_path(config.data.dataset, base).resolve())
+
+
+def fit(
+    config,
+    overrides: list[str] = (),
+    runs_root: Path = Path("runs"),
+    run_dir: Path | None = None,
+    weights: Path | None = None,
+    stop: StopRequest | None = None,
+    on_epoch=None,
+    on_batch=None,
+    on_start=None,
+    log=None,
+) -> dict:
+    """Train a config (path or Config) into a new run directory; return the summary.
+
+    on_start(run_dir, experiment) is called once everything is validated, before the first epoch.
+    """
+    config, base = _config_and_base(config, overrides)
+    _pin_data_path(config, base)
+    exp = prepare(config, base)
+    if weights is not None:
+        try:
+            exp.network.load_state_dict(load_npz(Path(weights)))
+        except ValueError as e:
+            raise NntrainError(f"--weights {weights}: {e}") from None
+    run = RunDir.create(Path(runs_root), config.name or "run", run_dir)
+    run.config_file.write_text(cfg.to_yaml(config))
+    save_npz(run.splits_file, exp.splits)
+    if on_start:
+        on_start(run, exp)
+    return Trainer(exp, run, on_epoch, on_batch, log).fit(stop=stop)
+
+
+def resume(
+    run_dir: Path,
+    overrides: list[str] = (),
+    config_path: Path | None = None,
+    stop: StopRequest | None = None,
+    on_epoch=None,
+    on_batch=None,
+    on_start=None,
+    log=None,
+) -> dict:
+    """Continue a run from its newest readable checkpoint, in the same directory.
+
+    The run's config with `overrides` applied must equal the checkpoint's, except that
+    train.epochs may grow; a CONFIG given as well must match too.
+    """
+    log = log or (lambda message: None)
+    run = RunDir.open(run_dir)
+    path, arrays = checkpoint.newest_readable(run, log)
+    saved = checkpoint.embedded_config(arrays)
+    config = cfg.load_config(run.config_file, overrides)
+    config.name = saved.name
+    if config_path is not None:
+        given = cfg.load_config(Path(config_path), overrides)
+        _pin_data_path(given, Path(config_path).parent)
+        differ = [k for k in _differences(given, config) if k != "name"]
+        if differ:
+            raise NntrainError(f"{config_path} differs from the config of {run.path} in: {', '.join(differ)}")
+    exp = prepare(config, None, splits=load_npz(run.splits_file), saved=arrays)
+    changed = [k for k in _differences(saved, config) if k != "train.epochs"]
+    if changed:
+        raise NntrainError(f"cannot resume {run.path}: the config changed in {', '.join(changed)}; only train.epochs may change")
+    if config.train.epochs < saved.train.epochs:
+        raise NntrainError(
+            f"train.epochs {config.train.epochs} is less than the run's {saved.train.epochs}; it may only grow on resume"
+        )
+    state = checkpoint.restore(exp, arrays, training=True)
+    run.config_file.write_text(cfg.to_yaml(config))
+    if on_start:
+        on_start(run, exp)
+    log(f"resuming {run.path} from {path.name} (epoch {state.epoch})")
+    return Trainer(exp, run, on_epoch, on_batch, log).fit(state, stop=stop)
+
+
+def _differences(a: cfg.Config, b: cfg.Config) -> list[str]:
+    return checkpoint.config_differences(cfg.to_dict(a), cfg.to_dict(b))
+
+
+def load_run(run_dir: Path, which: str = "best") -> Experiment:
+    """A saved run's network with the parameters of checkpoint `which` (best | last | a path)."""
+    run = RunDir.open(run_dir)
+    path = run.checkpoint(which)
+    if which == "best" and not path.exists():  # a run interrupted in its first epoch has only last.npz
+        path = run.checkpoint("last")
+    arrays = checkpoint.read(path)
+    config = checkpoint.embedded_config(arrays)
+    splits = load_npz(run.splits_file) if run.splits_file.exists() else None
+    exp = prepare(config, None, splits=splits, saved=arrays)
+    checkpoint.restore(exp, arrays, training=False)
+    return exp
+
+
+def _file_arrays(exp: Experiment, data: Path):
+    """(X, y) of a labelled data file, encoded with the run's classes and checked against its features."""
+    path = resolve_path(str(data), None)
+    X, y_raw, _, _ = read_raw(str(path), {}, exp.config.data.target, None)
+    if X.shape[1] != exp.network.in_features:
+        raise NntrainError(f"{data} has {X.shape[1]} feature columns; the run was trained on {exp.network.in_features}")
+    y, _ = encode_labels(y_raw, exp.dataset.task, exp.dataset.classes)
+    return exp.encode(X, y)
+
+
+def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: Path | None = None) -> dict:
+    """Loss and metrics of a saved run on one of its splits, or on a labelled data file."""
+    exp = load_run(run_dir, which)
+    if data is not None:
+        X, y, t = _file_arrays(exp, data)
+        source = str(data)
+    else:
+        if not len(exp.splits[split]):
+            raise NntrainError(f"the run has no '{split}' split (data.split gave it 0 rows); choose another --split")
+        X, y, t = exp.arrays(split)
+        source = split
+    result = evaluate(exp.network, X, t, y, exp.metric_names())
+    return {"run_dir": str(run_dir), "checkpoint": which, "data": source, "samples": int(len(X)), **result}
+
+
+def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:
+    """Predictions for the rows of a CSV as CSV text: class and probabilities, or values."""
+    exp = load_run(run_dir, which)
+    names = [str(n) for n in exp.saved["data.features"]]
+    X = read_features(Path(input_csv), names)
+    loss, classes = exp.network.loss, exp.dataset.classes
+    z = exp.network.forward(exp.scaler.transform(X, exp.dtype))
+    out = loss.predict(z).astype(np.float64)
+    if classes is not None:
+        labels = np.array(classes)[loss.decide(z)]
+        if out.shape[1] == len(classes):
+            header, cols = ["class", *(f"p_{c}" for c in classes)], out
+        elif loss.name == "binary_cross_entropy":
+            header, cols = ["class", f"p_{classes[1]}"], out
+        else:
+            header, cols = ["class", "score"], out
+        rows = [[label, *(f"{v:.6g}" for v in row)] for label, row in zip(labels, cols)]
+    else:
+        header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{j}" for j in range(out.shape[1])]
+        rows = [[f"{v:.6g}" for v in row] for row in out]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-6, tol: float = 1e-6, entries: int = 100):
+    """Check the analytic gradients of a config's (or a saved run's) network in float64.
+
+    Returns (checks, info): one TensorCheck per parameter tensor and the input.
+    """
+    source = Path(source)
+    if source.is_dir():
+        exp = load_run(source, "last")
+        config = exp.config
+        config.dtype = "float64"
+        trained = exp.network.state_dict()
+        exp = prepare(config, None, splits=exp.splits, saved=exp.saved)
+        exp.network.load_state_dict(trained)
+    else:
+        config, base = _config_and_base(source, overrides)
+        config.dtype = "float64"
+        exp = prepare(config, base)
+    X, y, t = exp.arrays("train")
+    pick = np.random.default_rng(config.seed).choice(len(X), size=min(samples, len(X)), replace=False)
+    checks = check_gradients(exp.network, X[pick], t[pick], eps=eps, tol=tol, max_entries=entries)
+    return checks, {"samples": int(len(pick)), "eps": eps, "tol": tol}

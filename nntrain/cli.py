@@ -1,0 +1,328 @@
+"""The `nntrain` command line. The only module that prints or exits.
+
+Exit codes: 0 success; 1 a check failed (gradcheck, --fail-under/--fail-over, divergence);
+2 bad usage, config, data or checkpoint; 130 interrupted by SIGINT; 143 by SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Config-driven neural-network training on a NumPy engine.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")]
+Sets = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a config key, e.g. --set optimizer.lr=0.01 (repeatable)."),
+]
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _guard(debug: bool, action):
+    """Run `action`; turn user errors into a message and exit code 2, never a traceback."""
+    from .errors import NntrainError
+
+    try:
+        return action()
+    except NntrainError as e:
+        if debug:
+            traceback.print_exc()
+        _err(f"error: {e}")
+        raise typer.Exit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        _err("interrupted")
+        raise typer.Exit(EXIT_SIGNAL[signal.SIGINT]) from None
+    except typer.Exit:
+        raise
+    except Exception as e:  # a bug in nntrain: say so briefly, the traceback is one flag away
+        if debug:
+            traceback.print_exc()
+        _err(f"internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)")
+        raise typer.Exit(EXIT_CHECK_FAILED) from None
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}"
+    return str(value)
+
+
+class EpochReport:
+    """Progress while training: a rich bar on a terminal, one plain line per epoch elsewhere, or nothing."""
+
+    def __init__(self, quiet: bool, stream):
+        self.quiet, self.stream = quiet, stream
+        self.fancy = not quiet and stream.isatty()
+        self.progress = None
+        self.epochs = 0
+
+    def start(self, run, exp):
+        self.epochs = exp.config.train.epochs
+        if not self.quiet:
+            print(f"run directory: {run.path}", file=self.stream, flush=True)
+        if self.fancy:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("epoch"),
+                MofNCompleteColumn(),
+                BarColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("", total=self.epochs)
+
+    def epoch(self, row: dict):
+        metrics = "  ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k not in ("epoch", "lr", "seconds"))
+        if self.progress is not None:
+            self.progress.update(self.task, completed=row["epoch"], description=metrics)
+        elif not self.quiet:
+            print(f"epoch {row['epoch']}/{self.epochs}  {metrics}  {row['seconds']:.2f}s", file=self.stream, flush=True)
+
+    def batch(self, done: int, total: int):
+        if self.progress is not None and done == total:
+            self.progress.refresh()
+
+    def stop(self):
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _print_summary(summary: dict, stream) -> None:
+    print(f"status: {summary['status']} after {summary['epochs_completed']}/{summary['epochs_planned']} epochs", file=stream)
+    if summary.get("message"):
+        print(summary["message"], file=stream)
+    if summary.get("best_epoch"):
+        print(f"best {summary['monitor']}: {_fmt(summary['best_value'])} at epoch {summary['best_epoch']}", file=stream)
+    for split, metrics in summary.get("final", {}).items():
+        print(f"{split:<6}" + "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()), file=stream)
+    print(f"run directory: {summary['run_dir']}", file=stream, flush=True)
+
+
+@app.command()
+def fit(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config file.", show_default=False)] = None,
+    set_: Sets = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="Write the run here (must not exist).")] = None,
+    runs_root: Annotated[Path, typer.Option("--runs-root", help="Where new run directories are created.")] = Path("runs"),
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Start from the parameters in this .npz.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory from its last checkpoint.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """Train a network from CONFIG into a new run directory (or continue one with --resume)."""
+    from . import api
+    from .train.trainer import stop_on_signals
+
+    if config is None and resume is None:
+        _err("error: give a CONFIG file, or --resume RUN_DIR")
+        raise typer.Exit(EXIT_USAGE)
+    if resume is not None and (run_dir is not None or weights is not None):
+        _err("error: --resume continues an existing run; it cannot take --run-dir or --weights")
+        raise typer.Exit(EXIT_USAGE)
+    stream = sys.stderr if json_ else sys.stdout
+    report = EpochReport(quiet, stream)
+
+    def run():
+        with stop_on_signals() as stop:
+            hooks = dict(stop=stop, on_epoch=report.epoch, on_batch=report.batch, on_start=report.start, log=_err)
+            try:
+                if resume is not None:
+                    return api.resume(resume, set_ or [], config, **hooks), stop
+                return api.fit(config, set_ or [], runs_root, run_dir, weights, **hooks), stop
+            finally:
+                report.stop()
+
+    summary, stop = _guard(debug, run)
+    if json_:
+        print(json.dumps(summary), flush=True)
+    else:
+        _print_summary(summary, sys.stdout)
+    if summary["status"] == "diverged":
+        raise typer.Exit(EXIT_CHECK_FAILED)
+    if summary["status"] == "interrupted":
+        raise typer.Exit(EXIT_SIGNAL.get(stop.signal, 130))
+
+
+def _threshold(items: list[str], flag: str) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            _err(f"error: {flag} '{item}' must look like METRIC=NUMBER, e.g. {flag} accuracy=0.95")
+            raise typer.Exit(EXIT_USAGE)
+    return out
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last, or a checkpoint file.")] = "best",
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
+    data: Annotated[Optional[Path], typer.Option("--data", help="Score a labelled .csv / .npz file instead of a split.")] = None,
+    fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", metavar="METRIC=VALUE", help="Exit 1 if METRIC < VALUE.")] = None,
+    fail_over: Annotated[Optional[list[str]], typer.Option("--fail-over", metavar="METRIC=VALUE", help="Exit 1 if METRIC > VALUE.")] = None,
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """Loss and metrics of a saved model on a split of its data, or on a file."""
+    from . import api
+
+    if split not in ("train", "val", "test"):
+        _err(f"error: --split '{split}' is not one of: train, val, test")
+        raise typer.Exit(EXIT_USAGE)
+    under, over = _threshold(fail_under or [], "--fail-under"), _threshold(fail_over or [], "--fail-over")
+    result = _guard(debug, lambda: api.evaluate_run(run_dir, checkpoint, split, data))
+    failed = []
+    for name, limit in [*((n, v) for n, v in under.items()), *((n, v) for n, v in over.items())]:
+        if name not in result or not isinstance(result[name], float):
+            allowed = [k for k, v in result.items() if isinstance(v, float)]
+            _err(f"error: '{name}' is not a metric of this run; allowed: {', '.join(allowed)}")
+            raise typer.Exit(EXIT_USAGE)
+    failed += [f"{n} {_fmt(result[n])} < {v:g}" for n, v in under.items() if result[n] < v]
+    failed += [f"{n} {_fmt(result[n])} > {v:g}" for n, v in over.items() if result[n] > v]
+    if json_:
+        print(json.dumps({**result, "failed": failed}))
+    else:
+        print(f"{result['data']} ({result['samples']} samples, {result['checkpoint']} checkpoint)")
+        for k, v in result.items():
+            if isinstance(v, float):
+                print(f"  {k:<10} {_fmt(v)}")
+        for f in failed:
+            print(f"FAILED: {f}")
+    if failed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
+    input_csv: Annotated[Path, typer.Argument(help="CSV with the feature columns (header row).", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the predictions here instead of stdout.")] = None,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last, or a checkpoint file.")] = "best",
+    debug: Debug = False,
+):
+    """Predictions for the rows of a CSV: class and probabilities, or values."""
+    from . import api
+
+    text = _guard(debug, lambda: api.predict_run(run_dir, input_csv, checkpoint))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+
+
+@app.command()
+def gradcheck(
+    source: Annotated[Path, typer.Argument(help="A config file or a run directory.", show_default=False)],
+    set_: Sets = None,
+    samples: Annotated[int, typer.Option("--samples", min=1, help="Data rows in the checked batch.")] = 8,
+    eps: Annotated[float, typer.Option("--eps", min=0, help="Finite-difference step.")] = 1e-6,
+    tol: Annotated[float, typer.Option("--tol", min=0, help="Largest relative error that passes.")] = 1e-6,
+    entries: Annotated[int, typer.Option("--entries", min=1, help="Entries checked per tensor at most.")] = 100,
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """Compare backprop's gradients with centered finite differences, in float64."""
+    from . import api
+
+    checks, info = _guard(debug, lambda: api.gradcheck(source, set_ or [], samples, eps, tol, entries))
+    ok = all(c.passed for c in checks)
+    if json_:
+        print(json.dumps({**info, "passed": ok, "tensors": [vars(c) for c in checks]}))
+    else:
+        print(f"{'tensor':<20} {'shape':<12} {'checked':>7} {'kinks':>5} {'max rel error':>14}  result")
+        for c in checks:
+            shape = "x".join(map(str, c.shape))
+            print(f"{c.name:<20} {shape:<12} {c.checked:>7} {c.kinks:>5} {c.max_rel_error:>14.2e}  {'pass' if c.passed else 'FAIL'}")
+        print(f"{'passed' if ok else 'FAILED'}: {info['samples']} samples, eps {eps:g}, tolerance {tol:g}")
+    if not ok:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="YAML config file.", show_default=False)],
+    set_: Sets = None,
+    debug: Debug = False,
+):
+    """Check a config (and its data) and print it with every default filled in."""
+    from . import config as cfg
+    from .train.experiment import prepare
+
+    def check():
+        c = cfg.load_config(config, set_ or [])
+        prepare(c, config.parent)
+        return cfg.to_yaml(c)
+
+    sys.stdout.write(_guard(debug, check))
+
+
+@app.command()
+def schema():
+    """Print the JSON Schema of the config file, for editors."""
+    from .config import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+
+
+@app.command()
+def datasets(json_: Json = False):
+    """List the built-in datasets and their options."""
+    import inspect
+
+    from .data.generators import GENERATORS
+
+    listing = {}
+    for name, fn in GENERATORS.items():
+        params = inspect.signature(fn).parameters.values()
+        listing[name] = {
+            "task": fn.task,
+            "description": (fn.__doc__ or "").strip().splitlines()[0],
+            "options": {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY},
+        }
+    if json_:
+        print(json.dumps(listing, indent=2))
+        return
+    for name, info in listing.items():
+        options = ", ".join(f"{k}={v}" for k, v in info["options"].items())
+        print(f"{name:<9} {info['task']:<15} {options}")
+        print(f"{'':<9} {info['description']}")
+    print("\nAny .csv (header row, numeric features) or .npz (arrays X, y) path works as data.dataset too.")
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

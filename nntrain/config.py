@@ -1,0 +1,386 @@
+"""The config schema (pydantic models), shorthand expansion, --set overrides and readable errors.
+
+Component options (layers, losses, optimizers, dataset generators) are not repeated here:
+their models are generated from the keyword-only constructor parameters of the registered
+classes, so the schema always says exactly what the engine accepts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from .data.generators import GENERATORS
+from .engine.init import INITIALIZERS
+from .engine.layers import LAYERS
+from .engine.losses import LOSSES
+from .engine.optim import OPTIMIZERS
+from .engine.registry import Range, did_you_mean
+from .errors import NntrainError
+
+CLASSIFICATION_METRICS = ("accuracy",)
+REGRESSION_METRICS = ("mse", "mae", "r2")
+LOWER_IS_BETTER = ("loss", "mse", "mae")
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors (with a did-you-mean), and values are not coerced ('3' is not 3)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data):
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    allowed = ", ".join(cls.model_fields)
+                    raise ValueError(f"unknown key '{key}'{did_you_mean(key, cls.model_fields)}; allowed keys: {allowed}")
+        return data
+
+
+# --- models generated from the engine's constructors -------------------------------------
+
+
+def _pydantic_type(tp):
+    """Replace the engine's `Range` markers with pydantic `Field` constraints, recursively."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *meta = typing.get_args(tp)
+        meta = [Field(**{k: v for k, v in vars(m).items() if v is not None}) if isinstance(m, Range) else m for m in meta]
+        return Annotated[(_pydantic_type(base), *meta)]
+    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+        return Union[tuple(_pydantic_type(a) for a in typing.get_args(tp))]
+    return tp
+
+
+def options_of(fn) -> dict[str, tuple]:
+    """Keyword-only parameters of `fn` as pydantic field definitions {name: (type, default)}."""
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fields = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind is p.KEYWORD_ONLY:
+            default = ... if p.default is p.empty else p.default
+            fields[p.name] = (_pydantic_type(hints[p.name]), default)
+    return fields
+
+
+def _tagged_models(registry, tag: str) -> dict[str, type[BaseModel]]:
+    models = {}
+    for name, cls in registry.items():
+        fields = options_of(cls.__init__)
+        models[name] = create_model(
+            f"{cls.__name__}Options",
+            __base__=Strict,
+            __doc__=(cls.__doc__ or "").strip().splitlines()[0],
+            **{tag: (Literal[name], ...)},
+            **fields,
+        )
+    return models
+
+
+LAYER_MODELS = _tagged_models(LAYERS, "type")
+LOSS_MODELS = _tagged_models(LOSSES, "name")
+OPTIMIZER_MODELS = _tagged_models(OPTIMIZERS, "name")
+GENERATOR_MODELS = {
+    name: create_model(f"{name}Options", __base__=Strict, **options_of(fn)) for name, fn in GENERATORS.items()
+}
+
+
+def _union(models: dict, registry, tag: str, what: str):
+    """One of `models`, chosen by `tag`, accepting the shorthand forms `_expand` describes."""
+    union = Annotated[Union[tuple(models.values())], Field(discriminator=tag)]
+    return Annotated[union, BeforeValidator(lambda v: _expand(v, registry, tag, what))]
+
+
+def _at(key: str, message: str) -> str:
+    """A message about sub-key `key` of the value being validated; `_format_error` joins the paths."""
+    return f"@{key}: {message}"
+
+
+def _expand(value, registry, tag: str, what: str):
+    """Shorthand -> full form: `tanh` -> {type: tanh}; `linear: 3` -> {type: linear, units: 3}."""
+    if isinstance(value, str):
+        value = {tag: value}
+    elif isinstance(value, dict) and tag not in value and len(value) == 1:
+        (name, arg), = value.items()
+        if name in registry:
+            if isinstance(arg, dict):
+                value = {tag: name, **arg}
+            elif arg is None:
+                value = {tag: name}
+            else:  # the first option is the one a bare value sets (units for linear)
+                first = next(iter(options_of(registry[name].__init__)), None)
+                if first is None:
+                    raise ValueError(f"'{name}' takes no options, so '{name}: {arg}' means nothing")
+                value = {tag: name, first: arg}
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a {what} name or mapping, got {value!r}")
+    if tag not in value:
+        raise ValueError(f"a {what} needs '{tag}' (one of: {', '.join(registry)})")
+    name = value[tag]
+    if name not in registry:
+        raise ValueError(f"unknown {what} '{name}'{did_you_mean(name, registry)}; allowed: {', '.join(registry)}")
+    return value
+
+
+# --- the config -------------------------------------------------------------------------
+
+
+class SplitConfig(Strict):
+    """Fractions of the rows held out for validation and test (0 allowed)."""
+
+    val: Annotated[float, Field(ge=0, lt=1)] = 0.15
+    test: Annotated[float, Field(ge=0, lt=1)] = 0.15
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self):
+        if self.val + self.test >= 1:
+            raise ValueError(f"val + test = {self.val + self.test:g} leaves no training rows; the sum must be < 1")
+        return self
+
+
+class DataConfig(Strict):
+    dataset: str = Field(description="a built-in dataset name (see `nntrain datasets`) or a path to a .csv / .npz file")
+    options: dict[str, Any] = Field(default_factory=dict, description="parameters of a built-in generator")
+    target: str | int | None = Field(None, description="CSV only: target column by name or index (default: last)")
+    task: Literal["classification", "regression"] | None = Field(None, description="inferred when omitted")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    scale: Literal["none", "standardize", "minmax"] = "standardize"
+
+    @model_validator(mode="after")
+    def _options_fit_dataset(self):
+        model = GENERATOR_MODELS.get(self.dataset)
+        if model is None:
+            if self.options:
+                raise ValueError("data.options applies only to built-in datasets")
+            return self
+        try:
+            self.options = model.model_validate(self.options).model_dump()
+        except ValidationError as e:
+            raise ValueError(_at("options", "; ".join(_format_error(err) for err in e.errors()))) from None
+        return self
+
+
+class ModelConfig(Strict):
+    init: Literal[tuple(INITIALIZERS)] = Field("he", description="weight initializer for every linear layer")
+    init_scale: Annotated[float, Field(gt=0)] = Field(0.01, description="std (normal) or limit (uniform)")
+    layers: Annotated[list[_union(LAYER_MODELS, LAYERS, "type", "layer")], Field(min_length=1)]
+
+
+class TrainConfig(Strict):
+    epochs: Annotated[int, Field(ge=1)] = 20
+    batch_size: Annotated[int, Field(ge=1)] | Literal["full"] = Field(32, description="an integer or 'full'")
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _int_or_full(cls, value):
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and value != "full"):
+            raise ValueError(f"got {value!r}{did_you_mean(value, ['full'])}; allowed: an integer >= 1 or 'full'")
+        return value
+    shuffle: bool = True
+    checkpoint_every: Annotated[int, Field(ge=0)] = Field(10, description="epochs; 0 = only last and best")
+    metrics: list[Literal[CLASSIFICATION_METRICS + REGRESSION_METRICS]] | None = Field(
+        None, description="default: accuracy for classification, mse for regression"
+    )
+    monitor: str | None = Field(None, description="default: val_loss, or train_loss without a validation split")
+
+
+class Config(Strict):
+    name: str | None = Field(None, description="run name; default: the config file's stem")
+    seed: Annotated[int, Field(ge=0)] = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    data: DataConfig
+    model: ModelConfig
+    loss: _union(LOSS_MODELS, LOSSES, "name", "loss") = Field(
+        default_factory=lambda: LOSS_MODELS["cross_entropy"](name="cross_entropy")
+    )
+    optimizer: _union(OPTIMIZER_MODELS, OPTIMIZERS, "name", "optimizer") = Field(
+        default_factory=lambda: OPTIMIZER_MODELS["adam"](name="adam")
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _components_accept_options(self):
+        # Constructing a component runs its own checks (e.g. nesterov needs momentum).
+        for key, registry, spec, tag in [("loss", LOSSES, self.loss, "name"), ("optimizer", OPTIMIZERS, self.optimizer, "name")]:
+            try:
+                registry[getattr(spec, tag)](**spec.model_dump(exclude={tag}))
+            except ValueError as e:
+                raise ValueError(_at(key, str(e))) from None
+        return self
+
+
+# --- reading, overriding, reporting -------------------------------------------------------
+
+
+def _format_error(err: dict) -> str:
+    loc = []
+    parts = list(err["loc"])
+    for i, part in enumerate(parts):
+        # Discriminated unions put the tag in the path (model.layers.0.linear.units): drop it.
+        previous = parts[i - 1] if i else None
+        if isinstance(part, str) and (
+            (isinstance(previous, int) and part in LAYERS) or (previous in ("loss", "optimizer") and i == 1)
+        ):
+            continue
+        loc.append(str(part))
+    msg = err["msg"].removeprefix("Value error, ")
+    if msg.startswith("@"):  # see _at
+        sub, _, msg = msg[1:].partition(": ")
+        loc.append(sub)
+    where = ".".join(loc)
+    if err["type"] == "missing":
+        msg = "required key is missing"
+    elif err["type"] == "literal_error":
+        msg = f"got {err['input']!r}; allowed: {err['ctx']['expected']}"
+        if isinstance(err["input"], str):
+            allowed = [a.strip(" '") for a in err["ctx"]["expected"].replace(" or ", ", ").split(",")]
+            msg = f"got {err['input']!r}{did_you_mean(err['input'], allowed)}; allowed: {err['ctx']['expected']}"
+    elif not err["type"].startswith("value_error") and "input" in err and not isinstance(err["input"], (dict, list)):
+        msg = f"{msg} (got {err['input']!r})"
+    return f"{where}: {msg}" if where else msg
+
+
+def validate(raw: dict) -> Config:
+    """A raw mapping -> Config, or NntrainError listing every problem with its key path."""
+    if not isinstance(raw, dict):
+        raise NntrainError(f"a config must be a mapping of keys to values, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        lines = list(dict.fromkeys(_format_error(err) for err in e.errors()))
+        raise NntrainError("invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NntrainError(f"config file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise NntrainError(f"cannot read config file '{path}': {e}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise NntrainError(f"'{path}' is not valid YAML: {e}") from None
+    return {} if raw is None else raw
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `KEY=VALUE` overrides (dotted keys, list indices as numbers; VALUE parsed as YAML)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise NntrainError(f"--set '{item}' must look like KEY=VALUE, e.g. --set optimizer.lr=0.01")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if isinstance(node, list):
+                if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+                    raise NntrainError(f"--set {key}: '{part}' is not an index of a list of {len(node)}")
+                index = int(part)
+                if last:
+                    node[index] = value
+                else:
+                    if isinstance(node[index], (str, dict)) and ".".join(parts[:depth]).endswith("layers"):
+                        node[index] = _expand_for_override(node[index])
+                    node = node[index]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    if isinstance(node.get(part), str) and part in ("loss", "optimizer"):
+                        node[part] = {"name": node[part]}
+                    node = node.setdefault(part, {})
+            else:
+                raise NntrainError(f"--set {key}: '{'.'.join(parts[:depth])}' is a value, not a section")
+    return raw
+
+
+def _expand_for_override(layer):
+    try:
+        return _expand(layer, LAYERS, "type", "layer")
+    except ValueError:
+        return layer
+
+
+def load_config(path: Path | None, overrides: list[str] = (), raw: dict | None = None) -> Config:
+    """Read a YAML config (or take `raw`), apply overrides, validate. The name defaults to the file stem."""
+    raw = read_yaml(path) if raw is None else raw
+    if not isinstance(raw, dict):
+        raise NntrainError(f"'{path}' must hold a mapping of keys to values, got {type(raw).__name__}")
+    raw = apply_overrides(raw, list(overrides))
+    config = validate(raw)
+    if config.name is None and path is not None:
+        config.name = Path(path).stem
+    return config
+
+
+def resolve(config: Config, task: str) -> Config:
+    """Fill the defaults that depend on the data's task; check metrics and monitor against it."""
+    allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    if config.train.metrics is None:
+        config.train.metrics = [allowed[0]]
+    for m in config.train.metrics:
+        if m not in allowed:
+            raise NntrainError(f"'{m}' is not a {task} metric; allowed: {', '.join(allowed)}", "train.metrics")
+    loss_tasks = LOSSES[config.loss.name].tasks
+    if task not in loss_tasks:
+        raise NntrainError(
+            f"'{config.loss.name}' is a {loss_tasks[0]} loss but the task is {task}; "
+            f"for {task} use one of: {', '.join(n for n, c in LOSSES.items() if task in c.tasks)}",
+            "loss",
+        )
+    has_val = config.data.split.val > 0
+    if config.train.monitor is None:
+        config.train.monitor = "val_loss" if has_val else "train_loss"
+    choices = [f"{s}_{m}" for s in (("train", "val") if has_val else ("train",)) for m in ["loss", *config.train.metrics]]
+    if config.train.monitor not in choices:
+        hint = " (there is no validation split)" if config.train.monitor.startswith("val_") and not has_val else ""
+        raise NntrainError(
+            f"got '{config.train.monitor}'{hint}{did_you_mean(config.train.monitor, choices)}; allowed: {', '.join(choices)}",
+            "train.monitor",
+        )
+    config.data.task = task
+    return config
+
+
+def higher_is_better(monitor: str) -> bool:
+    return not monitor.endswith(LOWER_IS_BETTER)
+
+
+def to_dict(config: Config) -> dict:
+    return config.model_dump(mode="json")
+
+
+def to_yaml(config: Config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def canonical_json(config: Config) -> str:
+    return json.dumps(to_dict(config), sort_keys=True)
+
+
+def json_schema() -> dict:
+    return Config.model_json_schema()

@@ -1,0 +1,144 @@
+"""A dataset ready for training: features, labels, task, class names, splits and scaling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.registry import did_you_mean
+from ..errors import NntrainError
+from .files import read_csv, read_npz
+from .generators import GENERATORS
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Dataset:
+    """X: (rows, features) float64; y: (rows,) int64 class indices, or (rows, k) float64 values."""
+
+    X: np.ndarray
+    y: np.ndarray
+    task: str  # "classification" | "regression"
+    classes: list[str] | None = None  # class names, index = label
+    feature_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_classes(self) -> int | None:
+        return len(self.classes) if self.classes is not None else None
+
+    @property
+    def n_targets(self) -> int:
+        return 1 if self.y.ndim == 1 else self.y.shape[1]
+
+
+def read_raw(dataset: str, options: dict, target, rng: np.random.Generator, base: Path | None = None):
+    """(X, raw y, feature names, the source's own task or None) from a built-in name or a file path."""
+    if dataset in GENERATORS:
+        gen = GENERATORS[dataset]
+        X, y = gen(rng, **options)
+        return X, y, [f"x{j}" for j in range(X.shape[1])], gen.task
+    path = resolve_path(dataset, base)
+    if path.suffix.lower() == ".csv":
+        return (*read_csv(path, target), None)
+    return (*read_npz(path), None)
+
+
+def resolve_path(dataset: str, base: Path | None) -> Path:
+    path = Path(dataset).expanduser()
+    if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
+        path = base / path
+    if path.suffix.lower() not in (".csv", ".npz"):
+        names = ", ".join(sorted(GENERATORS))
+        raise NntrainError(
+            f"'{dataset}' is neither a built-in dataset{did_you_mean(dataset, GENERATORS)} ({names})"
+            " nor a .csv / .npz file",
+            "data.dataset",
+        )
+    if not path.is_file():
+        raise NntrainError(f"data file '{dataset}' does not exist", "data.dataset")
+    return path
+
+
+def infer_task(declared: str | None, source_task: str | None, y: np.ndarray, loss_tasks: tuple[str, ...]) -> str:
+    """The declared task, else the generator's, else what the loss and the labels allow."""
+    if declared:
+        return declared
+    if source_task:
+        return source_task
+    if len(loss_tasks) == 1:
+        return loss_tasks[0]
+    return "classification" if y.dtype.kind == "U" else "regression"
+
+
+def encode_labels(y: np.ndarray, task: str, classes: list[str] | None = None):
+    """Labels -> (y, class names). Classification: int64 indices into the sorted distinct labels."""
+    if task == "regression":
+        if y.dtype.kind == "U":
+            raise NntrainError("the target has non-numeric values, but the task is regression", "data.task")
+        return y.astype(np.float64), None
+    if y.ndim != 1:
+        raise NntrainError(f"a classification target must be one column, got shape {y.shape}", "data.task")
+    if y.dtype.kind != "U":
+        if not np.all(np.mod(y, 1) == 0):
+            raise NntrainError(
+                "the target has fractional values, which cannot be class labels; set data.task: regression", "data.task"
+            )
+        y = np.array([str(int(v)) for v in y]) if len(y) else y.astype(str)
+        if classes is None:  # numeric labels sort as numbers: 2 before 10
+            classes = [str(v) for v in sorted({int(v) for v in y})]
+    if classes is None:
+        classes = sorted(set(y.tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(y.tolist()) - set(index))
+    if unknown:
+        raise NntrainError(f"labels {unknown[:5]} are not among the run's classes {classes}")
+    return np.array([index[v] for v in y.tolist()], dtype=np.int64), classes
+
+
+def split_indices(y: np.ndarray, task: str, val: float, test: float, rng: np.random.Generator) -> dict:
+    """Row indices of each split, sorted; stratified by class for classification."""
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if task == "classification" else [np.arange(len(y))]
+    parts = {name: [] for name in SPLITS}
+    for rows in groups:
+        rows = rng.permutation(rows)
+        n_test, n_val = round(test * len(rows)), round(val * len(rows))
+        parts["test"].append(rows[:n_test])
+        parts["val"].append(rows[n_test : n_test + n_val])
+        parts["train"].append(rows[n_test + n_val :])
+    return {name: np.sort(np.concatenate(p)).astype(np.int64) for name, p in parts.items()}
+
+
+@dataclass
+class Scaler:
+    """x' = (x - offset) / factor per feature: standardize (mean, std) or minmax (min, max - min)."""
+
+    method: str
+    offset: np.ndarray | None = None
+    factor: np.ndarray | None = None
+
+    def fit(self, X: np.ndarray) -> "Scaler":
+        if self.method == "standardize":
+            self.offset, self.factor = X.mean(axis=0), X.std(axis=0)
+        elif self.method == "minmax":
+            self.offset, self.factor = X.min(axis=0), np.ptp(X, axis=0)
+        else:
+            return self
+        self.factor = np.where(self.factor > 0, self.factor, 1.0)  # a constant column stays as it is
+        return self
+
+    def transform(self, X: np.ndarray, dtype) -> np.ndarray:
+        if self.offset is None:
+            return X.astype(dtype)
+        return ((X - self.offset) / self.factor).astype(dtype)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        if self.offset is None:
+            return {}
+        return {"data.scale.offset": self.offset, "data.scale.factor": self.factor}
+
+    @classmethod
+    def from_state(cls, method: str, state: dict) -> "Scaler":
+        return cls(method, state.get("data.scale.offset"), state.get("data.scale.factor"))

@@ -1,0 +1,51 @@
+"""Weight initializers: (fan_in, fan_out) -> a (fan_in, fan_out) matrix. Biases start at zero.
+
+Weights are drawn in float64 and then cast, so a float32 and a float64 network built from
+the same seed start from the same values (up to rounding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INITIALIZERS = {}
+
+
+def initializer(name):
+    def add(fn):
+        INITIALIZERS[name] = fn
+        return fn
+
+    return add
+
+
+@initializer("he")
+def he(fan_in, fan_out, rng, scale):
+    """Normal with std sqrt(2 / fan_in) (He et al. 2015), suited to ReLU layers."""
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+
+
+@initializer("xavier")
+def xavier(fan_in, fan_out, rng, scale):
+    """Uniform in ±sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), suited to tanh/sigmoid."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+@initializer("normal")
+def normal(fan_in, fan_out, rng, scale):
+    """Normal with std `init_scale`."""
+    return rng.standard_normal((fan_in, fan_out)) * scale
+
+
+@initializer("uniform")
+def uniform(fan_in, fan_out, rng, scale):
+    """Uniform in ±`init_scale`."""
+    return rng.uniform(-scale, scale, (fan_in, fan_out))
+
+
+def init_weight(name: str, fan_in: int, fan_out: int, rng: np.random.Generator, scale: float, dtype) -> np.ndarray:
+    """A (fan_in, fan_out) weight matrix of `dtype` from initializer `name`."""
+    if name not in INITIALIZERS:
+        raise KeyError(f"unknown initializer '{name}'; allowed: {', '.join(INITIALIZERS)}")
+    return INITIALIZERS[name](fan_in, fan_out, rng, scale).astype(dtype)

@@ -1,0 +1,56 @@
+"""Metrics accumulated batch by batch from outputs already computed (no second forward pass)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Metrics:
+    """Running loss and metrics over an epoch or an evaluation.
+
+    Classification: accuracy from `loss.decide(z)` against class indices y: (batch,).
+    Regression: mse, mae and r2 (averaged over outputs) against y: (batch,) or (batch, k).
+    """
+
+    def __init__(self, loss, names: list[str]):
+        self.loss_fn, self.names = loss, names
+        self.n = 0
+        self.loss_sum = 0.0
+        self.correct = 0
+        self.sse = self.sae = self.y_sum = self.y_sq = 0.0
+
+    def add(self, loss: float, z: np.ndarray, y: np.ndarray) -> None:
+        batch = len(z)
+        self.n += batch
+        self.loss_sum += loss * batch
+        if "accuracy" in self.names:
+            self.correct += int(np.count_nonzero(self.loss_fn.decide(z) == y))
+        if any(m in self.names for m in ("mse", "mae", "r2")):
+            target = y.reshape(batch, -1)
+            diff = z.astype(np.float64) - target
+            self.sse = self.sse + np.sum(diff * diff, axis=0)
+            self.sae = self.sae + np.sum(np.abs(diff), axis=0)
+            self.y_sum = self.y_sum + target.sum(axis=0)
+            self.y_sq = self.y_sq + np.sum(target * target, axis=0)
+
+    def result(self) -> dict[str, float]:
+        out = {"loss": self.loss_sum / self.n}
+        if "accuracy" in self.names:
+            out["accuracy"] = self.correct / self.n
+        if "mse" in self.names:
+            out["mse"] = float(np.mean(self.sse) / self.n)
+        if "mae" in self.names:
+            out["mae"] = float(np.mean(self.sae) / self.n)
+        if "r2" in self.names:
+            total = self.y_sq - self.y_sum**2 / self.n
+            out["r2"] = float(np.mean(1 - self.sse / np.where(total > 0, total, np.nan)))
+        return {k: float(v) for k, v in out.items() if k == "loss" or k in self.names}
+
+
+def evaluate(network, X: np.ndarray, t: np.ndarray, y: np.ndarray, names: list[str], batch: int = 4096) -> dict:
+    """Loss and metrics of `network` in eval mode over (X, t, y), in large batches."""
+    metrics = Metrics(network.loss, names)
+    for start in range(0, len(X), batch):
+        z = network.forward(X[start : start + batch], training=False)
+        metrics.add(network.loss.forward(z, t[start : start + batch]), z, y[start : start + batch])
+    return metrics.result()

@@ -1,0 +1,166 @@
+"""The epoch loop: shuffled mini-batches, metrics, checkpoints, divergence and interruption."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from .. import __version__
+from .. import config as cfg
+from . import checkpoint
+from .checkpoint import TrainingState
+from .experiment import Experiment
+from .metrics import Metrics, evaluate
+from .rundir import MetricsLog, RunDir
+
+
+class StopRequest:
+    """Set by SIGINT / SIGTERM; the loop stops after the batch in progress."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def __bool__(self):
+        return self.signal is not None
+
+
+@contextmanager
+def stop_on_signals():
+    """Turn SIGINT and SIGTERM into a StopRequest for the duration of training."""
+    stop = StopRequest()
+
+    def handler(signum, frame):
+        stop.signal = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class Trainer:
+    """Trains `exp` for config.train.epochs, writing into `run`.
+
+    on_epoch(row) is called after every epoch, on_batch(done, total) after every batch and
+    log(message) for warnings; none of them is needed.
+    """
+
+    def __init__(self, exp: Experiment, run: RunDir, on_epoch=None, on_batch=None, log=None):
+        self.exp, self.run = exp, run
+        self.on_epoch = on_epoch or (lambda row: None)
+        self.on_batch = on_batch or (lambda done, total: None)
+        self.log = log or (lambda message: None)
+        self.monitor = exp.config.train.monitor
+        self.higher_is_better = cfg.higher_is_better(self.monitor)
+
+    def columns(self) -> list[str]:
+        names = ["loss", *self.exp.metric_names()]
+        splits = ("train", "val") if len(self.exp.splits["val"]) else ("train",)
+        return ["epoch", *(f"{s}_{m}" for s in splits for m in names), "lr", "seconds"]
+
+    def improved(self, value: float, state: TrainingState) -> bool:
+        if math.isnan(state.best_value):
+            return True
+        return value > state.best_value if self.higher_is_better else value < state.best_value
+
+    def fit(self, state: TrainingState | None = None, stop: StopRequest | None = None) -> dict:
+        """Train from `state` (a fresh start when None) to the configured epoch count; return the summary."""
+        exp, train = self.exp, self.exp.config.train
+        resumed = state is not None
+        state = state or TrainingState()
+        stop = stop or StopRequest()
+        log = MetricsLog(self.run.metrics_file, self.columns(), keep_until=state.epoch if resumed else None)
+        if not resumed:
+            checkpoint.save(self.run.checkpoint("last"), exp, state)  # an interrupted first epoch can resume
+        X, y, t = exp.arrays("train")
+        n = len(X)
+        batch = n if train.batch_size == "full" else min(train.batch_size, n)
+        Xs, ys, ts = np.empty_like(X), np.empty_like(y), np.empty_like(t)
+        rng = exp.rngs["train"]
+        started, status, message = time.perf_counter(), "completed", None
+        try:
+            for epoch in range(state.epoch + 1, train.epochs + 1):
+                t0 = time.perf_counter()
+                if train.shuffle:
+                    # One gather per epoch into contiguous buffers; batches are then plain slices.
+                    order = rng.permutation(n)
+                    np.take(X, order, axis=0, out=Xs)
+                    np.take(y, order, axis=0, out=ys)
+                    np.take(t, order, axis=0, out=ts)
+                else:
+                    Xs, ys, ts = X, y, t
+                metrics = Metrics(exp.network.loss, exp.metric_names())
+                for done, start in enumerate(range(0, n, batch), 1):
+                    end = start + batch
+                    loss, z, _ = exp.network.loss_and_grad(Xs[start:end], ts[start:end])
+                    if not math.isfinite(loss):
+                        status = "diverged"
+                        message = (
+                            f"the training loss became {loss} in epoch {epoch}; "
+                            "try a lower optimizer.lr, data.scale: standardize, or a different init"
+                        )
+                        break
+                    exp.optimizer.step(exp.network.params)
+                    metrics.add(loss, z, ys[start:end])
+                    self.on_batch(done, math.ceil(n / batch))
+                    if stop:
+                        break
+                if status == "diverged" or stop:
+                    status = status if status == "diverged" else "interrupted"
+                    break
+                row = {"epoch": epoch, **{f"train_{k}": v for k, v in metrics.result().items()}}
+                if len(exp.splits["val"]):
+                    row.update({f"val_{k}": v for k, v in evaluate(exp.network, *self._eval_arrays("val")).items()})
+                    if not math.isfinite(row["val_loss"]):
+                        status, message = "diverged", f"the validation loss became {row['val_loss']} in epoch {epoch}"
+                        break
+                row["lr"] = exp.optimizer.lr
+                row["seconds"] = time.perf_counter() - t0
+                log.write(row)
+                state.epoch = epoch
+                if self.improved(row[self.monitor], state):
+                    state.best_epoch, state.best_value = epoch, float(row[self.monitor])
+                    checkpoint.save(self.run.checkpoint("best"), exp, state)
+                checkpoint.save(self.run.checkpoint("last"), exp, state)
+                if train.checkpoint_every and epoch % train.checkpoint_every == 0:
+                    checkpoint.save(self.run.epoch_checkpoint(epoch), exp, state)
+                self.on_epoch(row)
+                if stop:
+                    status = "interrupted"
+                    break
+        finally:
+            log.close()
+        summary = self.summary(status, state, time.perf_counter() - started, message)
+        self.run.write_summary(summary)
+        return summary
+
+    def _eval_arrays(self, split: str):
+        X, y, t = self.exp.arrays(split)
+        return X, t, y, self.exp.metric_names()
+
+    def summary(self, status: str, state: TrainingState, seconds: float, message: str | None) -> dict:
+        final = {}
+        if status == "completed":
+            for split in ("train", "val", "test"):
+                if len(self.exp.splits[split]):
+                    final[split] = evaluate(self.exp.network, *self._eval_arrays(split))
+        return {
+            "status": status,
+            "message": message,
+            "run_dir": str(self.run.path),
+            "epochs_completed": state.epoch,
+            "epochs_planned": self.exp.config.train.epochs,
+            "monitor": self.monitor,
+            "best_epoch": state.best_epoch or None,
+            "best_value": None if math.isnan(state.best_value) else state.best_value,
+            "final": final,
+            "seconds": round(seconds, 3),  # this invocation; metrics.csv has every epoch's time
+            "nntrain_version": __version__,
+            "numpy_version": np.__version__,
+        }
