@@ -184,7 +184,7 @@ def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:
     return text.getvalue()
 
 
-def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-6, tol: float = 1e-6, entries: int = 100):
+def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: float = 1e-6, entries: int = 100):
     """Check the analytic gradients of a config's (or a saved run's) network in float64.
 
     Returns (checks, info): one TensorCheck per parameter tensor and the input.

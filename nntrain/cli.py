@@ -246,7 +246,7 @@ def gradcheck(
     source: Annotated[Path, typer.Argument(help="A config file or a run directory.", show_default=False)],
     set_: Sets = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Data rows in the checked batch.")] = 8,
-    eps: Annotated[float, typer.Option("--eps", min=0, help="Finite-difference step.")] = 1e-6,
+    eps: Annotated[float, typer.Option("--eps", min=0, help="Finite-difference step h.")] = 1e-4,
     tol: Annotated[float, typer.Option("--tol", min=0, help="Largest relative error that passes.")] = 1e-6,
     entries: Annotated[int, typer.Option("--entries", min=1, help="Entries checked per tensor at most.")] = 100,
     json_: Json = False,

@@ -1,0 +1,53 @@
+"""Shared fixtures: a CLI runner and small configs that train in well under a second."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from nntrain.cli import app
+
+
+@pytest.fixture
+def cli():
+    """cli(*args) -> result with .exit_code, .stdout, .stderr (the real CLI, in process)."""
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def small_config(**sections) -> dict:
+    """A spirals classifier small enough for a unit test; sections replace the defaults' keys."""
+    config = {
+        "name": "small",
+        "seed": 0,
+        "data": {"dataset": "spirals", "options": {"samples": 300, "classes": 3, "noise": 0.2}},
+        "model": {"layers": [{"linear": 16}, "relu", {"linear": 3}]},
+        "loss": "cross_entropy",
+        "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+        "train": {"epochs": 5, "batch_size": 32},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """write_config(**sections) -> path of a YAML file holding small_config(**sections)."""
+
+    def write(name: str = "small.yaml", **sections) -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(small_config(**sections)))
+        return path
+
+    return write
