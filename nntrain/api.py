@@ -20,8 +20,8 @@ from .errors import NntrainError
 from .train import checkpoint
 from .train.experiment import Experiment, prepare
 from .train.metrics import evaluate
-from .train.rundir import RunDir, load_npz, save_npz
-from .train.trainer import StopRequest, Trainer
+from .train.rundir import RunDir, atomic_write, load_npz, save_npz
+from .train.trainer import Hooks, Trainer
 
 
 def _config_and_base(config, overrides) -> tuple[cfg.Config, Path | None]:
@@ -45,16 +45,9 @@ def fit(
     runs_root: Path = Path("runs"),
     run_dir: Path | None = None,
     weights: Path | None = None,
-    stop: StopRequest | None = None,
-    on_epoch=None,
-    on_batch=None,
-    on_start=None,
-    log=None,
+    hooks: Hooks | None = None,
 ) -> dict:
-    """Train a config (path or Config) into a new run directory; return the summary.
-
-    on_start(run_dir, experiment) is called once everything is validated, before the first epoch.
-    """
+    """Train a config (path or Config) into a new run directory; return the summary."""
     config, base = _config_and_base(config, overrides)
     _pin_data_path(config, base)
     exp = prepare(config, base)
@@ -66,29 +59,23 @@ def fit(
     run = RunDir.create(Path(runs_root), config.name or "run", run_dir)
     run.config_file.write_text(cfg.to_yaml(config))
     save_npz(run.splits_file, exp.splits)
-    if on_start:
-        on_start(run, exp)
-    return Trainer(exp, run, on_epoch, on_batch, log).fit(stop=stop)
+    return Trainer(exp, run, hooks).fit()
 
 
 def resume(
     run_dir: Path,
     overrides: list[str] = (),
     config_path: Path | None = None,
-    stop: StopRequest | None = None,
-    on_epoch=None,
-    on_batch=None,
-    on_start=None,
-    log=None,
+    hooks: Hooks | None = None,
 ) -> dict:
     """Continue a run from its newest readable checkpoint, in the same directory.
 
     The run's config with `overrides` applied must equal the checkpoint's, except that
     train.epochs may grow; a CONFIG given as well must match too.
     """
-    log = log or (lambda message: None)
+    hooks = hooks or Hooks()
     run = RunDir.open(run_dir)
-    path, arrays = checkpoint.newest_readable(run, log)
+    path, arrays = checkpoint.newest_readable(run, hooks.log)
     saved = checkpoint.embedded_config(arrays)
     config = cfg.load_config(run.config_file, overrides)
     config.name = saved.name
@@ -107,11 +94,9 @@ def resume(
             f"train.epochs {config.train.epochs} is less than the run's {saved.train.epochs}; it may only grow on resume"
         )
     state = checkpoint.restore(exp, arrays, training=True)
-    run.config_file.write_text(cfg.to_yaml(config))
-    if on_start:
-        on_start(run, exp)
-    log(f"resuming {run.path} from {path.name} (epoch {state.epoch})")
-    return Trainer(exp, run, on_epoch, on_batch, log).fit(state, stop=stop)
+    atomic_write(run.config_file, cfg.to_yaml(config).encode())
+    hooks.log(f"resuming {run.path} from {path.name} (epoch {state.epoch})")
+    return Trainer(exp, run, hooks).fit(state)
 
 
 def _differences(a: cfg.Config, b: cfg.Config) -> list[str]:

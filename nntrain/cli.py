@@ -137,7 +137,7 @@ def fit(
 ):
     """Train a network from CONFIG into a new run directory (or continue one with --resume)."""
     from . import api
-    from .train.trainer import stop_on_signals
+    from .train.trainer import Hooks, stop_on_signals
 
     if config is None and resume is None:
         _err("error: give a CONFIG file, or --resume RUN_DIR")
@@ -150,11 +150,11 @@ def fit(
 
     def run():
         with stop_on_signals() as stop:
-            hooks = dict(stop=stop, on_epoch=report.epoch, on_batch=report.batch, on_start=report.start, log=_err)
+            hooks = Hooks(report.start, report.epoch, report.batch, _err, stop)
             try:
                 if resume is not None:
-                    return api.resume(resume, set_ or [], config, **hooks), stop
-                return api.fit(config, set_ or [], runs_root, run_dir, weights, **hooks), stop
+                    return api.resume(resume, set_ or [], config, hooks), stop
+                return api.fit(config, set_ or [], runs_root, run_dir, weights, hooks), stop
             finally:
                 report.stop()
 

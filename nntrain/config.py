@@ -202,7 +202,9 @@ class TrainConfig(Strict):
 
 
 class Config(Strict):
-    name: str | None = Field(None, description="run name; default: the config file's stem")
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = Field(
+        None, description="run name (letters, digits, '.', '_', '-'); default: the config file's stem"
+    )
     seed: Annotated[int, Field(ge=0)] = 0
     dtype: Literal["float32", "float64"] = "float32"
     data: DataConfig

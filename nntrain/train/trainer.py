@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 import signal
+import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -36,6 +39,9 @@ def stop_on_signals():
     def handler(signum, frame):
         stop.signal = signum
 
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield stop
+        return
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
@@ -44,18 +50,23 @@ def stop_on_signals():
             signal.signal(s, h)
 
 
+@dataclass
+class Hooks:
+    """How a caller follows and steers training; every part is optional."""
+
+    on_start: Callable = lambda run, exp: None  # once, after validation, before the first epoch
+    on_epoch: Callable = lambda row: None  # the metrics.csv row of each finished epoch
+    on_batch: Callable = lambda done, total: None
+    log: Callable = lambda message: None  # warnings and notes
+    stop: StopRequest = field(default_factory=StopRequest)
+
+
 class Trainer:
-    """Trains `exp` for config.train.epochs, writing into `run`.
+    """Trains `exp` for config.train.epochs, writing into `run`, reporting through `hooks`."""
 
-    on_epoch(row) is called after every epoch, on_batch(done, total) after every batch and
-    log(message) for warnings; none of them is needed.
-    """
-
-    def __init__(self, exp: Experiment, run: RunDir, on_epoch=None, on_batch=None, log=None):
+    def __init__(self, exp: Experiment, run: RunDir, hooks: Hooks | None = None):
         self.exp, self.run = exp, run
-        self.on_epoch = on_epoch or (lambda row: None)
-        self.on_batch = on_batch or (lambda done, total: None)
-        self.log = log or (lambda message: None)
+        self.hooks = hooks or Hooks()
         self.monitor = exp.config.train.monitor
         self.higher_is_better = cfg.higher_is_better(self.monitor)
 
@@ -69,19 +80,23 @@ class Trainer:
             return True
         return value > state.best_value if self.higher_is_better else value < state.best_value
 
-    def fit(self, state: TrainingState | None = None, stop: StopRequest | None = None) -> dict:
+    def fit(self, state: TrainingState | None = None) -> dict:
         """Train from `state` (a fresh start when None) to the configured epoch count; return the summary."""
-        exp, train = self.exp, self.exp.config.train
+        exp, train, hooks = self.exp, self.exp.config.train, self.hooks
         resumed = state is not None
         state = state or TrainingState()
-        stop = stop or StopRequest()
+        stop = hooks.stop
+        hooks.on_start(self.run, exp)
         log = MetricsLog(self.run.metrics_file, self.columns(), keep_until=state.epoch if resumed else None)
         if not resumed:
             checkpoint.save(self.run.checkpoint("last"), exp, state)  # an interrupted first epoch can resume
         X, y, t = exp.arrays("train")
         n = len(X)
         batch = n if train.batch_size == "full" else min(train.batch_size, n)
-        Xs, ys, ts = np.empty_like(X), np.empty_like(y), np.empty_like(t)
+        if train.shuffle:
+            Xs, ys, ts = np.empty_like(X), np.empty_like(y), np.empty_like(t)
+        else:
+            Xs, ys, ts = X, y, t
         rng = exp.rngs["train"]
         started, status, message = time.perf_counter(), "completed", None
         try:
@@ -93,8 +108,6 @@ class Trainer:
                     np.take(X, order, axis=0, out=Xs)
                     np.take(y, order, axis=0, out=ys)
                     np.take(t, order, axis=0, out=ts)
-                else:
-                    Xs, ys, ts = X, y, t
                 metrics = Metrics(exp.network.loss, exp.metric_names())
                 for done, start in enumerate(range(0, n, batch), 1):
                     end = start + batch
@@ -108,7 +121,7 @@ class Trainer:
                         break
                     exp.optimizer.step(exp.network.params)
                     metrics.add(loss, z, ys[start:end])
-                    self.on_batch(done, math.ceil(n / batch))
+                    hooks.on_batch(done, math.ceil(n / batch))
                     if stop:
                         break
                 if status == "diverged" or stop:
@@ -130,7 +143,7 @@ class Trainer:
                 checkpoint.save(self.run.checkpoint("last"), exp, state)
                 if train.checkpoint_every and epoch % train.checkpoint_every == 0:
                     checkpoint.save(self.run.epoch_checkpoint(epoch), exp, state)
-                self.on_epoch(row)
+                hooks.on_epoch(row)
                 if stop:
                     status = "interrupted"
                     break
