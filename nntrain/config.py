@@ -102,10 +102,21 @@ GENERATOR_MODELS = {
 }
 
 
+class _ShorthandSchema:
+    """JSON Schema of a component that also admits the shorthand forms, so editors accept them."""
+
+    def __init__(self, names):
+        self.names = list(names)
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        one_key = {"type": "object", "minProperties": 1, "maxProperties": 1, "propertyNames": {"enum": self.names}}
+        return {"anyOf": [handler(core_schema), {"enum": self.names}, one_key]}
+
+
 def _union(models: dict, registry, tag: str, what: str):
     """One of `models`, chosen by `tag`, accepting the shorthand forms `_expand` describes."""
     union = Annotated[Union[tuple(models.values())], Field(discriminator=tag)]
-    return Annotated[union, BeforeValidator(lambda v: _expand(v, registry, tag, what))]
+    return Annotated[union, BeforeValidator(lambda v: _expand(v, registry, tag, what)), _ShorthandSchema(registry)]
 
 
 def _at(key: str, message: str) -> str:
