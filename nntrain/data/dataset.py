@@ -78,7 +78,11 @@ def encode_labels(y: np.ndarray, task: str, classes: list[str] | None = None):
     if task == "regression":
         if y.dtype.kind == "U":
             raise NntrainError("the target has non-numeric values, but the task is regression", "data.task")
-        return y.astype(np.float64), None
+        y = y.astype(np.float64)
+        if not np.isfinite(y).all():
+            row = int(np.argwhere(~np.isfinite(y))[0][0])
+            raise NntrainError(f"the target of data row {row + 1} is not a finite number", "data.target")
+        return y, None
     if y.ndim != 1:
         raise NntrainError(f"a classification target must be one column, got shape {y.shape}", "data.task")
     if y.dtype.kind != "U":
@@ -126,7 +130,8 @@ class Scaler:
             self.offset, self.factor = X.min(axis=0), np.ptp(X, axis=0)
         else:
             return self
-        self.factor = np.where(self.factor > 0, self.factor, 1.0)  # a constant column stays as it is
+        # A constant column (its std may round to 1e-16, not 0) is only shifted, never blown up.
+        self.factor = np.where(np.ptp(X, axis=0) > 0, self.factor, 1.0)
         return self
 
     def transform(self, X: np.ndarray, dtype) -> np.ndarray:

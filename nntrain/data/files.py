@@ -35,10 +35,7 @@ def read_csv(path: Path, target=None) -> tuple[np.ndarray, np.ndarray, list[str]
     """Numeric feature columns and a target column (by name, index, or the last one)."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = csv.reader(f)
-        header = next(rows, None)
-        if not header:
-            raise NntrainError(f"{path} is empty; a CSV needs a header row and data rows")
-        header = [h.strip() for h in header]
+        header = _header(rows, path)
         col = _target_column(header, target, path)
         features = [h for j, h in enumerate(header) if j != col]
         X, y = [], []
@@ -64,11 +61,29 @@ def read_csv(path: Path, target=None) -> tuple[np.ndarray, np.ndarray, list[str]
                 values.append(value)
             if not row[col].strip():
                 raise NntrainError(f"{path}, line {line}: the target column '{header[col]}' is empty")
+            if not _finite_or_text(row[col]):
+                raise NntrainError(f"{path}, line {line}, column '{header[col]}': '{row[col]}' is not a finite number")
             X.append(values)
             y.append(row[col].strip())
     if not X:
         raise NntrainError(f"{path} has a header but no data rows")
     return np.array(X, dtype=np.float64), _parse_target(np.array(y)), features
+
+
+def _header(rows, path) -> list[str]:
+    """The first non-blank row, stripped."""
+    for row in rows:
+        if any(c.strip() for c in row):
+            return [h.strip() for h in row]
+    raise NntrainError(f"{path} is empty; a CSV needs a header row and data rows")
+
+
+def _finite_or_text(cell: str) -> bool:
+    """False for 'nan', 'inf' and friends: a label that parses as a number must be finite."""
+    try:
+        return bool(np.isfinite(float(cell)))
+    except ValueError:
+        return True
 
 
 def _parse_target(y: np.ndarray) -> np.ndarray:
@@ -82,7 +97,10 @@ def _parse_target(y: np.ndarray) -> np.ndarray:
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Arrays `X` (rows, features) and `y` (rows,) from an .npz; never unpickles anything."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise NntrainError(f"{path} holds a single array; an .npz needs the arrays 'X' and 'y' (np.savez)")
+        with npz:
             missing = [k for k in ("X", "y") if k not in npz.files]
             if missing:
                 raise NntrainError(f"{path} has arrays {npz.files}; it needs 'X' and 'y'")
@@ -91,6 +109,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise NntrainError(f"{path} is not a readable .npz of plain arrays ({e})") from None
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise NntrainError(f"{path}: X must be a 2-D numeric array, got shape {X.shape} dtype {X.dtype}")
+    if y.ndim not in (1, 2):
+        raise NntrainError(f"{path}: y must be 1-D (labels or values) or 2-D (several targets), got shape {y.shape}")
     if len(y) != len(X):
         raise NntrainError(f"{path}: X has {len(X)} rows but y has {len(y)}")
     if y.dtype.kind not in "biufU":
@@ -99,7 +119,11 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if not np.isfinite(X).all():
         row = int(np.argwhere(~np.isfinite(X))[0][0])
         raise NntrainError(f"{path}: X has a NaN or infinite value in row {row}")
-    return X, (y if y.dtype.kind == "U" else y.astype(np.float64)), [f"x{j}" for j in range(X.shape[1])]
+    if y.dtype.kind != "U":
+        y = y.astype(np.float64)
+        if not np.isfinite(y).all():
+            raise NntrainError(f"{path}: y has a NaN or infinite value in row {int(np.argwhere(~np.isfinite(y))[0][0])}")
+    return X, y, [f"x{j}" for j in range(X.shape[1])]
 
 
 def read_features(path: Path, names: list[str]) -> np.ndarray:
@@ -111,9 +135,7 @@ def read_features(path: Path, names: list[str]) -> np.ndarray:
     """
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = csv.reader(f)
-        header = [h.strip() for h in next(rows, None) or []]
-        if not header:
-            raise NntrainError(f"{path} is empty; a CSV needs a header row and data rows")
+        header = _header(rows, path)
         if all(n in header for n in names):
             columns = [header.index(n) for n in names]
         elif len(header) == len(names):
@@ -125,11 +147,14 @@ def read_features(path: Path, names: list[str]) -> np.ndarray:
             if not row or all(not c.strip() for c in row):
                 continue
             try:
-                X.append([float(row[j]) for j in columns])
+                values = [float(row[j]) for j in columns]
             except (ValueError, IndexError):
+                values = [np.nan]
+            if not np.isfinite(values).all():
                 raise NntrainError(
-                    f"{path}, line {rows.line_num}: expected numbers in columns {[header[j] for j in columns]}"
-                ) from None
+                    f"{path}, line {rows.line_num}: expected finite numbers in columns {[header[j] for j in columns]}"
+                )
+            X.append(values)
     if not X:
         raise NntrainError(f"{path} has a header but no data rows")
     return np.array(X, dtype=np.float64)

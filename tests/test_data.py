@@ -1,0 +1,939 @@
+"""The data layer: generators, CSV / NPZ readers, labels, task inference, splits, scaling, and
+how `prepare` puts them together (seed streams, train-only scaling, path resolution)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import small_config
+
+from nntrain.config import load_config
+from nntrain.data.dataset import SPLITS, Scaler, encode_labels, infer_task, split_indices
+from nntrain.data.files import read_csv, read_features, read_npz
+from nntrain.data.generators import GENERATORS
+from nntrain.engine.losses import LOSSES
+from nntrain.errors import NntrainError
+from nntrain.train.experiment import prepare, seed_streams
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def raises(match: str | None = None):
+    return pytest.raises(NntrainError, match=match)
+
+
+# --- generators ---------------------------------------------------------------------------
+
+
+CLASSIFIERS = ["xor", "spirals", "moons", "circles", "blobs", "linear"]
+
+
+def test_registry_holds_every_documented_generator():
+    assert set(GENERATORS) == {"xor", "spirals", "moons", "circles", "blobs", "linear", "sine"}
+    for name in CLASSIFIERS:
+        assert GENERATORS[name].task == "classification"
+    assert GENERATORS["sine"].task == "regression"
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+@pytest.mark.parametrize("samples", [4, 37, 200])
+def test_generator_shapes_and_types(name, samples):
+    X, y = GENERATORS[name](rng(1), samples=samples)
+    width = 1 if name == "sine" else 2
+    assert X.shape == (samples, width)
+    assert y.shape == (samples,)
+    assert X.dtype == np.float64
+    assert np.isfinite(X).all() and np.isfinite(y).all()
+    if name == "sine":
+        assert y.dtype.kind == "f"
+    else:
+        assert y.dtype.kind in "iu"
+
+
+@pytest.mark.parametrize("name", ["xor", "moons", "circles", "linear"])
+def test_binary_generators_label_range(name):
+    _, y = GENERATORS[name](rng(2), samples=400)
+    assert set(np.unique(y).tolist()) == {0, 1}
+
+
+@pytest.mark.parametrize("name, default", [("spirals", 3), ("blobs", 3)])
+@pytest.mark.parametrize("classes", [None, 2, 5, 7])
+def test_classes_option_is_respected_and_balanced(name, default, classes):
+    samples = 353  # not a multiple of any `classes`: counts may differ by one
+    kwargs = {"samples": samples} if classes is None else {"samples": samples, "classes": classes}
+    _, y = GENERATORS[name](rng(3), **kwargs)
+    k = default if classes is None else classes
+    assert sorted(np.unique(y).tolist()) == list(range(k))
+    counts = np.bincount(y, minlength=k)
+    assert counts.sum() == samples
+    assert counts.max() - counts.min() <= 1
+
+
+@pytest.mark.parametrize("name", ["moons", "circles"])
+@pytest.mark.parametrize("samples", [400, 401])
+def test_two_class_generators_are_balanced(name, samples):
+    _, y = GENERATORS[name](rng(4), samples=samples)
+    counts = np.bincount(y)
+    assert counts.max() - counts.min() <= 1
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_generators_are_deterministic_for_a_seed(name):
+    X1, y1 = GENERATORS[name](rng(5), samples=100)
+    X2, y2 = GENERATORS[name](rng(5), samples=100)
+    np.testing.assert_array_equal(X1, X2)
+    np.testing.assert_array_equal(y1, y2)
+    X3, y3 = GENERATORS[name](rng(6), samples=100)
+    assert not np.array_equal(X1, X3)
+
+
+def test_generators_draw_only_from_the_given_rng():
+    state = np.random.get_state()
+    a = GENERATORS["spirals"](rng(7), samples=50)[0]
+    np.random.seed(12345)  # the global NumPy RNG must not matter
+    b = GENERATORS["spirals"](rng(7), samples=50)[0]
+    np.random.set_state(state)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_linear_without_noise_is_separable_by_its_line():
+    X, y = GENERATORS["linear"](rng(8), samples=1000, noise=0.0)
+    assert ((X >= -1) & (X <= 1)).all()
+    side = X[:, 0] - 0.5 * X[:, 1]
+    np.testing.assert_array_equal(y, (side > 0).astype(int))
+    assert 0 < y.sum() < len(y)
+
+
+def test_linear_default_noise_is_zero_and_noise_blurs_the_boundary():
+    X, y = GENERATORS["linear"](rng(9), samples=1000)
+    np.testing.assert_array_equal(y, (X[:, 0] - 0.5 * X[:, 1] > 0).astype(int))
+    Xn, yn = GENERATORS["linear"](rng(9), samples=1000, noise=0.5)
+    assert not np.array_equal(yn, (Xn[:, 0] - 0.5 * Xn[:, 1] > 0).astype(int))
+
+
+@pytest.mark.parametrize("factor", [0.3, 0.5, 0.8])
+def test_circles_without_noise_have_radius_factor_and_one(factor):
+    X, y = GENERATORS["circles"](rng(10), samples=300, noise=0.0, factor=factor)
+    radius = np.linalg.norm(X, axis=1)
+    np.testing.assert_allclose(radius[y == 1], factor, rtol=1e-12)
+    np.testing.assert_allclose(radius[y == 0], 1.0, rtol=1e-12)
+
+
+def test_circles_noise_moves_points_off_the_circles():
+    X, y = GENERATORS["circles"](rng(10), samples=300, noise=0.05)
+    radius = np.linalg.norm(X, axis=1)
+    assert np.abs(radius[y == 1] - 0.5).max() > 1e-3
+    assert abs(radius[y == 1].mean() - 0.5) < 0.05
+    assert abs(radius[y == 0].mean() - 1.0) < 0.05
+
+
+def test_xor_without_noise_labels_opposite_signs():
+    X, y = GENERATORS["xor"](rng(11), samples=500, noise=0.0)
+    assert set(np.abs(X).ravel().tolist()) == {1.0}
+    np.testing.assert_array_equal(y, (np.sign(X[:, 0]) != np.sign(X[:, 1])).astype(int))
+
+
+def test_moons_without_noise_lie_on_their_half_circles():
+    X, y = GENERATORS["moons"](rng(12), samples=400, noise=0.0)
+    upper, lower = X[y == 0], X[y == 1]
+    np.testing.assert_allclose(np.hypot(upper[:, 0], upper[:, 1]), 1.0)
+    assert (upper[:, 1] >= 0).all()
+    np.testing.assert_allclose(np.hypot(1 - lower[:, 0], 0.5 - lower[:, 1]), 1.0)
+    assert (lower[:, 1] <= 0.5).all()
+
+
+def test_spirals_radius_in_unit_disk_and_noise_free_arms_are_distinct():
+    X, y = GENERATORS["spirals"](rng(13), samples=600, classes=3, noise=0.0)
+    assert (np.linalg.norm(X, axis=1) < 1).all()
+    # Without noise, angle = 4*y + 4*r with r = |x|: the label is recoverable exactly.
+    r = np.linalg.norm(X, axis=1)
+    theta = np.arctan2(X[:, 0], X[:, 1])
+    predicted = np.sin(4 * y + 4 * r), np.cos(4 * y + 4 * r)
+    np.testing.assert_allclose(np.sin(theta), predicted[0], atol=1e-9)
+    np.testing.assert_allclose(np.cos(theta), predicted[1], atol=1e-9)
+
+
+def test_blobs_cluster_around_one_centre_per_class():
+    X, y = GENERATORS["blobs"](rng(14), samples=500, classes=4, noise=0.01)
+    centres = np.array([X[y == c].mean(axis=0) for c in range(4)])
+    assert (np.abs(centres) <= 10.1).all()
+    for c in range(4):
+        assert np.abs(X[y == c] - centres[c]).max() < 0.1
+    spread = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    assert spread[np.triu_indices(4, 1)].min() > 0.1
+
+
+def test_sine_without_noise_is_exact():
+    X, y = GENERATORS["sine"](rng(15), samples=300, noise=0.0)
+    assert ((X >= -np.pi) & (X <= np.pi)).all()
+    np.testing.assert_allclose(y, np.sin(X[:, 0]))
+    Xn, yn = GENERATORS["sine"](rng(15), samples=300, noise=0.1)
+    assert 0.05 < np.std(yn - np.sin(Xn[:, 0])) < 0.2
+
+
+# --- read_csv -----------------------------------------------------------------------------
+
+
+def test_read_csv_target_by_name(tmp_path):
+    path = write(tmp_path / "d.csv", "a,label,b\n1,0,2\n3,1,4.5\n-1e-3,1,0\n")
+    X, y, names = read_csv(path, "label")
+    assert names == ["a", "b"]
+    assert X.dtype == np.float64
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4.5], [-1e-3, 0]])
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y, [0, 1, 1])
+
+
+@pytest.mark.parametrize("target", [1, -2, "label"])
+def test_read_csv_target_by_index_positive_and_negative(tmp_path, target):
+    path = write(tmp_path / "d.csv", "a,label,b\n1,7,2\n3,8,4\n")
+    X, y, names = read_csv(path, target)
+    assert names == ["a", "b"]
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(y, [7, 8])
+
+
+def test_read_csv_first_column_by_negative_index(tmp_path):
+    path = write(tmp_path / "d.csv", "t,a,b\n5,1,2\n6,3,4\n")
+    X, y, names = read_csv(path, -3)
+    assert names == ["a", "b"]
+    np.testing.assert_array_equal(y, [5, 6])
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+
+
+def test_read_csv_default_target_is_last_column(tmp_path):
+    path = write(tmp_path / "d.csv", " a , b ,y\n1,2,3\n4,5,6\n")
+    X, y, names = read_csv(path)
+    assert names == ["a", "b"]  # header names are stripped
+    np.testing.assert_array_equal(X, [[1, 2], [4, 5]])
+    np.testing.assert_array_equal(y, [3, 6])
+
+
+@pytest.mark.parametrize("target", [3, -4, 10])
+def test_read_csv_target_index_out_of_range(tmp_path, target):
+    path = write(tmp_path / "d.csv", "a,b,c\n1,2,3\n")
+    with raises("out of range") as e:
+        read_csv(path, target)
+    assert e.value.key == "data.target"
+
+
+def test_read_csv_string_labels_stay_strings(tmp_path):
+    path = write(tmp_path / "d.csv", "x0,x1,species\n1,2,setosa\n3,4, virginica \n5,6,setosa\n")
+    X, y, _ = read_csv(path)
+    assert y.dtype.kind == "U"
+    assert y.tolist() == ["setosa", "virginica", "setosa"]  # whitespace stripped
+    assert X.shape == (3, 2)
+
+
+def test_read_csv_mixed_labels_are_strings(tmp_path):
+    path = write(tmp_path / "d.csv", "x,y\n1,1\n2,two\n")
+    _, y, _ = read_csv(path)
+    assert y.dtype.kind == "U"
+    assert y.tolist() == ["1", "two"]
+
+
+def test_read_csv_handles_bom_and_crlf(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes("\ufeffa,b,t\r\n1,2,3\r\n4,5,6\r\n".encode("utf-8"))
+    X, y, names = read_csv(path, "a")
+    assert names == ["b", "t"]
+    np.testing.assert_array_equal(y, [1, 4])
+
+
+def test_read_csv_skips_blank_lines(tmp_path):
+    path = write(tmp_path / "d.csv", "a,b,t\n\n1,2,0\n   \n , , \n3,4,1\n\n")
+    X, y, _ = read_csv(path)
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(y, [0, 1])
+
+
+def _error(path, target=None) -> str:
+    with pytest.raises(NntrainError) as e:
+        read_csv(path, target)
+    return str(e.value)
+
+
+def test_read_csv_non_numeric_cell_names_line_and_column(tmp_path):
+    path = write(tmp_path / "d.csv", "a,b,t\n1,2,0\n3,abc,1\n")
+    msg = _error(path)
+    assert "d.csv" in msg and "line 3" in msg and "'b'" in msg and "'abc'" in msg
+
+
+def test_read_csv_line_numbers_count_blank_lines_like_an_editor(tmp_path):
+    # header = line 1, data on 2, blank 3, data 4, blank 5, blank 6, bad row on line 7
+    path = write(tmp_path / "d.csv", "a,b,t\n1,2,0\n\n3,4,1\n\n\n5,x,1\n")
+    msg = _error(path)
+    assert "line 7" in msg and "'b'" in msg
+
+
+def test_read_csv_line_numbers_count_quoted_newlines(tmp_path):
+    path = write(tmp_path / "d.csv", 'a,b,t\n1,2,"two\nlines"\n3,oops,1\n')
+    msg = _error(path)
+    assert "line 4" in msg and "'b'" in msg
+
+
+def test_read_csv_empty_feature_cell(tmp_path):
+    path = write(tmp_path / "d.csv", "a,b,t\n1,2,0\n\n,4,1\n")
+    msg = _error(path)
+    assert "line 4" in msg and "'a'" in msg
+
+
+def test_read_csv_empty_target_cell(tmp_path):
+    path = write(tmp_path / "d.csv", "a,b,t\n1,2,0\n3,4,\n")
+    msg = _error(path)
+    assert "line 3" in msg and "'t'" in msg and "empty" in msg
+
+
+@pytest.mark.parametrize("cell", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_read_csv_non_finite_feature(tmp_path, cell):
+    path = write(tmp_path / "d.csv", f"a,b,t\n1,2,0\n3,4,1\n5,{cell},1\n")
+    msg = _error(path)
+    assert "line 4" in msg and "'b'" in msg and cell in msg
+
+
+@pytest.mark.parametrize("row", ["1,2", "1,2,3,4"])
+def test_read_csv_ragged_row(tmp_path, row):
+    path = write(tmp_path / "d.csv", f"a,b,t\n1,2,0\n{row}\n")
+    msg = _error(path)
+    fields = len(row.split(","))
+    assert "line 3" in msg and f"{fields} fields" in msg and "header has 3" in msg
+
+
+def test_read_csv_missing_target_name_suggests_a_column(tmp_path):
+    path = write(tmp_path / "d.csv", "width,height,label\n1,2,0\n")
+    with raises() as e:
+        read_csv(path, "lable")
+    msg = str(e.value)
+    assert e.value.key == "data.target"
+    assert "'lable'" in msg and "did you mean 'label'" in msg
+    assert "width, height, label" in msg
+
+
+def test_read_csv_empty_file(tmp_path):
+    path = write(tmp_path / "empty.csv", "")
+    msg = _error(path)
+    assert "empty.csv" in msg and "empty" in msg
+
+
+def test_read_csv_header_only(tmp_path):
+    for text in ["a,b,t\n", "a,b,t\n\n\n"]:
+        path = write(tmp_path / "h.csv", text)
+        msg = _error(path)
+        assert "no data rows" in msg
+
+
+# --- read_npz -----------------------------------------------------------------------------
+
+
+def test_read_npz_reads_X_and_y(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.arange(6, dtype=np.int32).reshape(3, 2), y=np.array([0, 1, 0]), extra=np.zeros(2))
+    X, y, names = read_npz(path)
+    assert X.dtype == np.float64 and y.dtype == np.float64
+    np.testing.assert_array_equal(X, [[0, 1], [2, 3], [4, 5]])
+    np.testing.assert_array_equal(y, [0, 1, 0])
+    assert names == ["x0", "x1"]
+
+
+def test_read_npz_string_labels_and_2d_targets(tmp_path):
+    path = tmp_path / "s.npz"
+    np.savez(path, X=np.zeros((2, 3)), y=np.array(["cat", "dog"]))
+    _, y, names = read_npz(path)
+    assert y.dtype.kind == "U" and y.tolist() == ["cat", "dog"]
+    assert names == ["x0", "x1", "x2"]
+    path = tmp_path / "r.npz"
+    np.savez(path, X=np.zeros((4, 1)), y=np.ones((4, 2), dtype=np.float32))
+    _, y, _ = read_npz(path)
+    assert y.shape == (4, 2) and y.dtype == np.float64
+
+
+@pytest.mark.parametrize("arrays", [{"X": np.zeros((3, 2))}, {"y": np.zeros(3)}, {"features": np.zeros((3, 2)), "y": np.zeros(3)}])
+def test_read_npz_missing_array(tmp_path, arrays):
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with raises("needs 'X' and 'y'"):
+        read_npz(path)
+
+
+class _Tripwire:
+    """Unpickling this object creates `path`: proof that something was unpickled."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+@pytest.mark.parametrize("key", ["X", "y"])
+def test_read_npz_never_unpickles_object_arrays(tmp_path, key):
+    marker = tmp_path / "unpickled"
+    arrays = {"X": np.zeros((1, 2)), "y": np.zeros(1)}
+    arrays[key] = np.array([_Tripwire(marker)], dtype=object)
+    path = tmp_path / "evil.npz"
+    np.savez(path, **arrays)
+    with raises("evil.npz"):
+        read_npz(path)
+    assert not marker.exists()
+    # The tripwire works: loading with pickles allowed does set it off.
+    np.load(path, allow_pickle=True)[key]
+    assert marker.exists()
+
+
+def test_read_npz_plain_object_array_is_an_error(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, X=np.zeros((1, 2)), y=np.array([{"a": 1}], dtype=object))
+    with raises("not a readable .npz"):
+        read_npz(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a zip file\n", b"PK\x03\x04truncated"])
+def test_read_npz_not_a_zip(tmp_path, content):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with raises("bad.npz"):
+        read_npz(path)
+
+
+def test_read_npz_a_pickle_is_not_loaded(tmp_path):
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    path = tmp_path / "pickle.npz"
+    path.write_bytes(pickle.dumps(_Tripwire(marker)))
+    with raises("pickle.npz"):
+        read_npz(path)
+    assert not marker.exists()
+
+
+def test_read_npz_a_single_npy_array_is_an_error(tmp_path):
+    # A .npy file (not a zip archive) renamed to .npz: np.load returns a bare array.
+    path = tmp_path / "array.npz"
+    with open(path, "wb") as f:
+        np.save(f, np.zeros((3, 2)))
+    with raises("array.npz"):
+        read_npz(path)
+
+
+def test_read_npz_nan_in_X_names_the_row(tmp_path):
+    X = np.ones((5, 2))
+    X[3, 1] = np.nan
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, y=np.zeros(5))
+    with raises("row 3"):
+        read_npz(path)
+    X[3, 1] = 1
+    X[1, 0] = -np.inf
+    np.savez(path, X=X, y=np.zeros(5))
+    with raises("row 1"):
+        read_npz(path)
+
+
+def test_read_npz_mismatched_lengths(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((5, 2)), y=np.zeros(4))
+    with raises("5 rows but y has 4"):
+        read_npz(path)
+
+
+def test_read_npz_scalar_y_is_an_error(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((3, 2)), y=np.float64(1.0))
+    with raises("d.npz"):
+        read_npz(path)
+
+
+@pytest.mark.parametrize("X", [np.zeros(4), np.zeros((2, 2, 2)), np.array([["a", "b"], ["c", "d"]])])
+def test_read_npz_X_must_be_2d_numeric(tmp_path, X):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, y=np.zeros(len(X)))
+    with raises("X must be a 2-D numeric array"):
+        read_npz(path)
+
+
+# --- read_features (predict) ----------------------------------------------------------------
+
+
+def test_read_features_by_name_ignores_extras_and_reorders(tmp_path):
+    path = write(tmp_path / "p.csv", "label,b,junk,a\nx,2,zzz,1\ny,4,,3\n")
+    X = read_features(path, ["a", "b"])
+    assert X.dtype == np.float64
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+
+
+def test_read_features_positional_fallback(tmp_path):
+    path = write(tmp_path / "p.csv", "p,q\n1,2\n\n3,4\n")
+    np.testing.assert_array_equal(read_features(path, ["a", "b"]), [[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("header", ["a,c,d", "a", "c"])
+def test_read_features_wrong_columns(tmp_path, header):
+    width = len(header.split(","))
+    path = write(tmp_path / "p.csv", header + "\n" + ",".join(["1"] * width) + "\n")
+    with raises() as e:
+        read_features(path, ["a", "b"])
+    assert "p.csv" in str(e.value) and "['a', 'b']" in str(e.value)
+
+
+def test_read_features_bad_cell_names_the_line(tmp_path):
+    path = write(tmp_path / "p.csv", "a,b\n1,2\n\n3,x\n")
+    with raises("line 4"):
+        read_features(path, ["a", "b"])
+    path = write(tmp_path / "p.csv", "a,b\n1,2\n3\n")
+    with raises("line 3"):
+        read_features(path, ["a", "b"])
+
+
+def test_read_features_empty_and_header_only(tmp_path):
+    with raises("empty"):
+        read_features(write(tmp_path / "e.csv", ""), ["a"])
+    with raises("no data rows"):
+        read_features(write(tmp_path / "h.csv", "a\n"), ["a"])
+
+
+def test_read_features_rejects_non_finite_values(tmp_path):
+    # Training data with NaN/inf is refused (read_csv); predicting on it must be refused too.
+    path = write(tmp_path / "p.csv", "a,b\n1,2\n3,nan\n")
+    with raises("line 3"):
+        read_features(path, ["a", "b"])
+
+
+# --- encode_labels ------------------------------------------------------------------------
+
+
+def test_encode_string_labels():
+    y, classes = encode_labels(np.array(["dog", "cat", "emu", "cat"]), "classification")
+    assert classes == ["cat", "dog", "emu"]
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(y, [1, 0, 2, 0])
+
+
+def test_encode_numeric_labels_sort_as_numbers():
+    y, classes = encode_labels(np.array([10.0, 2.0, 0.0, 1.0, 2.0, 10.0]), "classification")
+    assert classes == ["0", "1", "2", "10"]
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(y, [3, 2, 0, 1, 2, 3])
+
+
+def test_encode_negative_and_integer_dtype_labels():
+    y, classes = encode_labels(np.array([-1, 1, -1, 3]), "classification")
+    assert classes == ["-1", "1", "3"]
+    np.testing.assert_array_equal(y, [0, 1, 0, 2])
+
+
+def test_encode_fractional_labels_suggest_regression():
+    with raises("regression") as e:
+        encode_labels(np.array([0.0, 0.5, 1.0]), "classification")
+    assert e.value.key == "data.task"
+
+
+def test_encode_with_the_runs_classes():
+    y, classes = encode_labels(np.array(["b", "a"]), "classification", ["b", "a", "c"])
+    assert classes == ["b", "a", "c"]
+    np.testing.assert_array_equal(y, [0, 1])
+    y, classes = encode_labels(np.array([10.0, 2.0]), "classification", ["0", "1", "2", "10"])
+    np.testing.assert_array_equal(y, [3, 2])
+
+
+def test_encode_unseen_label_is_an_error():
+    with raises("'emu'") as e:
+        encode_labels(np.array(["cat", "emu"]), "classification", ["cat", "dog"])
+    assert "['cat', 'dog']" in str(e.value)
+    with raises("'7'"):
+        encode_labels(np.array([0.0, 7.0]), "classification", ["0", "1"])
+
+
+def test_encode_regression():
+    y, classes = encode_labels(np.array([0.5, 1.5]), "regression")
+    assert classes is None and y.dtype == np.float64
+    np.testing.assert_array_equal(y, [0.5, 1.5])
+    with raises("non-numeric") as e:
+        encode_labels(np.array(["a", "b"]), "regression")
+    assert e.value.key == "data.task"
+
+
+def test_encode_classification_needs_one_column():
+    with raises("one column"):
+        encode_labels(np.zeros((3, 2)), "classification")
+
+
+# --- infer_task ---------------------------------------------------------------------------
+
+
+def test_infer_task():
+    numbers, strings = np.array([0.0, 1.0]), np.array(["a", "b"])
+    both = LOSSES["mse"].tasks
+    assert set(both) == {"classification", "regression"}
+    only_classification = LOSSES["cross_entropy"].tasks
+    assert only_classification == ("classification",)
+    # declared wins over everything
+    assert infer_task("regression", "classification", strings, only_classification) == "regression"
+    assert infer_task("classification", "regression", numbers, both) == "classification"
+    # then the generator's task
+    assert infer_task(None, "regression", numbers, only_classification) == "regression"
+    assert infer_task(None, "classification", numbers, both) == "classification"
+    # then a loss with one task
+    assert infer_task(None, None, numbers, only_classification) == "classification"
+    assert infer_task(None, None, numbers, LOSSES["hinge"].tasks) == "classification"
+    # then the labels
+    assert infer_task(None, None, strings, both) == "classification"
+    assert infer_task(None, None, numbers, both) == "regression"
+
+
+# --- split_indices ------------------------------------------------------------------------
+
+
+def _labels(counts, seed=0):
+    y = np.concatenate([np.full(n, c) for c, n in enumerate(counts)])
+    return rng(seed).permutation(y)
+
+
+def _check_partition(splits, n):
+    assert set(splits) == set(SPLITS)
+    every = np.concatenate([splits[s] for s in SPLITS])
+    assert len(every) == n and len(np.unique(every)) == n  # disjoint and complete
+    np.testing.assert_array_equal(np.sort(every), np.arange(n))
+    for s in SPLITS:
+        assert splits[s].dtype == np.int64
+        np.testing.assert_array_equal(splits[s], np.sort(splits[s]))
+
+
+@pytest.mark.parametrize("counts", [[100, 100], [50, 30, 20], [203, 71, 11, 9], [7, 7, 7, 7, 7]])
+@pytest.mark.parametrize("val, test", [(0.15, 0.15), (0.2, 0.1), (0.3, 0.0)])
+def test_split_stratified(counts, val, test):
+    y = _labels(counts)
+    n = len(y)
+    splits = split_indices(y, "classification", val, test, rng(1))
+    _check_partition(splits, n)
+    k = len(counts)
+    for name, frac in [("val", val), ("test", test), ("train", 1 - val - test)]:
+        rows = splits[name]
+        assert abs(len(rows) - frac * n) <= k / 2 + 1e-9
+        for c, n_c in enumerate(counts):
+            in_split = int(np.sum(y[rows] == c))
+            assert abs(in_split - frac * n_c) <= 1
+            assert abs(in_split - len(rows) * n_c / n) <= 1
+
+
+def test_split_regression_sizes():
+    y = rng(2).normal(size=1000)
+    splits = split_indices(y, "regression", 0.2, 0.1, rng(3))
+    _check_partition(splits, 1000)
+    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (700, 200, 100)
+
+
+def test_split_is_shuffled_not_contiguous():
+    y = np.zeros(1000)
+    splits = split_indices(y, "regression", 0.2, 0.2, rng(4))
+    assert splits["test"].max() - splits["test"].min() > 500
+    assert not np.array_equal(splits["test"], np.arange(200))
+
+
+def test_split_deterministic_for_a_seed():
+    y = _labels([40, 60, 25])
+    a = split_indices(y, "classification", 0.2, 0.2, rng(5))
+    b = split_indices(y, "classification", 0.2, 0.2, rng(5))
+    c = split_indices(y, "classification", 0.2, 0.2, rng(6))
+    for s in SPLITS:
+        np.testing.assert_array_equal(a[s], b[s])
+    assert any(not np.array_equal(a[s], c[s]) for s in SPLITS)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_split_zero_fractions_give_empty_splits(task):
+    y = _labels([30, 20]) if task == "classification" else rng(7).normal(size=50)
+    splits = split_indices(y, task, 0.0, 0.0, rng(8))
+    assert len(splits["val"]) == 0 and len(splits["test"]) == 0
+    np.testing.assert_array_equal(splits["train"], np.arange(50))
+    assert splits["val"].dtype == np.int64 and splits["test"].dtype == np.int64
+    splits = split_indices(y, task, 0.0, 0.2, rng(8))
+    assert len(splits["val"]) == 0 and len(splits["test"]) == 10
+    _check_partition(splits, 50)
+
+
+# --- Scaler -------------------------------------------------------------------------------
+
+
+def _data(rows=200, seed=9):
+    r = rng(seed)
+    return r.normal(loc=[5.0, -3.0, 100.0], scale=[2.0, 0.1, 30.0], size=(rows, 3))
+
+
+def test_standardize_train_rows():
+    X = _data()
+    Z = Scaler("standardize").fit(X).transform(X, np.float64)
+    np.testing.assert_allclose(Z.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(Z.std(axis=0), 1, rtol=1e-12)
+
+
+def test_minmax_train_rows():
+    X = _data()
+    Z = Scaler("minmax").fit(X).transform(X, np.float64)
+    np.testing.assert_allclose(Z.min(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(Z.max(axis=0), 1, rtol=1e-12)
+    assert ((Z >= 0) & (Z <= 1 + 1e-12)).all()
+
+
+@pytest.mark.parametrize("method", ["standardize", "minmax"])
+def test_constant_column_stays_finite(method):
+    X = _data()
+    X[:, 1] = 4.2
+    scaler = Scaler(method).fit(X)
+    Z = scaler.transform(X, np.float64)
+    assert np.isfinite(Z).all()
+    # "a constant column stays as it is": factor 1, so the column becomes x - offset = 0
+    assert scaler.factor[1] == 1.0
+    np.testing.assert_allclose(Z[:, 1], 0, atol=1e-12)
+    # a row outside the training range moves by its distance, not by that over a rounding error
+    other = scaler.transform(np.full((2, 3), 5.2), np.float32)
+    assert np.isfinite(other).all()
+    np.testing.assert_allclose(other[:, 1], 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["standardize", "minmax"])
+def test_scaler_statistics_come_only_from_fitted_rows(method):
+    X = _data(300)
+    X[200:] += 1000  # rows not fitted on are far away
+    fitted = X[:200]
+    scaler = Scaler(method).fit(fitted)
+    if method == "standardize":
+        np.testing.assert_allclose(scaler.offset, fitted.mean(axis=0))
+        np.testing.assert_allclose(scaler.factor, fitted.std(axis=0))
+    else:
+        np.testing.assert_allclose(scaler.offset, fitted.min(axis=0))
+        np.testing.assert_allclose(scaler.factor, fitted.max(axis=0) - fitted.min(axis=0))
+    Z = scaler.transform(X[200:], np.float64)
+    np.testing.assert_allclose(Z, (X[200:] - scaler.offset) / scaler.factor)
+    assert (Z > 1).all()
+
+
+@pytest.mark.parametrize("method", ["standardize", "minmax"])
+def test_scaler_state_round_trip(method):
+    X = _data()
+    scaler = Scaler(method).fit(X)
+    state = scaler.state_dict()
+    assert set(state) == {"data.scale.offset", "data.scale.factor"}
+    # state as saved in a checkpoint: plain arrays, possibly through an npz
+    restored = Scaler.from_state(method, {k: np.array(v) for k, v in state.items()})
+    np.testing.assert_array_equal(restored.transform(X, np.float64), scaler.transform(X, np.float64))
+    Y = _data(10, seed=10)
+    np.testing.assert_array_equal(restored.transform(Y, np.float32), scaler.transform(Y, np.float32))
+
+
+def test_scaler_none():
+    X = _data()
+    scaler = Scaler("none").fit(X)
+    assert scaler.state_dict() == {}
+    np.testing.assert_array_equal(scaler.transform(X, np.float64), X)
+    Z = scaler.transform(X, np.float32)
+    assert Z.dtype == np.float32
+    np.testing.assert_array_equal(Z, X.astype(np.float32))
+    restored = Scaler.from_state("none", {})
+    np.testing.assert_array_equal(restored.transform(X, np.float64), X)
+
+
+@pytest.mark.parametrize("method", ["none", "standardize", "minmax"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scaler_transform_casts(method, dtype):
+    X = _data()
+    Z = Scaler(method).fit(X).transform(X, dtype)
+    assert Z.dtype == dtype
+    assert X.dtype == np.float64  # the input is not modified
+    Z2 = Scaler(method).fit(X).transform(X, np.dtype(dtype))
+    assert Z2.dtype == dtype
+
+
+# --- prepare --------------------------------------------------------------------------------
+
+
+def config(**sections):
+    return load_config(None, [], raw=small_config(**sections))
+
+
+def test_prepare_dtype_float32():
+    exp = prepare(config())
+    assert exp.dtype == np.float32
+    for split in SPLITS:
+        X, y, t = exp.arrays(split)
+        assert X.dtype == np.float32
+        assert y.dtype == np.int64  # cross_entropy's targets are the class indices themselves
+        assert len(X) == len(exp.splits[split])
+    assert all(p.value.dtype == np.float32 for p in exp.network.params)
+    assert exp.dataset.X.dtype == np.float64  # the raw data keeps full precision
+
+
+def test_prepare_dtype_float64():
+    exp = prepare(config(dtype="float64", loss="mse"))  # mse on one-hot rows: targets in the dtype
+    X, y, t = exp.arrays("train")
+    assert X.dtype == np.float64 and t.dtype == np.float64
+    assert t.shape == (len(y), 3)
+    np.testing.assert_array_equal(t.argmax(axis=1), y)
+    assert all(p.value.dtype == np.float64 for p in exp.network.params)
+
+
+def test_prepare_data_comes_from_the_data_stream():
+    exp = prepare(config(seed=11))
+    X, y = GENERATORS["spirals"](seed_streams(11)["data"], samples=300, classes=3, noise=0.2)
+    np.testing.assert_array_equal(exp.dataset.X, X)
+    np.testing.assert_array_equal(exp.dataset.y, y)
+    assert exp.dataset.task == "classification"
+    assert exp.dataset.classes == ["0", "1", "2"]
+    assert exp.dataset.feature_names == ["x0", "x1"]
+    assert exp.config.data.task == "classification"
+
+
+@pytest.mark.parametrize("scale", ["standardize", "minmax"])
+def test_prepare_scaler_fitted_on_train_split_only(scale):
+    exp = prepare(config(data={"scale": scale, "split": {"val": 0.3, "test": 0.2}}))
+    X = exp.dataset.X
+    train = X[exp.splits["train"]]
+    if scale == "standardize":
+        np.testing.assert_allclose(exp.scaler.offset, train.mean(axis=0))
+        np.testing.assert_allclose(exp.scaler.factor, train.std(axis=0))
+        assert not np.allclose(exp.scaler.offset, X.mean(axis=0), rtol=0, atol=1e-12)
+        Xt = exp.arrays("train")[0]
+        np.testing.assert_allclose(Xt.mean(axis=0), 0, atol=1e-5)
+        np.testing.assert_allclose(Xt.std(axis=0), 1, atol=1e-5)
+    else:
+        np.testing.assert_allclose(exp.scaler.offset, train.min(axis=0))
+        np.testing.assert_allclose(exp.scaler.factor, np.ptp(train, axis=0))
+        Xt = exp.arrays("train")[0]
+        np.testing.assert_allclose(Xt.min(axis=0), 0, atol=1e-6)
+        np.testing.assert_allclose(Xt.max(axis=0), 1, atol=1e-6)
+    for split in ("val", "test"):
+        expected = ((X[exp.splits[split]] - exp.scaler.offset) / exp.scaler.factor).astype(np.float32)
+        np.testing.assert_allclose(exp.arrays(split)[0], expected, rtol=1e-6)
+
+
+def test_prepare_same_seed_same_splits_and_weights():
+    a, b = prepare(config(seed=3)), prepare(config(seed=3))
+    for s in SPLITS:
+        np.testing.assert_array_equal(a.splits[s], b.splits[s])
+    np.testing.assert_array_equal(a.dataset.X, b.dataset.X)
+    assert len(a.network.params) == len(b.network.params) > 0
+    for p, q in zip(a.network.params, b.network.params):
+        assert p.key == q.key
+        np.testing.assert_array_equal(p.value, q.value)
+    c = prepare(config(seed=4))
+    assert not np.array_equal(a.dataset.X, c.dataset.X)
+    assert not np.array_equal(a.splits["test"], c.splits["test"])
+    assert not np.array_equal(a.network.params[0].value, c.network.params[0].value)
+
+
+def test_prepare_network_change_does_not_change_data_or_splits():
+    a = prepare(config(seed=5))
+    b = prepare(config(seed=5, model={"layers": [{"linear": 64}, "tanh", {"linear": 32}, "relu", {"linear": 3}]}))
+    np.testing.assert_array_equal(a.dataset.X, b.dataset.X)
+    np.testing.assert_array_equal(a.dataset.y, b.dataset.y)
+    for s in SPLITS:
+        np.testing.assert_array_equal(a.splits[s], b.splits[s])
+    np.testing.assert_array_equal(a.scaler.offset, b.scaler.offset)
+    assert a.network.params[0].value.shape != b.network.params[0].value.shape
+
+
+def test_prepare_split_change_does_not_change_data_or_weights():
+    a = prepare(config(seed=6))
+    b = prepare(config(seed=6, data={"split": {"val": 0.3, "test": 0.1}}))
+    np.testing.assert_array_equal(a.dataset.X, b.dataset.X)
+    for p, q in zip(a.network.params, b.network.params):
+        np.testing.assert_array_equal(p.value, q.value)
+
+
+def test_prepare_splits_are_stratified_and_sized():
+    exp = prepare(config(data={"split": {"val": 0.2, "test": 0.1}}))
+    _check_partition(exp.splits, 300)
+    y = exp.dataset.y
+    for name, frac in [("val", 0.2), ("test", 0.1)]:
+        np.testing.assert_array_equal(np.bincount(y[exp.splits[name]], minlength=3), [round(frac * 100)] * 3)
+
+
+def _csv(path: Path, rows=40) -> Path:
+    r = rng(12)
+    X = r.normal(size=(rows, 2))
+    labels = np.where(X[:, 0] > 0, "yes", "no")
+    lines = ["f1,f2,answer"] + [f"{a:.17g},{b:.17g},{c}" for (a, b), c in zip(X, labels)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+CSV_MODEL = {"layers": [{"linear": 4}, "relu", {"linear": 2}]}
+
+
+def test_prepare_relative_csv_path_resolves_against_base(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    _csv(project / "data" / "points.csv")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = config(data={"dataset": "data/points.csv", "options": {}}, model=CSV_MODEL)
+    exp = prepare(cfg, base=project)
+    assert exp.dataset.X.shape == (40, 2)
+    assert exp.dataset.classes == ["no", "yes"]
+    assert exp.dataset.feature_names == ["f1", "f2"]
+    # without base, the relative path means nothing from here
+    with raises("does not exist") as e:
+        prepare(config(data={"dataset": "data/points.csv", "options": {}}, model=CSV_MODEL))
+    assert e.value.key == "data.dataset"
+
+
+def test_prepare_relative_csv_path_from_cwd_and_absolute(tmp_path, monkeypatch):
+    path = _csv(tmp_path / "here" / "points.csv")
+    monkeypatch.chdir(tmp_path / "here")
+    exp = prepare(config(data={"dataset": "points.csv", "options": {}}, model=CSV_MODEL), base=tmp_path / "nowhere")
+    assert exp.dataset.X.shape == (40, 2)
+    exp = prepare(config(data={"dataset": str(path), "options": {}}, model=CSV_MODEL), base=tmp_path / "nowhere")
+    assert exp.dataset.X.shape == (40, 2)
+
+
+def test_prepare_csv_regression_target(tmp_path):
+    r = rng(13)
+    X = r.normal(size=(30, 3))
+    lines = ["a,b,c,value"] + [",".join(repr(float(v)) for v in (*row, row.sum())) for row in X]
+    write(tmp_path / "reg.csv", "\n".join(lines) + "\n")
+    cfg = config(
+        data={"dataset": "reg.csv", "options": {}}, model={"layers": [{"linear": 1}]}, loss="mse"
+    )
+    exp = prepare(cfg, base=tmp_path)
+    assert exp.dataset.task == "regression" and exp.dataset.classes is None
+    np.testing.assert_allclose(exp.dataset.y, X.sum(axis=1))
+    _, y, t = exp.arrays("train")
+    assert t.shape == (len(y), 1) and t.dtype == np.float32
+
+
+def test_prepare_csv_regression_rejects_nan_target(tmp_path):
+    # A NaN feature is refused with its line number; a NaN target must not slip through
+    # and turn every training loss into NaN.
+    write(tmp_path / "reg.csv", "a,value\n1,2\n2,nan\n3,4\n4,5\n5,6\n6,7\n7,8\n")
+    cfg = config(
+        data={"dataset": "reg.csv", "options": {}, "task": "regression"},
+        model={"layers": [{"linear": 1}]},
+        loss="mse",
+    )
+    with raises():
+        prepare(cfg, base=tmp_path)
+
+
+def test_prepare_single_class_is_an_error(tmp_path):
+    write(tmp_path / "one.csv", "a,b\n1,x\n2,x\n3,x\n")
+    with raises("single class"):
+        prepare(config(data={"dataset": "one.csv", "options": {}}, model=CSV_MODEL), base=tmp_path)
+
+
+def test_prepare_with_saved_classes_keeps_the_runs_order(tmp_path):
+    _csv(tmp_path / "points.csv")
+    saved = {"data.classes": np.array(["yes", "no"])}
+    exp = prepare(config(data={"dataset": "points.csv", "options": {}, "scale": "none"}, model=CSV_MODEL),
+                  base=tmp_path, saved=saved)
+    assert exp.dataset.classes == ["yes", "no"]
+    _, answers, _ = read_csv(tmp_path / "points.csv")
+    np.testing.assert_array_equal(exp.dataset.y, (answers == "no").astype(int))
