@@ -70,25 +70,26 @@ def resume(
 ) -> dict:
     """Continue a run from its newest readable checkpoint, in the same directory.
 
-    The run's config with `overrides` applied must equal the checkpoint's, except that
-    train.epochs may grow; a CONFIG given as well must match too.
+    The run's config (or `config_path`, when given) with `overrides` applied must equal the
+    checkpoint's, except that train.epochs may grow.
     """
     hooks = hooks or Hooks()
     run = RunDir.open(run_dir)
     path, arrays = checkpoint.newest_readable(run, hooks.log)
     saved = checkpoint.embedded_config(arrays)
-    config = cfg.load_config(run.config_file, overrides)
-    config.name = saved.name
     if config_path is not None:
-        given = cfg.load_config(Path(config_path), overrides)
-        _pin_data_path(given, Path(config_path).parent)
-        differ = [k for k in _differences(given, config) if k != "name"]
-        if differ:
-            raise NntrainError(f"{config_path} differs from the config of {run.path} in: {', '.join(differ)}")
-    exp = prepare(config, None, splits=load_npz(run.splits_file), saved=arrays)
+        config = cfg.load_config(Path(config_path), overrides)
+        _pin_data_path(config, Path(config_path).parent)
+    else:
+        config = cfg.load_config(run.config_file, overrides)
+    config.name = saved.name
+    exp = prepare(config, None, splits=load_npz(run.splits_file), saved=arrays)  # also fills task defaults
     changed = [k for k in _differences(saved, config) if k != "train.epochs"]
     if changed:
-        raise NntrainError(f"cannot resume {run.path}: the config changed in {', '.join(changed)}; only train.epochs may change")
+        source = config_path or "its config"
+        raise NntrainError(
+            f"cannot resume {run.path}: {source} differs from the run in {', '.join(changed)}; only train.epochs may change"
+        )
     if config.train.epochs < saved.train.epochs:
         raise NntrainError(
             f"train.epochs {config.train.epochs} is less than the run's {saved.train.epochs}; it may only grow on resume"
@@ -114,6 +115,7 @@ def load_run(run_dir: Path, which: str = "best") -> Experiment:
     splits = load_npz(run.splits_file) if run.splits_file.exists() else None
     exp = prepare(config, None, splits=splits, saved=arrays)
     checkpoint.restore(exp, arrays, training=False)
+    exp.source = path.stem if which in ("best", "last") else which  # "last" when there is no best.npz
     return exp
 
 
@@ -139,7 +141,7 @@ def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: 
         X, y, t = exp.arrays(split)
         source = split
     result = evaluate(exp.network, X, t, y, exp.metric_names())
-    return {"run_dir": str(run_dir), "checkpoint": which, "data": source, "samples": int(len(X)), **result}
+    return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(len(X)), **result}
 
 
 def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -178,8 +179,16 @@ class DataConfig(Strict):
     def _options_fit_dataset(self):
         model = GENERATOR_MODELS.get(self.dataset)
         if model is None:
+            if not self.dataset.lower().endswith((".csv", ".npz")):
+                raise ValueError(
+                    _at(
+                        "dataset",
+                        f"'{self.dataset}' is neither a built-in dataset{did_you_mean(self.dataset, GENERATORS)}"
+                        f" ({', '.join(GENERATORS)}) nor a .csv / .npz file",
+                    )
+                )
             if self.options:
-                raise ValueError("data.options applies only to built-in datasets")
+                raise ValueError(_at("options", "options apply only to built-in datasets, not to files"))
             return self
         try:
             self.options = model.model_validate(self.options).model_dump()
@@ -281,6 +290,28 @@ def validate(raw: dict) -> Config:
         raise NntrainError("invalid config:\n  " + "\n  ".join(lines)) from None
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads 1e-3 as a number: YAML 1.1 wants a dot (1.0e-3) and would give a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: Path) -> dict:
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -289,7 +320,7 @@ def read_yaml(path: Path) -> dict:
     except (OSError, UnicodeDecodeError) as e:
         raise NntrainError(f"cannot read config file '{path}': {e}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
     except yaml.YAMLError as e:
         raise NntrainError(f"'{path}' is not valid YAML: {e}") from None
     return {} if raw is None else raw
@@ -302,7 +333,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         if not sep or not key:
             raise NntrainError(f"--set '{item}' must look like KEY=VALUE, e.g. --set optimizer.lr=0.01")
         try:
-            value = yaml.safe_load(text)
+            value = parse_yaml(text)
         except yaml.YAMLError:
             value = text
         node = raw

@@ -471,8 +471,17 @@ def test_read_features_by_name_ignores_extras_and_reorders(tmp_path):
 
 
 def test_read_features_positional_fallback(tmp_path):
+    """Unnamed features (a generator's x0, x1) may come as columns in order, under any header."""
     path = write(tmp_path / "p.csv", "p,q\n1,2\n\n3,4\n")
-    np.testing.assert_array_equal(read_features(path, ["a", "b"]), [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(read_features(path, ["x0", "x1"]), [[1, 2], [3, 4]])
+
+
+def test_read_features_named_features_are_never_taken_by_position(tmp_path):
+    """A model trained on named columns refuses a file whose header lacks them (no silent swap)."""
+    path = write(tmp_path / "p.csv", "p,q\n1,2\n")
+    with raises() as e:
+        read_features(path, ["a", "b"])
+    assert "['a', 'b']" in str(e.value)
 
 
 @pytest.mark.parametrize("header", ["a,c,d", "a", "c"])

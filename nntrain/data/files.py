@@ -130,15 +130,16 @@ def read_features(path: Path, names: list[str]) -> np.ndarray:
     """Feature columns of a CSV for prediction: (rows, len(names)) float64.
 
     Columns are taken by name when the header has every training feature name (other
-    columns, such as the target, are ignored); otherwise the file must have exactly
-    len(names) columns, taken in order.
+    columns, such as the target, are ignored). Features that had no names (a generator's
+    or an .npz's x0, x1, ...) may also come as exactly len(names) columns, taken in order.
     """
+    unnamed = names == [f"x{j}" for j in range(len(names))]
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = csv.reader(f)
         header = _header(rows, path)
         if all(n in header for n in names):
             columns = [header.index(n) for n in names]
-        elif len(header) == len(names):
+        elif unnamed and len(header) == len(names):
             columns = list(range(len(names)))
         else:
             raise NntrainError(f"{path} has columns {header}; the model needs the features {names}")

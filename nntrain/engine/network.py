@@ -87,7 +87,8 @@ class Network:
         extra = sorted(k for k in state if k.startswith("layers.") and k not in expected)
         if missing or extra:
             raise ValueError(f"parameter keys differ: missing {missing or 'none'}, unexpected {extra or 'none'}")
-        for key, p in expected.items():
+        for key, p in expected.items():  # check everything before changing anything
             if state[key].shape != p.value.shape:
                 raise ValueError(f"{key} has shape {state[key].shape}, the network needs {p.value.shape}")
+        for key, p in expected.items():
             p.value[...] = state[key]

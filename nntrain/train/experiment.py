@@ -38,6 +38,7 @@ class Experiment:
     optimizer: object
     rngs: dict[str, np.random.Generator]
     saved: dict[str, np.ndarray] | None = None  # the checkpoint it was restored from, if any
+    source: str | None = None  # that checkpoint's name (best, last, epoch-0010) or path
     _arrays: dict = field(default_factory=dict)
 
     @property

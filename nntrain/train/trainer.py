@@ -99,7 +99,10 @@ class Trainer:
             Xs, ys, ts = X, y, t
         rng = exp.rngs["train"]
         started, status, message = time.perf_counter(), "completed", None
+        # Overflow on the way to a NaN loss is reported once, as divergence, not as numpy warnings.
+        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
         try:
+            errstate.__enter__()
             for epoch in range(state.epoch + 1, train.epochs + 1):
                 t0 = time.perf_counter()
                 if train.shuffle:
@@ -148,6 +151,7 @@ class Trainer:
                     status = "interrupted"
                     break
         finally:
+            errstate.__exit__(None, None, None)
             log.close()
         summary = self.summary(status, state, time.perf_counter() - started, message)
         self.run.write_summary(summary)

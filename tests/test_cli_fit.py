@@ -1,0 +1,346 @@
+"""`nntrain fit` end to end: what a run directory holds, what the CLI prints, determinism,
+overrides, starting weights and divergence."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+import nntrain
+
+METRIC_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+ANSI = re.compile(r"\x1b\[")
+
+
+def read_metrics(run):
+    with open(run / "metrics.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def without_seconds(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def load(path):
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def params(arrays):
+    return {k: v for k, v in arrays.items() if k.startswith("layers.")}
+
+
+def fit(cli, config, run, *args):
+    return cli("fit", config, "--run-dir", run, *args)
+
+
+@pytest.fixture
+def run(cli, write_config, tmp_path):
+    """A completed 5-epoch run of the small spirals config with a checkpoint every 2 epochs."""
+    path = tmp_path / "run"
+    result = fit(cli, write_config(train={"epochs": 5, "batch_size": 32, "checkpoint_every": 2}), path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+# --- the run directory ---------------------------------------------------------------------
+
+
+def test_run_directory_layout(run):
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.csv", "splits.npz", "summary.json"]
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["best.npz", "epoch-0002.npz", "epoch-0004.npz", "last.npz"]
+
+
+def test_config_yaml_is_fully_resolved_and_revalidates(run, cli):
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["name"] == "small"
+    assert resolved["data"]["task"] == "classification"
+    assert resolved["data"]["split"] == {"val": 0.15, "test": 0.15}
+    assert resolved["model"]["layers"][0] == {"type": "linear", "units": 16, "init": None, "init_scale": None}
+    assert resolved["model"]["layers"][1] == {"type": "relu"}
+    assert resolved["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0}
+    assert resolved["train"]["metrics"] == ["accuracy"]
+    assert resolved["train"]["monitor"] == "val_loss"
+    assert resolved["train"]["checkpoint_every"] == 2
+    result = cli("validate", run / "config.yaml")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout) == resolved
+
+
+def test_metrics_csv_has_one_row_per_epoch(run):
+    columns, rows = read_metrics(run)
+    assert columns == METRIC_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
+    for row in rows:
+        values = {k: float(v) for k, v in row.items()}
+        assert all(math.isfinite(v) for v in values.values())
+        assert 0 <= values["train_accuracy"] <= 1 and 0 <= values["val_accuracy"] <= 1
+        assert values["train_loss"] > 0 and values["val_loss"] > 0
+        assert values["lr"] == 0.1
+        assert values["seconds"] >= 0
+    # Training does something: the loss goes down.
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+
+
+def test_summary_json(run):
+    summary = json.loads((run / "summary.json").read_text())
+    _, rows = read_metrics(run)
+    val_losses = [float(r["val_loss"]) for r in rows]
+    assert summary["status"] == "completed"
+    assert summary["message"] is None
+    assert summary["epochs_completed"] == 5 and summary["epochs_planned"] == 5
+    assert summary["monitor"] == "val_loss"
+    assert summary["best_epoch"] == 1 + int(np.argmin(val_losses))
+    assert summary["best_value"] == pytest.approx(min(val_losses), rel=1e-5)
+    assert set(summary["final"]) == {"train", "val", "test"}
+    for split in ("train", "val", "test"):
+        assert set(summary["final"][split]) == {"loss", "accuracy"}
+    assert summary["final"]["val"]["loss"] == pytest.approx(val_losses[-1], rel=1e-5)
+    assert summary["nntrain_version"] == nntrain.__version__
+    assert summary["numpy_version"] == np.__version__
+
+
+def test_splits_npz_partitions_the_rows(run):
+    splits = load(run / "splits.npz")
+    assert sorted(splits) == ["test", "train", "val"]
+    rows = np.concatenate([splits["train"], splits["val"], splits["test"]])
+    assert sorted(rows.tolist()) == list(range(300))  # disjoint and complete
+    assert (len(splits["train"]), len(splits["val"]), len(splits["test"])) == (210, 45, 45)
+
+
+def test_checkpoint_contents(run):
+    last = load(run / "checkpoints" / "last.npz")
+    assert sorted(params(last)) == ["layers.0.bias", "layers.0.weight", "layers.2.bias", "layers.2.weight"]
+    assert last["layers.0.weight"].shape == (2, 16)  # (in, out)
+    assert last["layers.0.bias"].shape == (16,)
+    assert last["layers.2.weight"].shape == (16, 3)
+    assert last["layers.2.bias"].shape == (3,)
+    # Optimizer state: SGD momentum buffers, and one step per batch (210 training rows / 32 = 7 batches).
+    assert int(last["optim.steps"]) == 5 * 7
+    for key, value in params(last).items():
+        assert last[f"optim.{key}.momentum_buffer"].shape == value.shape
+    assert int(last["meta.epoch"]) == 5
+    text = str(last["meta.config"])
+    assert hashlib.sha256(text.encode()).hexdigest() == str(last["meta.config_sha256"])
+    assert json.loads(text) == yaml.safe_load((run / "config.yaml").read_text())
+    assert last["data.classes"].tolist() == ["0", "1", "2"]
+    assert last["data.features"].tolist() == ["x0", "x1"]
+
+
+def test_best_and_epoch_checkpoints(run):
+    summary = json.loads((run / "summary.json").read_text())
+    best = load(run / "checkpoints" / "best.npz")
+    assert int(best["meta.epoch"]) == summary["best_epoch"]
+    assert float(best["meta.best_value"]) == pytest.approx(summary["best_value"])
+    for epoch in (2, 4):
+        arrays = load(run / "checkpoints" / f"epoch-{epoch:04d}.npz")
+        assert int(arrays["meta.epoch"]) == epoch
+        assert int(arrays["optim.steps"]) == epoch * 7
+    early, last = load(run / "checkpoints" / "epoch-0002.npz"), load(run / "checkpoints" / "last.npz")
+    assert not np.array_equal(early["layers.0.weight"], last["layers.0.weight"])
+
+
+def test_layer_index_is_the_config_position(cli, write_config, tmp_path):
+    layers = [{"linear": 8}, "tanh", {"linear": 5}, "relu", "identity", {"linear": 3}]
+    result = fit(cli, write_config(model={"layers": layers}, train={"epochs": 1}), tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    last = load(tmp_path / "r" / "checkpoints" / "last.npz")
+    assert {k: v.shape for k, v in params(last).items()} == {
+        "layers.0.weight": (2, 8),
+        "layers.0.bias": (8,),
+        "layers.2.weight": (8, 5),
+        "layers.2.bias": (5,),
+        "layers.5.weight": (5, 3),
+        "layers.5.bias": (3,),
+    }
+
+
+def test_checkpoint_every_zero_keeps_only_last_and_best(cli, write_config, tmp_path):
+    result = fit(cli, write_config(train={"epochs": 3, "checkpoint_every": 0}), tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == ["best.npz", "last.npz"]
+
+
+# --- run directories --------------------------------------------------------------------------
+
+
+def test_existing_run_dir_is_refused_and_untouched(cli, write_config, tmp_path):
+    target = tmp_path / "existing"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    result = fit(cli, write_config(), target)
+    assert result.exit_code == 2
+    assert "already exists" in result.stderr
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    assert (target / "notes.txt").read_text() == "mine"
+
+
+def test_two_runs_in_one_root_get_different_directories(cli, write_config, tmp_path):
+    config, root = write_config(train={"epochs": 1}), tmp_path / "runs"
+    for _ in range(2):
+        assert cli("fit", config, "--runs-root", root, "-q").exit_code == 0
+    dirs = sorted(p for p in root.iterdir())
+    assert len(dirs) == 2
+    assert all(p.name.startswith("small-") for p in dirs)
+    assert all((p / "summary.json").is_file() for p in dirs)
+
+
+def test_fit_without_config_is_a_usage_error(cli):
+    result = cli("fit")
+    assert result.exit_code == 2
+    assert "CONFIG" in result.stderr
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def test_json_prints_exactly_one_object(cli, write_config, tmp_path):
+    result = fit(cli, write_config(), tmp_path / "r", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.strip().splitlines()) == 1
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "completed"
+    assert summary == json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert "epoch 1/5" in result.stderr  # progress goes to stderr
+
+
+def test_quiet_prints_only_the_summary(cli, write_config, tmp_path):
+    result = fit(cli, write_config(), tmp_path / "r", "--quiet")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "status: completed after 5/5 epochs"
+    assert not any(line.startswith("epoch") for line in lines)
+    assert lines[-1] == f"run directory: {tmp_path / 'r'}"
+    assert sum("run directory" in line for line in lines) == 1
+    assert result.stderr == ""
+
+
+def test_plain_output_has_one_line_per_epoch_and_no_ansi(cli, write_config, tmp_path):
+    result = fit(cli, write_config(), tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    epoch_lines = [line for line in result.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 5
+    for n, line in enumerate(epoch_lines, 1):
+        assert re.match(rf"epoch {n}/5  train_loss \d+\.\d+  train_accuracy \d\.\d+  val_loss \d+\.\d+  val_accuracy", line), line
+    assert not ANSI.search(result.output)
+    assert "status: completed after 5/5 epochs" in result.stdout
+
+
+# --- determinism and overrides ------------------------------------------------------------------
+
+
+def test_same_config_and_seed_give_identical_runs(cli, write_config, tmp_path):
+    config = write_config()
+    for name in ("a", "b", "c"):
+        seed = "1" if name == "c" else "0"
+        assert fit(cli, config, tmp_path / name, "-q", "--set", f"seed={seed}").exit_code == 0
+    a, b, c = (read_metrics(tmp_path / n)[1] for n in "abc")
+    assert without_seconds(a) == without_seconds(b)
+    pa, pb, pc = (params(load(tmp_path / n / "checkpoints" / "last.npz")) for n in "abc")
+    assert pa.keys() == pb.keys()
+    assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+    # Another seed: other data, other init, other numbers.
+    assert [r["train_loss"] for r in a] != [r["train_loss"] for r in c]
+    assert not np.array_equal(pa["layers.0.weight"], pc["layers.0.weight"])
+
+
+def test_set_overrides(cli, write_config, tmp_path):
+    result = fit(cli, write_config(), tmp_path / "r", "-q", "--set", "train.epochs=2", "-s", "optimizer.lr=0.05")
+    assert result.exit_code == 0, result.output
+    _, rows = read_metrics(tmp_path / "r")
+    assert len(rows) == 2
+    assert all(float(r["lr"]) == 0.05 for r in rows)
+    resolved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert resolved["train"]["epochs"] == 2 and resolved["optimizer"]["lr"] == 0.05
+
+
+def test_set_override_of_a_layer(cli, write_config, tmp_path):
+    result = fit(cli, write_config(train={"epochs": 1}), tmp_path / "r", "-q", "--set", "model.layers.0.units=7")
+    assert result.exit_code == 0, result.output
+    assert load(tmp_path / "r" / "checkpoints" / "last.npz")["layers.0.weight"].shape == (2, 7)
+
+
+@pytest.mark.parametrize("lr", ["1.0e-3", "0.001", "1e-3"])
+def test_set_learning_rate_in_any_float_notation(cli, write_config, tmp_path, lr):
+    """`1e-3` is how most people write a learning rate; YAML 1.1 (PyYAML) reads it as a string."""
+    result = fit(cli, write_config(train={"epochs": 1}), tmp_path / "r", "-q", "--set", f"optimizer.lr={lr}")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["optimizer"]["lr"] == 0.001
+
+
+# --- starting weights -------------------------------------------------------------------------
+
+
+def test_weights_start_from_a_trained_network(cli, write_config, tmp_path):
+    config = write_config(train={"epochs": 15, "batch_size": 32})
+    assert fit(cli, config, tmp_path / "teacher", "-q").exit_code == 0
+    best = tmp_path / "teacher" / "checkpoints" / "best.npz"
+    assert fit(cli, config, tmp_path / "fresh", "-q", "--set", "train.epochs=1").exit_code == 0
+    result = fit(cli, config, tmp_path / "warm", "-q", "--set", "train.epochs=1", "--weights", best)
+    assert result.exit_code == 0, result.output
+    fresh = float(read_metrics(tmp_path / "fresh")[1][0]["train_loss"])
+    warm = float(read_metrics(tmp_path / "warm")[1][0]["train_loss"])
+    teacher_best = json.loads((tmp_path / "teacher" / "summary.json").read_text())["best_value"]
+    assert warm < 0.5 * fresh
+    assert warm < 2 * teacher_best
+
+
+def test_weights_with_mismatched_shapes_are_refused(cli, write_config, tmp_path):
+    config = write_config(train={"epochs": 1})
+    assert fit(cli, config, tmp_path / "a", "-q").exit_code == 0
+    weights = tmp_path / "a" / "checkpoints" / "last.npz"
+    result = fit(cli, config, tmp_path / "b", "--set", "model.layers.0.units=8", "--weights", weights)
+    assert result.exit_code == 2
+    assert "layers.0.weight" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("content", [None, b"not an npz at all"])
+def test_weights_missing_or_unreadable(cli, write_config, tmp_path, content):
+    weights = tmp_path / "w.npz"
+    if content is not None:
+        weights.write_bytes(content)
+    result = fit(cli, write_config(), tmp_path / "r", "--weights", weights)
+    assert result.exit_code == 2
+    assert "w.npz" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+# --- divergence -------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow warnings on the way to NaN
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_divergence_exits_1_and_keeps_a_finite_checkpoint(cli, write_config, tmp_path, loss):
+    config = write_config(loss=loss, optimizer={"lr": 1.0e6})
+    result = fit(cli, config, tmp_path / "r", "--json")
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "diverged"
+    assert "optimizer.lr" in summary["message"]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["status"] == "diverged"
+    assert summary["epochs_completed"] < 5
+    last = load(tmp_path / "r" / "checkpoints" / "last.npz")
+    assert int(last["meta.epoch"]) == summary["epochs_completed"]
+    assert all(np.isfinite(v).all() for v in params(last).values())
+    _, rows = read_metrics(tmp_path / "r")
+    assert len(rows) == summary["epochs_completed"]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_plain_output(cli, write_config, tmp_path):
+    result = fit(cli, write_config(optimizer={"lr": 1.0e6}), tmp_path / "r")
+    assert result.exit_code == 1
+    assert "status: diverged" in result.stdout
+    assert "Traceback" not in result.output

@@ -1,0 +1,374 @@
+"""`nntrain eval`, `predict`, `gradcheck` and `datasets` on real run directories."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from nntrain.api import load_run
+
+FEATURES = ["x0", "x1"]
+
+
+def fit(cli, config, run, *args):
+    result = cli("fit", config, "--run-dir", run, "-q", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads((run / "summary.json").read_text())
+
+
+@pytest.fixture
+def run(cli, write_config, tmp_path):
+    path = tmp_path / "run"
+    fit(cli, write_config(train={"epochs": 5, "batch_size": 32, "checkpoint_every": 2}), path)
+    return path
+
+
+def eval_json(cli, run, *args):
+    result = cli("eval", run, "--json", *args)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.strip().splitlines()) == 1
+    return json.loads(result.stdout)
+
+
+def split_csv(run, split, path, with_label=True):
+    """The raw rows of one split of a run, as a CSV with the training feature names."""
+    exp = load_run(run)
+    rows = exp.splits[split]
+    X, y = exp.dataset.X[rows], exp.dataset.y[rows]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(FEATURES + (["label"] if with_label else []))
+        for features, label in zip(X, y):
+            writer.writerow([repr(float(v)) for v in features] + ([exp.dataset.classes[label]] if with_label else []))
+    return path, [exp.dataset.classes[i] for i in y]
+
+
+def parse_csv(text):
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    return header, list(reader)
+
+
+# --- eval -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split, rows", [("test", 45), ("val", 45), ("train", 210)])
+def test_eval_splits(cli, run, split, rows):
+    result = eval_json(cli, run, "--split", split, "--checkpoint", "last")
+    assert result["data"] == split and result["checkpoint"] == "last"
+    assert result["samples"] == rows
+    assert result["failed"] == []
+    # The last checkpoint is the final network, which summary.json scored on every split.
+    final = json.loads((run / "summary.json").read_text())["final"][split]
+    assert result["loss"] == pytest.approx(final["loss"], rel=1e-6)
+    assert result["accuracy"] == pytest.approx(final["accuracy"])
+    assert 0 <= result["accuracy"] <= 1
+
+
+def test_eval_default_is_best_checkpoint_on_test(cli, run):
+    result = eval_json(cli, run)
+    assert result["checkpoint"] == "best" and result["data"] == "test" and result["samples"] == 45
+    summary = json.loads((run / "summary.json").read_text())
+    best_val = eval_json(cli, run, "--split", "val")
+    assert best_val["loss"] == pytest.approx(summary["best_value"], rel=1e-6)
+
+
+def test_eval_checkpoint_file(cli, run):
+    epoch2 = run / "checkpoints" / "epoch-0002.npz"
+    by_path = eval_json(cli, run, "--checkpoint", epoch2)
+    assert by_path["checkpoint"] == str(epoch2)
+    with open(run / "metrics.csv", newline="") as f:
+        row2 = list(csv.DictReader(f))[1]
+    val2 = eval_json(cli, run, "--checkpoint", epoch2, "--split", "val")
+    assert val2["loss"] == pytest.approx(float(row2["val_loss"]), rel=1e-5)
+    last = eval_json(cli, run, "--checkpoint", "last")
+    last_by_path = eval_json(cli, run, "--checkpoint", run / "checkpoints" / "last.npz")
+    assert last["loss"] == last_by_path["loss"]
+    assert by_path["loss"] != last["loss"]
+
+
+def test_eval_missing_or_bad_checkpoint(cli, run, tmp_path):
+    result = cli("eval", run, "--checkpoint", tmp_path / "nope.npz")
+    assert result.exit_code == 2 and "nope.npz" in result.stderr
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"junk")
+    result = cli("eval", run, "--checkpoint", junk)
+    assert result.exit_code == 2 and "junk.npz" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_eval_text_output(cli, run):
+    result = cli("eval", run, "--split", "val")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "val (45 samples, best checkpoint)"
+    assert [line.split()[0] for line in lines[1:]] == ["loss", "accuracy"]
+
+
+def test_fail_under_and_over(cli, run):
+    accuracy = eval_json(cli, run)["accuracy"]
+    loss = eval_json(cli, run)["loss"]
+    assert cli("eval", run, "--fail-under", "accuracy=0.0").exit_code == 0
+    result = cli("eval", run, "--fail-under", "accuracy=1.01")
+    assert result.exit_code == 1
+    assert "FAILED: accuracy" in result.stdout
+    assert cli("eval", run, "--fail-over", f"loss={loss * 2}").exit_code == 0
+    result = cli("eval", run, "--fail-over", f"loss={loss / 2}", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["failed"] == [f"loss {loss:.4f} > {loss / 2:g}"]
+    both = cli("eval", run, "--fail-under", f"accuracy={accuracy}", "--fail-over", f"loss={loss}")
+    assert both.exit_code == 0  # the limits are inclusive
+
+
+@pytest.mark.parametrize("flag, item", [("--fail-under", "acuracy=0.5"), ("--fail-over", "r2=1"), ("--fail-under", "accuracy"), ("--fail-under", "accuracy=high")])
+def test_fail_threshold_errors(cli, run, flag, item):
+    result = cli("eval", run, flag, item)
+    assert result.exit_code == 2
+    assert item.split("=")[0] in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_eval_empty_split(cli, write_config, tmp_path):
+    fit(cli, write_config(train={"epochs": 1}), tmp_path / "r", "--set", "data.split.test=0")
+    result = cli("eval", tmp_path / "r", "--split", "test")
+    assert result.exit_code == 2
+    assert "test" in result.stderr
+    assert cli("eval", tmp_path / "r", "--split", "val").exit_code == 0
+
+
+def test_eval_unknown_split_or_run(cli, run, tmp_path):
+    assert cli("eval", run, "--split", "validation").exit_code == 2
+    result = cli("eval", tmp_path)
+    assert result.exit_code == 2 and "not a run directory" in result.stderr
+
+
+def test_eval_data_file_equals_the_split(cli, run, tmp_path):
+    path, _ = split_csv(run, "test", tmp_path / "test.csv")
+    on_file = eval_json(cli, run, "--data", path)
+    on_split = eval_json(cli, run, "--split", "test")
+    assert on_file["data"] == str(path) and on_file["samples"] == 45
+    assert on_file["loss"] == pytest.approx(on_split["loss"], rel=1e-6)
+    assert on_file["accuracy"] == on_split["accuracy"]
+
+
+def test_eval_data_file_with_wrong_features(cli, run, tmp_path):
+    path = tmp_path / "three.csv"
+    path.write_text("a,b,c,label\n1,2,3,0\n4,5,6,1\n")
+    result = cli("eval", run, "--data", path)
+    assert result.exit_code == 2
+    assert "3 feature columns" in result.stderr
+    path.write_text("x0,x1,label\n1,2,7\n")
+    result = cli("eval", run, "--data", path)
+    assert result.exit_code == 2
+    assert "'7'" in result.stderr
+
+
+# --- predict -----------------------------------------------------------------------------------
+
+
+def test_predict_probabilities_and_classes(cli, run, tmp_path):
+    path, labels = split_csv(run, "test", tmp_path / "test.csv")
+    result = cli("predict", run, path)
+    assert result.exit_code == 0, result.output
+    header, rows = parse_csv(result.stdout)
+    assert header == ["class", "p_0", "p_1", "p_2"]
+    assert len(rows) == 45
+    probs = np.array([[float(v) for v in row[1:]] for row in rows])
+    assert np.all(probs >= 0) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    predicted = [row[0] for row in rows]
+    assert predicted == [str(i) for i in probs.argmax(axis=1)]
+    accuracy = np.mean([p == t for p, t in zip(predicted, labels)])
+    assert accuracy == pytest.approx(eval_json(cli, run)["accuracy"])
+
+
+def test_predict_without_label_column_and_to_file(cli, run, tmp_path):
+    path, _ = split_csv(run, "val", tmp_path / "val.csv", with_label=False)
+    on_stdout = cli("predict", run, path, "--checkpoint", "last")
+    out = tmp_path / "pred.csv"
+    to_file = cli("predict", run, path, "--checkpoint", "last", "--out", out)
+    assert to_file.exit_code == 0 and to_file.stdout == ""
+    assert out.read_text() == on_stdout.stdout
+    assert len(parse_csv(on_stdout.stdout)[1]) == 45
+
+
+def test_predict_columns_in_order_when_names_differ(cli, run, tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text("a,b\n0.1,0.2\n-0.5,0.3\n")
+    result = cli("predict", run, path)
+    assert result.exit_code == 0, result.output
+    assert len(parse_csv(result.stdout)[1]) == 2
+
+
+@pytest.mark.parametrize("text", ["a,b,c\n1,2,3\n", "x0\n1\n", "x0,x1\n1,abc\n", "x0,x1\n", ""])
+def test_predict_bad_input(cli, run, tmp_path, text):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    result = cli("predict", run, path)
+    assert result.exit_code == 2
+    assert "bad.csv" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_string_class_labels(cli, tmp_path):
+    rng = np.random.default_rng(0)
+    with open(tmp_path / "flowers.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["species", "width", "length"])  # the target first: found by name
+        for i in range(120):
+            species = ["setosa", "virginica"][i % 2]
+            centre = -2.0 if species == "setosa" else 2.0
+            writer.writerow([species, f"{centre + rng.normal(0, 0.5):.4f}", f"{centre + rng.normal(0, 0.5):.4f}"])
+    config = tmp_path / "flowers.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"dataset": "flowers.csv", "target": "species"},
+                "model": {"layers": [{"linear": 8}, "relu", {"linear": 2}]},
+                "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+                "train": {"epochs": 5, "batch_size": 16},
+            }
+        )
+    )
+    summary = fit(cli, config, tmp_path / "r")
+    assert summary["final"]["test"]["accuracy"] == 1.0
+    assert eval_json(cli, tmp_path / "r", "--data", tmp_path / "flowers.csv")["samples"] == 120
+    query = tmp_path / "q.csv"
+    query.write_text("length,width\n-2,-2.1\n2.2,1.9\n-1.5,-2.5\n")
+    result = cli("predict", tmp_path / "r", query)
+    assert result.exit_code == 0, result.output
+    header, rows = parse_csv(result.stdout)
+    assert header == ["class", "p_setosa", "p_virginica"]
+    assert [row[0] for row in rows] == ["setosa", "virginica", "setosa"]
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("species,width,length\nrosa,1,1\n")
+    result = cli("eval", tmp_path / "r", "--data", unknown)
+    assert result.exit_code == 2 and "rosa" in result.stderr
+
+
+def test_regression(cli, tmp_path):
+    config = tmp_path / "sine.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"dataset": "sine", "options": {"samples": 400}},
+                "model": {"layers": [{"linear": 16}, "tanh", {"linear": 1}, "identity"]},
+                "loss": "mse",
+                "optimizer": {"name": "adam", "lr": 0.01},
+                "train": {"epochs": 10, "batch_size": 16, "metrics": ["mse", "mae", "r2"]},
+            }
+        )
+    )
+    fit(cli, config, tmp_path / "r")
+    with open(tmp_path / "r" / "metrics.csv", newline="") as f:
+        columns = csv.DictReader(f).fieldnames
+    assert columns == ["epoch", "train_loss", "train_mse", "train_mae", "train_r2", "val_loss", "val_mse", "val_mae", "val_r2", "lr", "seconds"]
+    result = eval_json(cli, tmp_path / "r")
+    assert set(result) >= {"loss", "mse", "mae", "r2", "samples"} and "accuracy" not in result
+    assert result["mse"] == pytest.approx(result["loss"], rel=1e-5)
+    assert 0.5 < result["r2"] <= 1
+    assert cli("eval", tmp_path / "r", "--fail-under", "r2=0.5").exit_code == 0
+    assert cli("eval", tmp_path / "r", "--fail-under", "accuracy=0.5").exit_code == 2
+    query = tmp_path / "x.csv"
+    query.write_text("x0\n0\n1.5707963\n-1.5707963\n")
+    result = cli("predict", tmp_path / "r", query)
+    assert result.exit_code == 0, result.output
+    header, rows = parse_csv(result.stdout)
+    assert header == ["prediction"]
+    values = [float(row[0]) for row in rows]
+    assert abs(values[0]) < 0.3 and values[1] > 0.6 and values[2] < -0.6  # sin(0), sin(pi/2), sin(-pi/2)
+
+
+# --- gradcheck -----------------------------------------------------------------------------------
+
+TENSORS = ["layers.0.weight", "layers.0.bias", "layers.2.weight", "layers.2.bias", "input"]
+
+
+def table_rows(stdout):
+    lines = stdout.splitlines()
+    assert lines[0].split() == ["tensor", "shape", "checked", "kinks", "max", "rel", "error", "result"]
+    return [line.split() for line in lines[1:-1]], lines[-1]
+
+
+def test_gradcheck_config(cli, write_config):
+    result = cli("gradcheck", write_config())
+    assert result.exit_code == 0, result.output
+    rows, last = table_rows(result.stdout)
+    assert [r[0] for r in rows] == TENSORS
+    assert [r[1] for r in rows] == ["2x16", "16", "16x3", "3", "8x2"]
+    assert all(r[-1] == "pass" for r in rows)
+    assert last.startswith("passed: 8 samples")
+
+
+def test_gradcheck_run_dir(cli, run):
+    result = cli("gradcheck", run)
+    assert result.exit_code == 0, result.output
+    rows, last = table_rows(result.stdout)
+    assert [r[0] for r in rows] == TENSORS
+    assert last.startswith("passed")
+
+
+def test_gradcheck_json(cli, write_config):
+    result = cli("gradcheck", write_config(), "--json", "--samples", "4", "--set", "model.layers.0.units=5")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] is True and report["samples"] == 4
+    assert [t["name"] for t in report["tensors"]] == TENSORS
+    assert [t["shape"] for t in report["tensors"]] == [[2, 5], [5], [5, 3], [3], [4, 2]]
+    for t in report["tensors"]:
+        assert t["passed"] and 0 <= t["max_rel_error"] <= 1e-6
+        assert t["checked"] == int(np.prod(t["shape"]))  # all entries: every tensor is small
+
+
+def test_gradcheck_can_fail(cli, write_config):
+    result = cli("gradcheck", write_config(), "--tol", "0")
+    assert result.exit_code == 1
+    rows, last = table_rows(result.stdout)
+    assert "FAIL" in [r[-1] for r in rows]
+    assert last.startswith("FAILED")
+    report = json.loads(cli("gradcheck", write_config(), "--tol", "0", "--json").stdout)
+    assert report["passed"] is False
+
+
+def test_gradcheck_bad_source(cli, tmp_path):
+    result = cli("gradcheck", tmp_path / "nope.yaml")
+    assert result.exit_code == 2 and "nope.yaml" in result.stderr
+    assert cli("gradcheck", tmp_path).exit_code == 2  # a directory that is not a run
+
+
+def test_gradcheck_of_a_converged_run_passes(cli, tmp_path):
+    """Backprop is exact on a well-trained network too; gradcheck must not report FAIL for it."""
+    config = tmp_path / "blobs.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "blobs",
+                "data": {"dataset": "blobs", "options": {"samples": 600}},
+                "model": {"layers": [{"linear": 32}, "relu", {"linear": 32}, "relu", {"linear": 3}]},
+                "optimizer": {"name": "adam", "lr": 0.01},
+                "train": {"epochs": 50, "batch_size": 32},
+            }
+        )
+    )
+    summary = fit(cli, config, tmp_path / "r")
+    assert summary["final"]["train"]["accuracy"] == 1.0
+    result = cli("gradcheck", tmp_path / "r")
+    assert result.exit_code == 0, result.stdout
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+
+def test_datasets(cli):
+    result = cli("datasets")
+    assert result.exit_code == 0
+    names = [line.split()[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")]
+    assert {"spirals", "xor", "moons", "circles", "blobs", "linear", "sine"} <= set(names)
+    listing = json.loads(cli("datasets", "--json").stdout)
+    assert set(listing) == {"spirals", "xor", "moons", "circles", "blobs", "linear", "sine"}
+    assert listing["sine"]["task"] == "regression"
+    assert listing["spirals"]["options"] == {"samples": 3000, "classes": 3, "noise": 0.2}
