@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 a check failed (gradcheck, --fail-under/--fail-over, di
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import traceback
@@ -34,8 +35,18 @@ Sets = Annotated[
 ]
 
 
+def _say(message: str, stream=None) -> None:
+    """Print a line; a closed pipe (`nntrain fit ... | head`) silences output but never stops the work."""
+    stream = stream or sys.stdout
+    try:
+        print(message, file=stream, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())  # so the flush at exit does not fail again
+
+
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    _say(message, sys.stderr)
 
 
 def _guard(debug: bool, action):
@@ -68,59 +79,66 @@ def _fmt(value) -> str:
 
 
 class EpochReport:
-    """Progress while training: a rich bar on a terminal, one plain line per epoch elsewhere, or nothing."""
+    """Progress while training: one plain line per epoch, plus a live rich bar on a terminal."""
 
     def __init__(self, quiet: bool, stream):
         self.quiet, self.stream = quiet, stream
-        self.fancy = not quiet and stream.isatty()
         self.progress = None
-        self.epochs = 0
+        self.epochs = self.epoch_now = 0
 
-    def start(self, run, exp):
-        self.epochs = exp.config.train.epochs
-        if not self.quiet:
-            print(f"run directory: {run.path}", file=self.stream, flush=True)
-        if self.fancy:
+    def start(self, run, exp, epochs_done: int):
+        self.epochs, self.epoch_now = exp.config.train.epochs, epochs_done + 1
+        if self.quiet:
+            return
+        _say(f"run directory: {run.path}", self.stream)
+        if self.stream.isatty():
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(
-                TextColumn("epoch"),
-                MofNCompleteColumn(),
-                BarColumn(),
                 TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
                 TimeElapsedColumn(),
                 console=Console(file=self.stream),
-                transient=False,
             )
             self.progress.start()
-            self.task = self.progress.add_task("", total=self.epochs)
+            self.task = self.progress.add_task(self._label(), total=self.epochs, completed=epochs_done)
+
+    def _label(self) -> str:
+        return f"epoch {min(self.epoch_now, self.epochs)}/{self.epochs}"
 
     def epoch(self, row: dict):
+        if self.quiet:
+            return
         metrics = "  ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k not in ("epoch", "lr", "seconds"))
-        if self.progress is not None:
-            self.progress.update(self.task, completed=row["epoch"], description=metrics)
-        elif not self.quiet:
-            print(f"epoch {row['epoch']}/{self.epochs}  {metrics}  {row['seconds']:.2f}s", file=self.stream, flush=True)
+        line = f"epoch {row['epoch']}/{self.epochs}  {metrics}  {row['seconds']:.2f}s"
+        self.epoch_now = row["epoch"] + 1
+        if self.progress is None:
+            _say(line, self.stream)
+        else:  # printed above the live bar, which keeps running below
+            self.progress.update(self.task, completed=row["epoch"], description=self._label())
+            self.progress.console.print(line, markup=False, highlight=False)
 
     def batch(self, done: int, total: int):
-        if self.progress is not None and done == total:
-            self.progress.refresh()
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.epoch_now - 1 + done / total)
 
     def stop(self):
         if self.progress is not None:
             self.progress.stop()
 
 
-def _print_summary(summary: dict, stream) -> None:
-    print(f"status: {summary['status']} after {summary['epochs_completed']}/{summary['epochs_planned']} epochs", file=stream)
+def _print_summary(summary: dict) -> None:
+    lines = [f"status: {summary['status']} after {summary['epochs_completed']}/{summary['epochs_planned']} epochs"]
     if summary.get("message"):
-        print(summary["message"], file=stream)
+        lines.append(summary["message"])
     if summary.get("best_epoch"):
-        print(f"best {summary['monitor']}: {_fmt(summary['best_value'])} at epoch {summary['best_epoch']}", file=stream)
+        lines.append(f"best {summary['monitor']}: {_fmt(summary['best_value'])} at epoch {summary['best_epoch']}")
     for split, metrics in summary.get("final", {}).items():
-        print(f"{split:<6}" + "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()), file=stream)
-    print(f"run directory: {summary['run_dir']}", file=stream, flush=True)
+        lines.append(f"{split:<6}" + "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items()))
+    lines.append(f"run directory: {summary['run_dir']}")
+    _say("\n".join(lines))
 
 
 @app.command()
@@ -159,10 +177,7 @@ def fit(
                 report.stop()
 
     summary, stop = _guard(debug, run)
-    if json_:
-        print(json.dumps(summary), flush=True)
-    else:
-        _print_summary(summary, sys.stdout)
+    _say(json.dumps(summary)) if json_ else _print_summary(summary)
     if summary["status"] == "diverged":
         raise typer.Exit(EXIT_CHECK_FAILED)
     if summary["status"] == "interrupted":
@@ -211,14 +226,14 @@ def eval_(
     failed += [f"{n} {_fmt(result[n])} < {v:g}" for n, v in under.items() if result[n] < v]
     failed += [f"{n} {_fmt(result[n])} > {v:g}" for n, v in over.items() if result[n] > v]
     if json_:
-        print(json.dumps({**result, "failed": failed}))
+        _say(json.dumps({**result, "failed": failed}))
     else:
-        print(f"{result['data']} ({result['samples']} samples, {result['checkpoint']} checkpoint)")
+        _say(f"{result['data']} ({result['samples']} samples, {result['checkpoint']} checkpoint)")
         for k, v in result.items():
             if isinstance(v, float):
-                print(f"  {k:<10} {_fmt(v)}")
+                _say(f"  {k:<10} {_fmt(v)}")
         for f in failed:
-            print(f"FAILED: {f}")
+            _say(f"FAILED: {f}")
     if failed:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -258,13 +273,13 @@ def gradcheck(
     checks, info = _guard(debug, lambda: api.gradcheck(source, set_ or [], samples, eps, tol, entries))
     ok = all(c.passed for c in checks)
     if json_:
-        print(json.dumps({**info, "passed": ok, "tensors": [vars(c) for c in checks]}))
+        _say(json.dumps({**info, "passed": ok, "tensors": [vars(c) for c in checks]}))
     else:
-        print(f"{'tensor':<20} {'shape':<12} {'checked':>7} {'kinks':>5} {'max rel error':>14}  result")
+        _say(f"{'tensor':<20} {'shape':<12} {'checked':>7} {'kinks':>5} {'max rel error':>14}  result")
         for c in checks:
             shape = "x".join(map(str, c.shape))
-            print(f"{c.name:<20} {shape:<12} {c.checked:>7} {c.kinks:>5} {c.max_rel_error:>14.2e}  {'pass' if c.passed else 'FAIL'}")
-        print(f"{'passed' if ok else 'FAILED'}: {info['samples']} samples, eps {eps:g}, tolerance {tol:g}")
+            _say(f"{c.name:<20} {shape:<12} {c.checked:>7} {c.kinks:>5} {c.max_rel_error:>14.2e}  {'pass' if c.passed else 'FAIL'}")
+        _say(f"{'passed' if ok else 'FAILED'}: {info['samples']} samples, eps {eps:g}, tolerance {tol:g}")
     if not ok:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -292,7 +307,7 @@ def schema():
     """Print the JSON Schema of the config file, for editors."""
     from .config import json_schema
 
-    print(json.dumps(json_schema(), indent=2))
+    _say(json.dumps(json_schema(), indent=2))
 
 
 @app.command()
@@ -311,13 +326,13 @@ def datasets(json_: Json = False):
             "options": {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY},
         }
     if json_:
-        print(json.dumps(listing, indent=2))
+        _say(json.dumps(listing, indent=2))
         return
     for name, info in listing.items():
         options = ", ".join(f"{k}={v}" for k, v in info["options"].items())
-        print(f"{name:<9} {info['task']:<15} {options}")
-        print(f"{'':<9} {info['description']}")
-    print("\nAny .csv (header row, numeric features) or .npz (arrays X, y) path works as data.dataset too.")
+        _say(f"{name:<9} {info['task']:<15} {options}")
+        _say(f"{'':<9} {info['description']}")
+    _say("\nAny .csv (header row, numeric features) or .npz (arrays X, y) path works as data.dataset too.")
 
 
 def main():

@@ -54,7 +54,7 @@ def stop_on_signals():
 class Hooks:
     """How a caller follows and steers training; every part is optional."""
 
-    on_start: Callable = lambda run, exp: None  # once, after validation, before the first epoch
+    on_start: Callable = lambda run, exp, epochs_done: None  # once, before the first epoch
     on_epoch: Callable = lambda row: None  # the metrics.csv row of each finished epoch
     on_batch: Callable = lambda done, total: None
     log: Callable = lambda message: None  # warnings and notes
@@ -82,80 +82,91 @@ class Trainer:
 
     def fit(self, state: TrainingState | None = None) -> dict:
         """Train from `state` (a fresh start when None) to the configured epoch count; return the summary."""
-        exp, train, hooks = self.exp, self.exp.config.train, self.hooks
         resumed = state is not None
         state = state or TrainingState()
-        stop = hooks.stop
-        hooks.on_start(self.run, exp)
+        self.hooks.on_start(self.run, self.exp, state.epoch)
         log = MetricsLog(self.run.metrics_file, self.columns(), keep_until=state.epoch if resumed else None)
         if not resumed:
-            checkpoint.save(self.run.checkpoint("last"), exp, state)  # an interrupted first epoch can resume
-        X, y, t = exp.arrays("train")
-        n = len(X)
-        batch = n if train.batch_size == "full" else min(train.batch_size, n)
-        if train.shuffle:
-            Xs, ys, ts = np.empty_like(X), np.empty_like(y), np.empty_like(t)
-        else:
-            Xs, ys, ts = X, y, t
-        rng = exp.rngs["train"]
-        started, status, message = time.perf_counter(), "completed", None
-        # Overflow on the way to a NaN loss is reported once, as divergence, not as numpy warnings.
-        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+            checkpoint.save(self.run.checkpoint("last"), self.exp, state)  # an interrupted first epoch can resume
+        started = time.perf_counter()
         try:
-            errstate.__enter__()
-            for epoch in range(state.epoch + 1, train.epochs + 1):
-                t0 = time.perf_counter()
-                if train.shuffle:
-                    # One gather per epoch into contiguous buffers; batches are then plain slices.
-                    order = rng.permutation(n)
-                    np.take(X, order, axis=0, out=Xs)
-                    np.take(y, order, axis=0, out=ys)
-                    np.take(t, order, axis=0, out=ts)
-                metrics = Metrics(exp.network.loss, exp.metric_names())
-                for done, start in enumerate(range(0, n, batch), 1):
-                    end = start + batch
-                    loss, z, _ = exp.network.loss_and_grad(Xs[start:end], ts[start:end])
-                    if not math.isfinite(loss):
-                        status = "diverged"
-                        message = (
-                            f"the training loss became {loss} in epoch {epoch}; "
-                            "try a lower optimizer.lr, data.scale: standardize, or a different init"
-                        )
-                        break
-                    exp.optimizer.step(exp.network.params)
-                    metrics.add(loss, z, ys[start:end])
-                    hooks.on_batch(done, math.ceil(n / batch))
-                    if stop:
-                        break
-                if status == "diverged" or stop:
-                    status = status if status == "diverged" else "interrupted"
-                    break
-                row = {"epoch": epoch, **{f"train_{k}": v for k, v in metrics.result().items()}}
-                if len(exp.splits["val"]):
-                    row.update({f"val_{k}": v for k, v in evaluate(exp.network, *self._eval_arrays("val")).items()})
-                    if not math.isfinite(row["val_loss"]):
-                        status, message = "diverged", f"the validation loss became {row['val_loss']} in epoch {epoch}"
-                        break
-                row["lr"] = exp.optimizer.lr
-                row["seconds"] = time.perf_counter() - t0
-                log.write(row)
-                state.epoch = epoch
-                if self.improved(row[self.monitor], state):
-                    state.best_epoch, state.best_value = epoch, float(row[self.monitor])
-                    checkpoint.save(self.run.checkpoint("best"), exp, state)
-                checkpoint.save(self.run.checkpoint("last"), exp, state)
-                if train.checkpoint_every and epoch % train.checkpoint_every == 0:
-                    checkpoint.save(self.run.epoch_checkpoint(epoch), exp, state)
-                hooks.on_epoch(row)
-                if stop:
-                    status = "interrupted"
-                    break
+            # Overflow on the way to a NaN loss is reported once, as divergence, not as numpy warnings.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                status, message = self._epochs(state, log)
+        except Exception as e:  # a bug or an I/O error: leave a summary that says so, then let it surface
+            self.run.write_summary(self.summary("failed", state, time.perf_counter() - started, repr(e)))
+            raise
         finally:
-            errstate.__exit__(None, None, None)
             log.close()
         summary = self.summary(status, state, time.perf_counter() - started, message)
         self.run.write_summary(summary)
         return summary
+
+    def _epochs(self, state: TrainingState, log: MetricsLog) -> tuple[str, str | None]:
+        """Run the remaining epochs; (status, message) says how it ended."""
+        exp, train, stop = self.exp, self.exp.config.train, self.hooks.stop
+        X, y, t = exp.arrays("train")
+        # Shuffled copies live in buffers allocated once; each epoch gathers into them.
+        shuffled = (np.empty_like(X), np.empty_like(y), np.empty_like(t)) if train.shuffle else (X, y, t)
+        for epoch in range(state.epoch + 1, train.epochs + 1):
+            t0 = time.perf_counter()
+            if train.shuffle:
+                order = exp.rngs["train"].permutation(len(X))
+                for source, target in zip((X, y, t), shuffled):
+                    np.take(source, order, axis=0, out=target)
+            metrics = self._train_epoch(*shuffled)
+            if metrics is None:
+                return "diverged", (
+                    f"the training loss became non-finite in epoch {epoch}; "
+                    "try a lower optimizer.lr, data.scale: standardize, or a different init"
+                )
+            if stop:  # mid-epoch: last.npz still holds the end of the previous epoch
+                return "interrupted", None
+            row = {"epoch": epoch, **{f"train_{k}": v for k, v in metrics.items()}}
+            if len(exp.splits["val"]):
+                row.update({f"val_{k}": v for k, v in evaluate(exp.network, *self._eval_arrays("val")).items()})
+                if not math.isfinite(row["val_loss"]):
+                    return "diverged", f"the validation loss became {row['val_loss']} in epoch {epoch}"
+            row["lr"] = exp.optimizer.lr
+            row["seconds"] = time.perf_counter() - t0
+            log.write(row)
+            self._save(epoch, row, state)
+            self.hooks.on_epoch(row)
+            if stop:
+                return "interrupted", None
+        return "completed", None
+
+    def _train_epoch(self, X: np.ndarray, y: np.ndarray, t: np.ndarray) -> dict | None:
+        """One pass of mini-batch updates; the epoch's train loss and metrics, or None if the loss blew up.
+
+        Stops early (returning what it has) after the batch in progress when a stop is requested.
+        """
+        exp, stop = self.exp, self.hooks.stop
+        batch = len(X) if exp.config.train.batch_size == "full" else exp.config.train.batch_size
+        batches = math.ceil(len(X) / batch)
+        metrics = Metrics(exp.network.loss, exp.metric_names())
+        for done, start in enumerate(range(0, len(X), batch), 1):
+            end = start + batch
+            loss, z, _ = exp.network.loss_and_grad(X[start:end], t[start:end])
+            if not math.isfinite(loss):
+                return None
+            exp.optimizer.step(exp.network.params)
+            metrics.add(loss, z, y[start:end])
+            self.hooks.on_batch(done, batches)
+            if stop:
+                break
+        return metrics.result()
+
+    def _save(self, epoch: int, row: dict, state: TrainingState) -> None:
+        """Checkpoints after an epoch: best.npz when the monitor improved, last.npz, epoch-NNNN.npz."""
+        state.epoch = epoch
+        if self.improved(row[self.monitor], state):
+            state.best_epoch, state.best_value = epoch, float(row[self.monitor])
+            checkpoint.save(self.run.checkpoint("best"), self.exp, state)
+        checkpoint.save(self.run.checkpoint("last"), self.exp, state)
+        every = self.exp.config.train.checkpoint_every
+        if every and epoch % every == 0:
+            checkpoint.save(self.run.epoch_checkpoint(epoch), self.exp, state)
 
     def _eval_arrays(self, split: str):
         X, y, t = self.exp.arrays(split)

@@ -1,0 +1,67 @@
+"""Trainer behaviour not visible from the CLI tests: crash summaries, no-shuffle order, progress hooks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nntrain import config as cfg
+from nntrain.api import fit
+from nntrain.train.trainer import Hooks
+
+from conftest import small_config
+
+
+def test_an_unexpected_error_leaves_a_failed_summary(tmp_path, monkeypatch):
+    """A crash inside training still writes summary.json (status failed) and keeps last.npz loadable."""
+    from nntrain.engine import optim
+
+    calls = {"n": 0}
+    original = optim.SGD.update
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 40:
+            raise OSError("disk on fire")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(optim.SGD, "update", flaky)
+    config = cfg.load_config(None, [], raw=small_config())
+    with pytest.raises(OSError):
+        fit(config, runs_root=tmp_path)
+    (run,) = tmp_path.iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "failed" and "disk on fire" in summary["message"]
+    with np.load(run / "checkpoints" / "last.npz", allow_pickle=False) as npz:
+        assert np.isfinite(npz["layers.0.weight"]).all()
+
+
+def test_hooks_see_every_epoch_and_batch(tmp_path):
+    rows, batches, starts = [], [], []
+    hooks = Hooks(
+        on_start=lambda run, exp, done: starts.append(done),
+        on_epoch=rows.append,
+        on_batch=lambda done, total: batches.append((done, total)),
+    )
+    config = cfg.load_config(None, [], raw=small_config(train={"epochs": 3, "batch_size": 50}))
+    summary = fit(config, runs_root=tmp_path, hooks=hooks)
+    n_train = 210  # 300 rows less 15% val and 15% test
+    per_epoch = -(-n_train // 50)
+    assert summary["status"] == "completed" and starts == [0]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert batches[:per_epoch] == [(i, per_epoch) for i in range(1, per_epoch + 1)]
+    assert len(batches) == 3 * per_epoch
+
+
+def test_full_batch_without_shuffle_is_plain_gradient_descent(tmp_path):
+    """batch_size full + shuffle false: each epoch is exactly one step on the whole training split."""
+    config = cfg.load_config(
+        None, [], raw=small_config(train={"epochs": 2, "batch_size": "full", "shuffle": False}, optimizer={"momentum": 0.0})
+    )
+    summary = fit(config, runs_root=tmp_path)
+    run = tmp_path / next(p.name for p in tmp_path.iterdir())
+    with np.load(run / "checkpoints" / "last.npz", allow_pickle=False) as npz:
+        assert int(npz["optim.steps"]) == 2
+    assert summary["status"] == "completed"
