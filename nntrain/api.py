@@ -104,16 +104,20 @@ def _differences(a: cfg.Config, b: cfg.Config) -> list[str]:
     return checkpoint.config_differences(cfg.to_dict(a), cfg.to_dict(b))
 
 
-def load_run(run_dir: Path, which: str = "best") -> Experiment:
-    """A saved run's network with the parameters of checkpoint `which` (best | last | a path)."""
+def load_run(run_dir: Path, which: str = "best", with_data: bool = True) -> Experiment:
+    """A saved run's network with the parameters of checkpoint `which` (best | last | a path).
+
+    Without `with_data` nothing but the run directory is read: the network, scaling and
+    class names all come from the checkpoint.
+    """
     run = RunDir.open(run_dir)
     path = run.checkpoint(which)
     if which == "best" and not path.exists():  # a run interrupted in its first epoch has only last.npz
         path = run.checkpoint("last")
     arrays = checkpoint.read(path)
     config = checkpoint.embedded_config(arrays)
-    splits = load_npz(run.splits_file) if run.splits_file.exists() else None
-    exp = prepare(config, None, splits=splits, saved=arrays)
+    splits = load_npz(run.splits_file) if with_data and run.splits_file.exists() else None
+    exp = prepare(config, None, splits=splits, saved=arrays, with_data=with_data)
     checkpoint.restore(exp, arrays, training=False)
     exp.source = path.stem if which in ("best", "last") else which  # "last" when there is no best.npz
     return exp
@@ -131,7 +135,7 @@ def _file_arrays(exp: Experiment, data: Path):
 
 def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: Path | None = None) -> dict:
     """Loss and metrics of a saved run on one of its splits, or on a labelled data file."""
-    exp = load_run(run_dir, which)
+    exp = load_run(run_dir, which, with_data=data is None)
     if data is not None:
         X, y, t = _file_arrays(exp, data)
         source = str(data)
@@ -146,7 +150,7 @@ def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: 
 
 def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:
     """Predictions for the rows of a CSV as CSV text: class and probabilities, or values."""
-    exp = load_run(run_dir, which)
+    exp = load_run(run_dir, which, with_data=False)
     names = [str(n) for n in exp.saved["data.features"]]
     X = read_features(Path(input_csv), names)
     loss, classes = exp.network.loss, exp.dataset.classes

@@ -90,20 +90,42 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
     return network
 
 
+def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
+    """A dataset with no rows but the shape of a saved run's data, from its checkpoint alone.
+
+    Enough to rebuild the network and encode new inputs (predict, eval --data) when the
+    training data is not at hand any more.
+    """
+    features = [str(f) for f in saved["data.features"]]
+    classes = [str(c) for c in saved["data.classes"]] if "data.classes" in saved else None
+    if classes is not None:
+        y = np.empty(0, dtype=np.int64)
+    else:  # regression: one target per output of the last linear layer
+        units = [s.units for s in config.model.layers if s.type == "linear"]
+        y = np.empty((0, units[-1]) if units and units[-1] > 1 else 0)
+    return Dataset(np.empty((0, len(features))), y, config.data.task, classes, features)
+
+
 def prepare(
     config: cfg.Config,
     base: Path | None = None,
     splits: dict[str, np.ndarray] | None = None,
     saved: dict[str, np.ndarray] | None = None,
+    with_data: bool = True,
 ) -> Experiment:
     """Data, splits, scaling, network and optimizer for `config` (resolved in place).
 
     `splits` and `saved` (a checkpoint's arrays: scaling statistics, class names, parameters)
-    come from a run directory when a saved run is evaluated or resumed.
+    come from a run directory when a saved run is evaluated or resumed. Without `with_data`
+    the dataset has no rows and the data source is not read (see `saved_dataset`).
     """
     rngs = seed_streams(config.seed)
-    classes = [str(c) for c in saved["data.classes"]] if saved is not None and "data.classes" in saved else None
-    dataset = load_dataset(config, rngs["data"], base, classes)
+    if with_data or saved is None:
+        classes = [str(c) for c in saved["data.classes"]] if saved is not None and "data.classes" in saved else None
+        dataset = load_dataset(config, rngs["data"], base, classes)
+    else:
+        dataset = saved_dataset(config, saved)
+        splits = {name: np.empty(0, dtype=np.int64) for name in SPLITS}
     cfg.resolve(config, dataset.task)
     if splits is None:
         s = config.data.split
