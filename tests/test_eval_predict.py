@@ -248,6 +248,12 @@ def test_string_class_labels(cli, tmp_path):
     unknown.write_text("species,width,length\nrosa,1,1\n")
     result = cli("eval", tmp_path / "r", "--data", unknown)
     assert result.exit_code == 2 and "rosa" in result.stderr
+    # The run directory alone is enough for predict and eval --data: the training file may go.
+    (tmp_path / "flowers.csv").rename(tmp_path / "moved.csv")
+    moved = cli("predict", tmp_path / "r", query)
+    assert moved.exit_code == 0, moved.output
+    assert parse_csv(moved.stdout) == (header, rows)
+    assert eval_json(cli, tmp_path / "r", "--data", tmp_path / "moved.csv")["accuracy"] == 1.0
 
 
 def test_regression(cli, tmp_path):
