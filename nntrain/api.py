@@ -26,6 +26,8 @@ from .train.trainer import Hooks, Trainer
 
 def _config_and_base(config, overrides) -> tuple[cfg.Config, Path | None]:
     if isinstance(config, cfg.Config):
+        if overrides:
+            config = cfg.load_config(None, overrides, raw=cfg.to_dict(config))
         return config, None
     path = Path(config)
     return cfg.load_config(path, overrides), path.parent
@@ -158,13 +160,16 @@ def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:
     out = loss.predict(z).astype(np.float64)
     if classes is not None:
         labels = np.array(classes)[loss.decide(z)]
-        if out.shape[1] == len(classes):
-            header, cols = ["class", *(f"p_{c}" for c in classes)], out
+        # Probabilities where the loss defines them; otherwise the raw outputs, named as scores.
+        if loss.name == "cross_entropy":
+            header = ["class", *(f"p_{c}" for c in classes)]
         elif loss.name == "binary_cross_entropy":
-            header, cols = ["class", f"p_{classes[1]}"], out
+            header = ["class", f"p_{classes[1]}"]
+        elif out.shape[1] == len(classes):
+            header = ["class", *(f"score_{c}" for c in classes)]
         else:
-            header, cols = ["class", "score"], out
-        rows = [[label, *(f"{v:.6g}" for v in row)] for label, row in zip(labels, cols)]
+            header = ["class", "score"]
+        rows = [[label, *(f"{v:.6g}" for v in row)] for label, row in zip(labels, out)]
     else:
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{j}" for j in range(out.shape[1])]
         rows = [[f"{v:.6g}" for v in row] for row in out]
@@ -182,6 +187,8 @@ def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: fl
     """
     source = Path(source)
     if source.is_dir():
+        if overrides:
+            raise NntrainError("--set changes a config; a run directory is checked as it was trained")
         exp = load_run(source, "last")
         config = exp.config
         config.dtype = "float64"

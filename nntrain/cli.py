@@ -261,7 +261,7 @@ def gradcheck(
     source: Annotated[Path, typer.Argument(help="A config file or a run directory.", show_default=False)],
     set_: Sets = None,
     samples: Annotated[int, typer.Option("--samples", min=1, help="Data rows in the checked batch.")] = 8,
-    eps: Annotated[float, typer.Option("--eps", min=0, help="Finite-difference step h.")] = 1e-4,
+    eps: Annotated[float, typer.Option("--eps", help="Finite-difference step h (> 0).")] = 1e-4,
     tol: Annotated[float, typer.Option("--tol", min=0, help="Largest relative error that passes.")] = 1e-6,
     entries: Annotated[int, typer.Option("--entries", min=1, help="Entries checked per tensor at most.")] = 100,
     json_: Json = False,
@@ -270,15 +270,23 @@ def gradcheck(
     """Compare backprop's gradients with centered finite differences, in float64."""
     from . import api
 
+    if not eps > 0:
+        _err(f"error: --eps must be > 0, got {eps:g}")
+        raise typer.Exit(EXIT_USAGE)
+
     checks, info = _guard(debug, lambda: api.gradcheck(source, set_ or [], samples, eps, tol, entries))
     ok = all(c.passed for c in checks)
     if json_:
-        _say(json.dumps({**info, "passed": ok, "tensors": [vars(c) for c in checks]}))
+        tensors = [{**vars(c), "max_rel_error": None if c.kinks == c.checked else c.max_rel_error} for c in checks]
+        _say(json.dumps({**info, "passed": ok, "tensors": tensors}))
     else:
         _say(f"{'tensor':<20} {'shape':<12} {'checked':>7} {'kinks':>5} {'max rel error':>14}  result")
         for c in checks:
             shape = "x".join(map(str, c.shape))
-            _say(f"{c.name:<20} {shape:<12} {c.checked:>7} {c.kinks:>5} {c.max_rel_error:>14.2e}  {'pass' if c.passed else 'FAIL'}")
+            result = "pass" if c.passed else "FAIL"
+            if c.kinks == c.checked:
+                result = "not compared: every entry sat on a kink (try a smaller --eps)"
+            _say(f"{c.name:<20} {shape:<12} {c.checked:>7} {c.kinks:>5} {c.max_rel_error:>14.2e}  {result}")
         _say(f"{'passed' if ok else 'FAILED'}: {info['samples']} samples, eps {eps:g}, tolerance {tol:g}")
     if not ok:
         raise typer.Exit(EXIT_CHECK_FAILED)

@@ -42,7 +42,7 @@ LOWER_IS_BETTER = ("loss", "mse", "mae")
 class Strict(BaseModel):
     """Unknown keys are errors (with a did-you-mean), and values are not coerced ('3' is not 3)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -177,6 +177,8 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _options_fit_dataset(self):
+        if self.target is not None and not self.dataset.lower().endswith(".csv"):
+            raise ValueError(_at("target", "applies only to .csv files (an .npz names its arrays X and y)"))
         model = GENERATOR_MODELS.get(self.dataset)
         if model is None:
             if not self.dataset.lower().endswith((".csv", ".npz")):
@@ -193,7 +195,8 @@ class DataConfig(Strict):
         try:
             self.options = model.model_validate(self.options).model_dump()
         except ValidationError as e:
-            raise ValueError(_at("options", "; ".join(_format_error(err) for err in e.errors()))) from None
+            where, msg = _describe(e.errors()[0])  # one error at a time: a validator raises once
+            raise ValueError(_at("options" + (f".{where}" if where else ""), msg)) from None
         return self
 
 
@@ -252,6 +255,12 @@ class Config(Strict):
 
 
 def _format_error(err: dict) -> str:
+    where, msg = _describe(err)
+    return f"{where}: {msg}" if where else msg
+
+
+def _describe(err: dict) -> tuple[str, str]:
+    """(dotted key path, message) of one pydantic error."""
     loc = []
     parts = list(err["loc"])
     for i, part in enumerate(parts):
@@ -276,7 +285,7 @@ def _format_error(err: dict) -> str:
             msg = f"got {err['input']!r}{did_you_mean(err['input'], allowed)}; allowed: {err['ctx']['expected']}"
     elif not err["type"].startswith("value_error") and "input" in err and not isinstance(err["input"], (dict, list)):
         msg = f"{msg} (got {err['input']!r})"
-    return f"{where}: {msg}" if where else msg
+    return where, msg
 
 
 def validate(raw: dict) -> Config:
@@ -376,8 +385,8 @@ def load_config(path: Path | None, overrides: list[str] = (), raw: dict | None =
         raise NntrainError(f"'{path}' must hold a mapping of keys to values, got {type(raw).__name__}")
     raw = apply_overrides(raw, list(overrides))
     config = validate(raw)
-    if config.name is None and path is not None:
-        config.name = Path(path).stem
+    if config.name is None and path is not None:  # the file's stem, made safe for a directory name
+        config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-.") or "run"
     return config
 
 

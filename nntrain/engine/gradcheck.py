@@ -4,27 +4,29 @@ For an entry w of a tensor, the numerical gradient is the fourth-order centered 
 
     n = (-L(w + 2h) + 8 L(w + h) - 8 L(w - h) + L(w - 2h)) / (12 h)
 
-and the relative error is |a - n| / max(|a|, |n|, tiny). Run it in float64: in float32 the
+and the relative error is |a - n| / max(|a|, |n|, floor). Run it in float64: in float32 the
 rounding error of L alone swamps the difference. The two-point difference (L(w+h) - L(w-h)) / 2h
 has an error of order h^2 that forces a tiny h, and then the rounding error of L divided by h
 dominates (about 1e-10 absolute at h = 1e-6, which makes any gradient entry below 1e-4 look
 wrong at a 1e-6 tolerance). The four-point form's error is of order h^4, so h = 1e-4 is
-accurate to about 1e-12 and the check can demand 1e-6 of every entry larger than `tiny`.
+accurate to about 1e-12.
 
 What h cannot remove is the rounding of L itself. Each L(w + kh) is off by some multiple of
 eps_machine times the size of the terms it sums (not of L: a confident classifier's
 log-sum-exp and target logit are both ~10 while their difference is ~1e-3), so n carries
 an absolute noise of 1e-13 to 1e-12, and a true gradient of 0 or 1e-8 cannot be told apart
-from that noise in relative terms. Entries below `tiny` (1e-5) are therefore judged on
-their absolute error, which must stay under tol * tiny (1e-11 by default) -- far below what
-any wrong formula produces. For losses of large magnitude the floor also grows with 4x the
-rounding noise of L itself, 18 eps_machine |L| / (12 h), divided by `tol`.
+from that noise in relative terms. The floor is therefore `tiny` (1e-5): entries below it
+are judged on their absolute error, which must stay under tol * tiny (1e-11 by default),
+far below what any wrong formula produces. For losses of large magnitude the floor grows
+to 4x the rounding noise of L itself, 18 eps_machine |L| / (12 h), divided by `tol`.
 
 ReLU-like units, MAE and hinge have kinks where the derivative jumps. If w ± 2h moves a
 unit across its kink, the finite difference mixes the two one-sided slopes and disagrees
 with either analytic value, although backprop is right. Each evaluation records which side
 of its kink every unit was on; an entry whose four evaluations differ is counted as
-`kinks` and left out of the error, instead of being reported as a failure.
+`kinks` and left out of the error, instead of being reported as a failure. A tensor
+whose every checked entry sat on a kink has no error to report (NaN): it is not failed,
+but neither was it compared, which the CLI says.
 """
 
 from __future__ import annotations
@@ -110,6 +112,6 @@ def check_gradients(
             noise = 4 * 18 * np.finfo(np.float64).eps * max(map(abs, losses)) / (12 * eps)
             floor = max(tiny, noise / tol) if tol > 0 else tiny
             errors.append(float(relative_error(flat_grad[j], numeric, floor)))
-        worst = max(errors, default=0.0)
-        results.append(TensorCheck(name, tuple(value.shape), len(picks), kinks, worst, worst <= tol))
+        worst = max(errors, default=float("nan"))
+        results.append(TensorCheck(name, tuple(value.shape), len(picks), kinks, worst, not errors or worst <= tol))
     return results

@@ -57,6 +57,8 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """All arrays of an .npz, never unpickling; NntrainError if the file is missing or unreadable."""
+    if Path(path).is_file() and not zipfile.is_zipfile(path):
+        raise NntrainError(f"'{path}' is not an .npz file (not a zip archive: truncated, or another format)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
