@@ -120,9 +120,12 @@ class EpochReport:
             self.progress.update(self.task, completed=row["epoch"], description=self._label())
             self.progress.console.print(line, markup=False, highlight=False)
 
-    def batch(self, done: int, total: int):
+    def batch(self, done: int, total: int, loss: float):
         if self.progress is not None:
-            self.progress.update(self.task, completed=self.epoch_now - 1 + done / total)
+            # An exponential average keeps the live loss readable when batches are noisy.
+            self.loss = loss if done == 1 else 0.9 * self.loss + 0.1 * loss
+            label = f"{self._label()}  loss {_fmt(self.loss)}"
+            self.progress.update(self.task, completed=self.epoch_now - 1 + done / total, description=label)
 
     def stop(self):
         if self.progress is not None:

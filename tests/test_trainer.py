@@ -43,7 +43,7 @@ def test_hooks_see_every_epoch_and_batch(tmp_path):
     hooks = Hooks(
         on_start=lambda run, exp, done: starts.append(done),
         on_epoch=rows.append,
-        on_batch=lambda done, total: batches.append((done, total)),
+        on_batch=lambda done, total, loss: batches.append((done, total)),
     )
     config = cfg.load_config(None, [], raw=small_config(train={"epochs": 3, "batch_size": 50}))
     summary = fit(config, runs_root=tmp_path, hooks=hooks)

@@ -56,7 +56,7 @@ class Hooks:
 
     on_start: Callable = lambda run, exp, epochs_done: None  # once, before the first epoch
     on_epoch: Callable = lambda row: None  # the metrics.csv row of each finished epoch
-    on_batch: Callable = lambda done, total: None
+    on_batch: Callable = lambda done, total, loss: None  # batches done of total, this batch's loss
     log: Callable = lambda message: None  # warnings and notes
     stop: StopRequest = field(default_factory=StopRequest)
 
@@ -152,7 +152,7 @@ class Trainer:
                 return None
             exp.optimizer.step(exp.network.params)
             metrics.add(loss, z, y[start:end])
-            self.hooks.on_batch(done, batches)
+            self.hooks.on_batch(done, batches, loss)
             if stop:
                 break
         return metrics.result()
