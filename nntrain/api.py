@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config as cfg
-from .data.dataset import encode_labels, read_raw, resolve_path
+from .data.dataset import builtin_names, encode_labels, read_raw, resolve_path
 from .data.files import read_features
 from .engine.gradcheck import check_gradients
 from .errors import NntrainError
@@ -35,9 +35,7 @@ def _config_and_base(config, overrides) -> tuple[cfg.Config, Path | None]:
 
 def _pin_data_path(config: cfg.Config, base: Path | None) -> None:
     """Record a data file by absolute path, so the run directory works from any directory."""
-    from .data.generators import GENERATORS
-
-    if config.data.dataset not in GENERATORS:
+    if config.data.dataset not in builtin_names():
         config.data.dataset = str(resolve_path(config.data.dataset, base).resolve())
 
 

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from .data.dataset import builtin_names, unknown_dataset
+from .data.files import is_csv, is_data_file
 from .data.generators import GENERATORS
 from .engine.init import INITIALIZERS
 from .engine.layers import LAYERS
@@ -177,20 +179,14 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _options_fit_dataset(self):
-        if self.target is not None and not self.dataset.lower().endswith(".csv"):
-            raise ValueError(_at("target", "applies only to .csv files (an .npz names its arrays X and y)"))
+        if self.target is not None and not is_csv(self.dataset):
+            raise ValueError(_at("target", "applies only to CSV files (an .npz names its arrays X and y)"))
         model = GENERATOR_MODELS.get(self.dataset)
         if model is None:
-            if not self.dataset.lower().endswith((".csv", ".npz")):
-                raise ValueError(
-                    _at(
-                        "dataset",
-                        f"'{self.dataset}' is neither a built-in dataset{did_you_mean(self.dataset, GENERATORS)}"
-                        f" ({', '.join(GENERATORS)}) nor a .csv / .npz file",
-                    )
-                )
+            if self.dataset not in builtin_names() and not is_data_file(self.dataset):
+                raise ValueError(_at("dataset", unknown_dataset(self.dataset)))
             if self.options:
-                raise ValueError(_at("options", "options apply only to built-in datasets, not to files"))
+                raise ValueError(_at("options", "options apply only to generated datasets (see `nntrain datasets`)"))
             return self
         try:
             self.options = model.model_validate(self.options).model_dump()

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
-from .files import read_csv, read_npz
+from .bundled import BUNDLED, read_bundled
+from .files import FILE_SUFFIXES, is_csv, is_data_file, read_csv, read_npz
 from .generators import GENERATORS
 
 SPLITS = ("train", "val", "test")
@@ -34,14 +35,29 @@ class Dataset:
         return 1 if self.y.ndim == 1 else self.y.shape[1]
 
 
+def builtin_names() -> list[str]:
+    """Every name `data.dataset` accepts besides a file path."""
+    return [*GENERATORS, *BUNDLED]
+
+
+def unknown_dataset(dataset: str) -> str:
+    names = builtin_names()
+    return (
+        f"'{dataset}' is neither a built-in dataset{did_you_mean(dataset, names)} ({', '.join(names)})"
+        f" nor a data file ({' / '.join(FILE_SUFFIXES)})"
+    )
+
+
 def read_raw(dataset: str, options: dict, target, rng: np.random.Generator, base: Path | None = None):
     """(X, raw y, feature names, the source's own task or None) from a built-in name or a file path."""
     if dataset in GENERATORS:
         gen = GENERATORS[dataset]
         X, y = gen(rng, **options)
         return X, y, [f"x{j}" for j in range(X.shape[1])], gen.task
+    if dataset in BUNDLED:
+        return (*read_bundled(dataset), BUNDLED[dataset].task)
     path = resolve_path(dataset, base)
-    if path.suffix.lower() == ".csv":
+    if is_csv(path):
         return (*read_csv(path, target), None)
     return (*read_npz(path), None)
 
@@ -50,13 +66,8 @@ def resolve_path(dataset: str, base: Path | None) -> Path:
     path = Path(dataset).expanduser()
     if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
         path = base / path
-    if path.suffix.lower() not in (".csv", ".npz"):
-        names = ", ".join(sorted(GENERATORS))
-        raise NntrainError(
-            f"'{dataset}' is neither a built-in dataset{did_you_mean(dataset, GENERATORS)} ({names})"
-            " nor a .csv / .npz file",
-            "data.dataset",
-        )
+    if not is_data_file(path):
+        raise NntrainError(unknown_dataset(dataset), "data.dataset")
     if not path.is_file():
         raise NntrainError(f"data file '{dataset}' does not exist", "data.dataset")
     return path

@@ -7,6 +7,7 @@ y is a string array when the file's labels are not numbers.
 from __future__ import annotations
 
 import csv
+import gzip
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,25 @@ import numpy as np
 
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
+
+
+CSV_SUFFIXES = (".csv", ".csv.gz")
+FILE_SUFFIXES = (*CSV_SUFFIXES, ".npz")
+
+
+def is_csv(path) -> bool:
+    return str(path).lower().endswith(CSV_SUFFIXES)
+
+
+def is_data_file(path) -> bool:
+    return str(path).lower().endswith(FILE_SUFFIXES)
+
+
+def _open_text(path: Path):
+    """A CSV file for reading, gzip-compressed or not."""
+    if str(path).lower().endswith(".gz"):
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, newline="", encoding="utf-8-sig")
 
 
 def _target_column(header: list[str], target, path) -> int:
@@ -33,7 +53,7 @@ def _target_column(header: list[str], target, path) -> int:
 
 def read_csv(path: Path, target=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Numeric feature columns and a target column (by name, index, or the last one)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with _open_text(path) as f:
         rows = csv.reader(f)
         header = _header(rows, path)
         col = _target_column(header, target, path)
@@ -134,7 +154,7 @@ def read_features(path: Path, names: list[str]) -> np.ndarray:
     or an .npz's x0, x1, ...) may also come as exactly len(names) columns, taken in order.
     """
     unnamed = names == [f"x{j}" for j in range(len(names))]
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with _open_text(path) as f:
         rows = csv.reader(f)
         header = _header(rows, path)
         if all(n in header for n in names):
