@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from . import config as cfg
-from .data.dataset import builtin_names, encode_labels, read_raw, resolve_path
-from .data.files import read_features
+from .data.dataset import builtin_names, encode_labels, resolve_path
+from .data.files import is_csv, read_npz, read_table
 from .engine.gradcheck import check_gradients
 from .errors import NntrainError
 from .train import checkpoint
 from .train.experiment import Experiment, prepare
-from .train.metrics import evaluate
 from .train.rundir import RunDir, atomic_write, load_npz, save_npz
 from .train.trainer import Hooks, Trainer
 
@@ -124,9 +123,13 @@ def load_run(run_dir: Path, which: str = "best", with_data: bool = True) -> Expe
 
 
 def _file_arrays(exp: Experiment, data: Path):
-    """(X, y) of a labelled data file, encoded with the run's classes and checked against its features."""
+    """(X, y, t) of a labelled data file, encoded as the run's training data was."""
     path = resolve_path(str(data), None)
-    X, y_raw, _, _ = read_raw(str(path), {}, exp.config.data.target, None)
+    if is_csv(path):
+        table = read_table(path, exp.config.data.target, exp.config.data.missing, exp.dataset.encoder)
+        X, y_raw = table.X, table.y
+    else:
+        X, y_raw, _ = read_npz(path)
     if X.shape[1] != exp.network.in_features:
         raise NntrainError(f"{data} has {X.shape[1]} feature columns; the run was trained on {exp.network.in_features}")
     y, _ = encode_labels(y_raw, exp.dataset.task, exp.dataset.classes)
@@ -144,18 +147,19 @@ def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: 
             raise NntrainError(f"the run has no '{split}' split (data.split gave it 0 rows); choose another --split")
         X, y, t = exp.arrays(split)
         source = split
-    result = evaluate(exp.network, X, t, y, exp.metric_names())
+    result = exp.evaluate(X, y, t)
     return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(len(X)), **result}
 
 
 def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:
     """Predictions for the rows of a CSV as CSV text: class and probabilities, or values."""
     exp = load_run(run_dir, which, with_data=False)
-    names = [str(n) for n in exp.saved["data.features"]]
-    X = read_features(Path(input_csv), names)
+    X = read_table(Path(input_csv), encoder=exp.dataset.encoder, with_target=False).X
     loss, classes = exp.network.loss, exp.dataset.classes
     z = exp.network.forward(exp.scaler.transform(X, exp.dtype))
     out = loss.predict(z).astype(np.float64)
+    if classes is None:
+        out = exp.to_target_units(out)
     if classes is not None:
         labels = np.array(classes)[loss.decide(z)]
         # Probabilities where the loss defines them; otherwise the raw outputs, named as scores.

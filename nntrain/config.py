@@ -169,13 +169,39 @@ class SplitConfig(Strict):
         return self
 
 
+class ScaleConfig(Strict):
+    """Feature scaling fitted on the training split: `standardize` (mean 0, std 1), `minmax` (to `range`)."""
+
+    name: Literal["none", "standardize", "minmax"] = "standardize"
+    range: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="minmax only: [low, high], default [0, 1]"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value):
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _range_fits(self):
+        if self.range is not None and self.name != "minmax":
+            raise ValueError(_at("range", f"applies only to minmax scaling, not to {self.name}"))
+        if self.name == "minmax":
+            self.range = self.range or [0.0, 1.0]
+            if not self.range[0] < self.range[1]:
+                raise ValueError(_at("range", f"low must be below high, got {self.range}"))
+        return self
+
+
 class DataConfig(Strict):
     dataset: str = Field(description="a built-in dataset name (see `nntrain datasets`) or a path to a .csv / .npz file")
     options: dict[str, Any] = Field(default_factory=dict, description="parameters of a built-in generator")
     target: str | int | None = Field(None, description="CSV only: target column by name or index (default: last)")
     task: Literal["classification", "regression"] | None = Field(None, description="inferred when omitted")
     split: SplitConfig = Field(default_factory=SplitConfig)
-    scale: Literal["none", "standardize", "minmax"] = "standardize"
+    scale: ScaleConfig = Field(default_factory=ScaleConfig, description="none | standardize | minmax, or {name, range}")
+    scale_target: bool = Field(False, description="regression: standardize the targets too (predictions in original units)")
+    missing: Literal["error", "drop"] = Field("error", description="CSV cells that are empty, NA, NaN, ?: error or drop the row")
 
     @model_validator(mode="after")
     def _options_fit_dataset(self):
@@ -411,6 +437,8 @@ def resolve(config: Config, task: str) -> Config:
             f"got '{config.train.monitor}'{hint}{did_you_mean(config.train.monitor, choices)}; allowed: {', '.join(choices)}",
             "train.monitor",
         )
+    if config.data.scale_target and task != "regression":
+        raise NntrainError(f"scaling targets applies to regression, but the task is {task}", "data.scale_target")
     config.data.task = task
     return config
 

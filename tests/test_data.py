@@ -11,7 +11,7 @@ from conftest import small_config
 
 from nntrain.config import load_config
 from nntrain.data.dataset import SPLITS, Scaler, encode_labels, infer_task, split_indices
-from nntrain.data.files import read_csv, read_features, read_npz
+from nntrain.data.files import FeatureEncoder, read_csv, read_npz, read_table
 from nntrain.data.generators import GENERATORS
 from nntrain.engine.losses import LOSSES
 from nntrain.errors import NntrainError
@@ -461,6 +461,11 @@ def test_read_npz_X_must_be_2d_numeric(tmp_path, X):
 
 
 # --- read_features (predict) ----------------------------------------------------------------
+
+
+def read_features(path, names):
+    """What predict reads: the features of a saved run's (numeric) columns, no target."""
+    return read_table(path, encoder=FeatureEncoder(names), with_target=False).X
 
 
 def test_read_features_by_name_ignores_extras_and_reorders(tmp_path):

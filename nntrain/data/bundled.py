@@ -37,7 +37,97 @@ class BundledDataset:
     citation: str
 
 
-BUNDLED: dict[str, BundledDataset] = {}
+_UCI_LICENSE = "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/), as stated by the UCI Machine Learning Repository"
+
+BUNDLED: dict[str, BundledDataset] = {
+    d.name: d
+    for d in [
+        BundledDataset(
+            name="iris",
+            file="iris.csv.gz",
+            sha256="ec07055f8dc74cdf71ce0d4c8d40fdcdcef27865d312ae0185ddfd8787744d5c",
+            rows=150,
+            features=4,
+            task="classification",
+            target="target",
+            description="Fisher's iris flowers: sepal and petal length and width in cm; 3 species, 50 each.",
+            source="https://archive.ics.uci.edu/dataset/53/iris",
+            license=_UCI_LICENSE,
+            citation=(
+                "Fisher, R. A. (1936). The use of multiple measurements in taxonomic problems. Annals of Eugenics, 7(2),"
+                " 179-188. Data: Fisher, R. A. Iris [Dataset]. UCI Machine Learning Repository."
+                " https://doi.org/10.24432/C56C76"
+            ),
+        ),
+        BundledDataset(
+            name="wine",
+            file="wine.csv.gz",
+            sha256="07c630f2d8478b892d07532a15d54e0a09381012f82656f8c7ea72333838a14f",
+            rows=178,
+            features=13,
+            task="classification",
+            target="target",
+            description="Chemical analysis of wines from three cultivars in one Italian region; 13 measurements.",
+            source="https://archive.ics.uci.edu/dataset/109/wine",
+            license=_UCI_LICENSE,
+            citation=(
+                "Aeberhard, S. & Forina, M. (1991). Wine [Dataset]. UCI Machine Learning Repository."
+                " https://doi.org/10.24432/C5PC7J"
+            ),
+        ),
+        BundledDataset(
+            name="breast_cancer",
+            file="breast_cancer.csv.gz",
+            sha256="db1d8010ba74608af626b501672b58208c2b6095f0adeae837aabaf9bbb4dd3e",
+            rows=569,
+            features=30,
+            task="classification",
+            target="target",
+            description="Wisconsin diagnostic breast cancer: 30 cell-nucleus features of a needle aspirate; malignant or benign.",
+            source="https://archive.ics.uci.edu/dataset/17/breast+cancer+wisconsin+diagnostic",
+            license=_UCI_LICENSE,
+            citation=(
+                "Wolberg, W., Mangasarian, O., Street, N. & Street, W. (1995). Breast Cancer Wisconsin (Diagnostic)"
+                " [Dataset]. UCI Machine Learning Repository. https://doi.org/10.24432/C5DW2B"
+            ),
+        ),
+        BundledDataset(
+            name="digits",
+            file="digits.csv.gz",
+            sha256="b6ce6e38dc5438f106778c12b17f0d53813b688da30c388275f202398676741e",
+            rows=1797,
+            features=64,
+            task="classification",
+            target="target",
+            description="8x8 handwritten digits 0-9 (UCI optical digits, test part); pixels are counts 0-16.",
+            source="https://archive.ics.uci.edu/dataset/80/optical+recognition+of+handwritten+digits",
+            license=_UCI_LICENSE,
+            citation=(
+                "Alpaydin, E. & Kaynak, C. (1998). Optical Recognition of Handwritten Digits [Dataset]."
+                " UCI Machine Learning Repository. https://doi.org/10.24432/C50P49"
+            ),
+        ),
+        BundledDataset(
+            name="diabetes",
+            file="diabetes.csv.gz",
+            sha256="b6b9c230c1b6be197d2ff5fa8f20ab9922f4f3238aeff51427870d370f66836d",
+            rows=442,
+            features=10,
+            task="regression",
+            target="target",
+            description="Diabetes progression one year after baseline from age, sex, BMI, blood pressure and 6 serum values (unscaled).",
+            source="https://www4.stat.ncsu.edu/~boos/var.select/diabetes.html",
+            license=(
+                "No license stated by the source; published with Efron et al. (2004) and redistributed in"
+                " scikit-learn (BSD-3-Clause) and the R package lars. Used here for teaching and research."
+            ),
+            citation=(
+                "Efron, B., Hastie, T., Johnstone, I. & Tibshirani, R. (2004). Least angle regression."
+                " The Annals of Statistics, 32(2), 407-499. https://doi.org/10.1214/009053604000000067"
+            ),
+        ),
+    ]
+}
 
 
 def read_bundled(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:

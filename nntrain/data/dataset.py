@@ -10,7 +10,7 @@ import numpy as np
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
 from .bundled import BUNDLED, read_bundled
-from .files import FILE_SUFFIXES, is_csv, is_data_file, read_csv, read_npz
+from .files import FILE_SUFFIXES, FeatureEncoder, is_csv, is_data_file, read_npz, read_table
 from .generators import GENERATORS
 
 SPLITS = ("train", "val", "test")
@@ -24,7 +24,16 @@ class Dataset:
     y: np.ndarray
     task: str  # "classification" | "regression"
     classes: list[str] | None = None  # class names, index = label
-    feature_names: list[str] = field(default_factory=list)
+    encoder: FeatureEncoder | None = None  # raw columns -> X; None: X's columns are x0, x1, ...
+    notes: list[str] = field(default_factory=list)  # what loading did that a user should hear about
+
+    def __post_init__(self):
+        if self.encoder is None:
+            self.encoder = FeatureEncoder([f"x{j}" for j in range(self.X.shape[1])])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.encoder.names
 
     @property
     def n_classes(self) -> int | None:
@@ -48,18 +57,31 @@ def unknown_dataset(dataset: str) -> str:
     )
 
 
-def read_raw(dataset: str, options: dict, target, rng: np.random.Generator, base: Path | None = None):
-    """(X, raw y, feature names, the source's own task or None) from a built-in name or a file path."""
+@dataclass
+class RawData:
+    """A data source as read: features, labels not yet encoded, and what the source says of itself."""
+
+    X: np.ndarray
+    y: np.ndarray
+    encoder: FeatureEncoder | None = None
+    task: str | None = None  # the source's own task (generators, bundled sets); None for files
+    dropped: int = 0  # rows skipped for missing values
+
+
+def read_raw(dataset: str, options: dict, target, rng, base: Path | None = None, missing: str = "error") -> RawData:
+    """Read a built-in dataset or a data file (CSV, NPZ)."""
     if dataset in GENERATORS:
         gen = GENERATORS[dataset]
-        X, y = gen(rng, **options)
-        return X, y, [f"x{j}" for j in range(X.shape[1])], gen.task
+        return RawData(*gen(rng, **options), task=gen.task)
     if dataset in BUNDLED:
-        return (*read_bundled(dataset), BUNDLED[dataset].task)
+        X, y, names = read_bundled(dataset)
+        return RawData(X, y, FeatureEncoder(names), BUNDLED[dataset].task)
     path = resolve_path(dataset, base)
     if is_csv(path):
-        return (*read_csv(path, target), None)
-    return (*read_npz(path), None)
+        table = read_table(path, target, missing)
+        return RawData(table.X, table.y, table.encoder, dropped=table.dropped)
+    X, y, _ = read_npz(path)
+    return RawData(X, y)
 
 
 def resolve_path(dataset: str, base: Path | None) -> Path:
@@ -128,21 +150,31 @@ def split_indices(y: np.ndarray, task: str, val: float, test: float, rng: np.ran
 
 @dataclass
 class Scaler:
-    """x' = (x - offset) / factor per feature: standardize (mean, std) or minmax (min, max - min)."""
+    """x' = (x - offset) / factor per column, fitted on the training split.
+
+    standardize: offset = mean, factor = std. minmax to [lo, hi]: x' = lo + (x - min) / (max - min) * (hi - lo),
+    i.e. offset = min - lo * (max - min) / (hi - lo), factor = (max - min) / (hi - lo).
+    `key` names the arrays in a checkpoint (data.scale for features, data.target_scale for targets).
+    """
 
     method: str
+    range: tuple[float, float] = (0.0, 1.0)
+    key: str = "data.scale"
     offset: np.ndarray | None = None
     factor: np.ndarray | None = None
 
     def fit(self, X: np.ndarray) -> "Scaler":
+        spread = np.ptp(X, axis=0)
         if self.method == "standardize":
             self.offset, self.factor = X.mean(axis=0), X.std(axis=0)
         elif self.method == "minmax":
-            self.offset, self.factor = X.min(axis=0), np.ptp(X, axis=0)
+            lo, hi = self.range
+            self.factor = spread / (hi - lo)
+            self.offset = X.min(axis=0) - lo * self.factor
         else:
             return self
         # A constant column (its std may round to 1e-16, not 0) is only shifted, never blown up.
-        self.factor = np.where(np.ptp(X, axis=0) > 0, self.factor, 1.0)
+        self.factor = np.where(spread > 0, self.factor, 1.0)
         return self
 
     def transform(self, X: np.ndarray, dtype) -> np.ndarray:
@@ -150,11 +182,17 @@ class Scaler:
             return X.astype(dtype)
         return ((X - self.offset) / self.factor).astype(dtype)
 
+    def inverse(self, X: np.ndarray) -> np.ndarray:
+        """Back to original units (float64)."""
+        if self.offset is None:
+            return X.astype(np.float64)
+        return X * self.factor + self.offset
+
     def state_dict(self) -> dict[str, np.ndarray]:
         if self.offset is None:
             return {}
-        return {"data.scale.offset": self.offset, "data.scale.factor": self.factor}
+        return {f"{self.key}.offset": self.offset, f"{self.key}.factor": self.factor}
 
     @classmethod
-    def from_state(cls, method: str, state: dict) -> "Scaler":
-        return cls(method, state.get("data.scale.offset"), state.get("data.scale.factor"))
+    def from_state(cls, method: str, state: dict, key: str = "data.scale") -> "Scaler":
+        return cls(method, key=key, offset=state.get(f"{key}.offset"), factor=state.get(f"{key}.factor"))

@@ -1,7 +1,7 @@
-"""Readers for user data files: CSV with a header row, and NPZ with arrays `X` and `y`.
+"""Readers for user data files: CSV (optionally gzipped) with a header row, and NPZ with arrays X and y.
 
-Both return (X: (rows, features) float64, y: (rows,) or (rows, k), feature names).
-y is a string array when the file's labels are not numbers.
+Features come out as X: (rows, features) float64; targets as y: (rows,) or (rows, k), a
+string array when the labels are not numbers.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,43 +52,202 @@ def _target_column(header: list[str], target, path) -> int:
     return header.index(target)
 
 
-def read_csv(path: Path, target=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Numeric feature columns and a target column (by name, index, or the last one)."""
+MISSING = ("", "na", "n/a", "nan", "null", "none", "?")  # cells read as missing, case-insensitive
+
+
+@dataclass
+class FeatureEncoder:
+    """How a file's feature columns become the network's input.
+
+    Numeric columns pass through; text columns are one-hot encoded over their sorted
+    categories. The encoder is fitted on the training file and saved with the run, so
+    eval and predict encode new files exactly the same way.
+    """
+
+    columns: list[str]  # raw feature column names, in input order
+    categories: dict[str, list[str]] = field(default_factory=dict)  # text column -> categories
+
+    @property
+    def names(self) -> list[str]:
+        """Input feature names after encoding: `col` or `col=category`."""
+        return [n for c in self.columns for n in ([f"{c}={v}" for v in self.categories[c]] if c in self.categories else [c])]
+
+    @property
+    def unnamed(self) -> bool:
+        """Columns named x0, x1, ... by nntrain (generators, .npz), not by the user."""
+        return self.columns == [f"x{j}" for j in range(len(self.columns))]
+
+    def encode(self, cells: np.ndarray, lines: np.ndarray, path) -> np.ndarray:
+        """cells: (rows, columns) text -> (rows, len(names)) float64; unknown categories are errors."""
+        blocks = []
+        for j, column in enumerate(self.columns):
+            if column in self.categories:
+                index = {c: i for i, c in enumerate(self.categories[column])}
+                known = np.isin(cells[:, j], self.categories[column])
+                if not known.all():
+                    r = int(np.argmin(known))
+                    raise NntrainError(
+                        f"{path}, line {lines[r]}, column '{column}': category '{cells[r, j]}' was not in the training"
+                        f" data; known: {', '.join(self.categories[column])}"
+                    )
+                onehot = np.zeros((len(cells), len(index)))
+                onehot[np.arange(len(cells)), [index[v] for v in cells[:, j]]] = 1
+                blocks.append(onehot)
+            else:
+                blocks.append(_numbers(cells[:, j], lines, path, column)[:, None])
+        return np.hstack(blocks) if blocks else np.empty((len(cells), 0))
+
+    @classmethod
+    def fit(cls, cells: np.ndarray, lines: np.ndarray, columns: list[str], path) -> "FeatureEncoder":
+        """Text columns are those where most cells are not numbers; a stray word in a numeric column is an error."""
+        categories = {}
+        for j, column in enumerate(columns):
+            numeric = _parses(cells[:, j])
+            if not numeric.all() and numeric.mean() < 0.5:
+                categories[column] = sorted(set(cells[:, j].tolist()))
+        return cls(list(columns), categories)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {"data.columns": np.array(self.columns, dtype=np.str_)}
+        for j, column in enumerate(self.columns):
+            if column in self.categories:
+                state[f"data.categories.{j}"] = np.array(self.categories[column], dtype=np.str_)
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> "FeatureEncoder":
+        columns = [str(c) for c in state["data.columns"]]
+        categories = {
+            c: [str(v) for v in state[f"data.categories.{j}"]] for j, c in enumerate(columns) if f"data.categories.{j}" in state
+        }
+        return cls(columns, categories)
+
+
+@dataclass
+class Table:
+    """A CSV file read for nntrain: encoded features, raw target, the encoder, rows dropped as missing."""
+
+    X: np.ndarray  # (rows, features) float64
+    y: np.ndarray | None  # (rows,) numbers, or strings for text labels; None without a target
+    encoder: FeatureEncoder
+    dropped: int = 0
+
+
+def _parses(cells: np.ndarray) -> np.ndarray:
+    """Which cells are numbers (finite or not)."""
+    try:
+        cells.astype(np.float64)
+        return np.ones(len(cells), dtype=bool)
+    except ValueError:
+        pass
+    out = np.empty(len(cells), dtype=bool)
+    for i, c in enumerate(cells.tolist()):  # only on the slow path: a column with text in it
+        try:
+            float(c)
+            out[i] = True
+        except ValueError:
+            out[i] = False
+    return out
+
+
+def _numbers(cells: np.ndarray, lines: np.ndarray, path, column: str) -> np.ndarray:
+    """A column of finite numbers, or an error naming the first bad cell's line."""
+    ok = _parses(cells)
+    if not ok.all():
+        r = int(np.argmin(ok))
+        raise NntrainError(f"{path}, line {lines[r]}, column '{column}': '{cells[r]}' is not a number")
+    values = cells.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        r = int(np.argmin(finite))
+        raise NntrainError(f"{path}, line {lines[r]}, column '{column}': '{cells[r]}' is not a finite number")
+    return values
+
+
+def _read_cells(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(header, cells (rows, columns) stripped text, line number of each row) of a CSV file."""
+    rows, lines = [], []
     with _open_text(path) as f:
-        rows = csv.reader(f)
-        header = _header(rows, path)
-        col = _target_column(header, target, path)
-        features = [h for j, h in enumerate(header) if j != col]
-        X, y = [], []
-        for row in rows:
+        reader = csv.reader(f)
+        header = _header(reader, path)
+        for row in reader:
             if not row or all(not c.strip() for c in row):
                 continue
-            line = rows.line_num
             if len(row) != len(header):
-                raise NntrainError(f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
-            values = []
-            for j, cell in enumerate(row):
-                if j == col:
-                    continue
-                try:
-                    value = float(cell)
-                except ValueError:
-                    raise NntrainError(
-                        f"{path}, line {line}, column '{header[j]}': '{cell}' is not a number"
-                        " (features must be numeric and not missing)"
-                    ) from None
-                if not np.isfinite(value):
-                    raise NntrainError(f"{path}, line {line}, column '{header[j]}': '{cell}' is not a finite number")
-                values.append(value)
-            if not row[col].strip():
-                raise NntrainError(f"{path}, line {line}: the target column '{header[col]}' is empty")
-            if not _finite_or_text(row[col]):
-                raise NntrainError(f"{path}, line {line}, column '{header[col]}': '{row[col]}' is not a finite number")
-            X.append(values)
-            y.append(row[col].strip())
-    if not X:
+                raise NntrainError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
+            rows.append(row)
+            lines.append(reader.line_num)
+    if not rows:
         raise NntrainError(f"{path} has a header but no data rows")
-    return np.array(X, dtype=np.float64), _parse_target(np.array(y)), features
+    cells = np.char.strip(np.array(rows, dtype=np.str_))
+    return header, cells, np.array(lines)
+
+
+def _missing_rows(cells: np.ndarray, lines: np.ndarray, columns: list[str], path, missing: str) -> np.ndarray:
+    """Rows to keep: all of them, or with missing='drop' those without a missing cell."""
+    is_missing = np.isin(np.char.lower(cells), MISSING)
+    if not is_missing.any():
+        return np.ones(len(cells), dtype=bool)
+    if missing == "drop":
+        return ~is_missing.any(axis=1)
+    r, j = (int(i) for i in np.argwhere(is_missing)[0])
+    raise NntrainError(
+        f"{path}, line {lines[r]}, column '{columns[j]}': missing value '{cells[r, j]}'"
+        " (set data.missing: drop to skip rows with missing values)"
+    )
+
+
+def read_table(
+    path: Path, target=None, missing: str = "error", encoder: FeatureEncoder | None = None, with_target: bool = True
+) -> Table:
+    """A CSV with a header row: features encoded by `encoder` (fitted here when None) and the target.
+
+    With an encoder (a saved run's), its columns are looked up by name and other columns are
+    ignored; the target is `target`, else the one column left over. Columns nntrain named
+    itself (x0, x1, ...) may also come unnamed, in order, the target last. Without
+    `with_target` (predict) no target is read.
+    """
+    header, cells, lines = _read_cells(path)
+    if encoder is None:
+        col = _target_column(header, target, path)
+        features = [h for j, h in enumerate(header) if j != col]
+    else:
+        features = encoder.columns
+        if not all(c in header for c in features):
+            if not (encoder.unnamed and len(header) == len(features) + with_target):
+                raise NntrainError(f"{path} has columns {header}; the model needs the features {features}")
+            header = [*features, "target"][: len(header)]
+            target = "target" if with_target else None
+        col = None
+        if with_target:
+            rest = [h for h in header if h not in features]
+            if target is None and len(rest) != 1:
+                raise NntrainError(f"{path}: cannot tell the target column among {rest or 'no other columns'}")
+            col = _target_column(header, target if target is not None else rest[0], path)
+    used = [header.index(c) for c in features] + ([col] if col is not None else [])
+    keep = _missing_rows(cells[:, used], lines, [header[j] for j in used], path, missing)
+    cells, lines = cells[keep], lines[keep]
+    if not len(cells):
+        raise NntrainError(f"{path}: every row has a missing value")
+    feature_cells = cells[:, [header.index(c) for c in features]]
+    if encoder is None:
+        encoder = FeatureEncoder.fit(feature_cells, lines, features, path)
+    X = encoder.encode(feature_cells, lines, path)
+    y = None if col is None else _target(cells[:, col], lines, path, header[col])
+    return Table(X, y, encoder, int((~keep).sum()))
+
+
+def _target(cells: np.ndarray, lines: np.ndarray, path, column: str) -> np.ndarray:
+    """Numbers when every label is a number (then they must be finite), else the text labels."""
+    if not _parses(cells).all():
+        return cells
+    return _numbers(cells, lines, path, column)
+
+
+def read_csv(path: Path, target=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(X, y, feature names) of a CSV: the short form of `read_table` for training files."""
+    table = read_table(path, target)
+    return table.X, table.y, table.encoder.names
 
 
 def _header(rows, path) -> list[str]:
@@ -96,22 +256,6 @@ def _header(rows, path) -> list[str]:
         if any(c.strip() for c in row):
             return [h.strip() for h in row]
     raise NntrainError(f"{path} is empty; a CSV needs a header row and data rows")
-
-
-def _finite_or_text(cell: str) -> bool:
-    """False for 'nan', 'inf' and friends: a label that parses as a number must be finite."""
-    try:
-        return bool(np.isfinite(float(cell)))
-    except ValueError:
-        return True
-
-
-def _parse_target(y: np.ndarray) -> np.ndarray:
-    """Numbers when every label is a number, else the strings themselves (class names)."""
-    try:
-        return y.astype(np.float64)
-    except ValueError:
-        return y
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -144,38 +288,3 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         if not np.isfinite(y).all():
             raise NntrainError(f"{path}: y has a NaN or infinite value in row {int(np.argwhere(~np.isfinite(y))[0][0])}")
     return X, y, [f"x{j}" for j in range(X.shape[1])]
-
-
-def read_features(path: Path, names: list[str]) -> np.ndarray:
-    """Feature columns of a CSV for prediction: (rows, len(names)) float64.
-
-    Columns are taken by name when the header has every training feature name (other
-    columns, such as the target, are ignored). Features that had no names (a generator's
-    or an .npz's x0, x1, ...) may also come as exactly len(names) columns, taken in order.
-    """
-    unnamed = names == [f"x{j}" for j in range(len(names))]
-    with _open_text(path) as f:
-        rows = csv.reader(f)
-        header = _header(rows, path)
-        if all(n in header for n in names):
-            columns = [header.index(n) for n in names]
-        elif unnamed and len(header) == len(names):
-            columns = list(range(len(names)))
-        else:
-            raise NntrainError(f"{path} has columns {header}; the model needs the features {names}")
-        X = []
-        for row in rows:
-            if not row or all(not c.strip() for c in row):
-                continue
-            try:
-                values = [float(row[j]) for j in columns]
-            except (ValueError, IndexError):
-                values = [np.nan]
-            if not np.isfinite(values).all():
-                raise NntrainError(
-                    f"{path}, line {rows.line_num}: expected finite numbers in columns {[header[j] for j in columns]}"
-                )
-            X.append(values)
-    if not X:
-        raise NntrainError(f"{path} has a header but no data rows")
-    return np.array(X, dtype=np.float64)

@@ -5,7 +5,9 @@ Keys of the .npz:
   optim.<key>                          optimizer state (optim.steps, optim.layers.0.weight.exp_avg, ...)
   data.scale.offset, data.scale.factor scaling statistics of the training split (x' = (x - offset) / factor)
   data.classes                         class names (classification), index = label
-  data.features                        feature (column) names, in input order
+  data.target_scale.offset, .factor    regression targets' scaling (data.scale_target)
+  data.columns, data.categories.<j>    raw feature columns; categories of text column j (one-hot)
+  data.features                        feature names after encoding, in input order
   meta.epoch, meta.best_epoch, meta.best_value, meta.rng (training RNG state, JSON),
   meta.config (the resolved config, JSON), meta.config_sha256, meta.version
 Everything is a plain array; nothing needs pickle to load.
@@ -46,6 +48,8 @@ def save(path: Path, exp: Experiment, state: TrainingState) -> None:
         **exp.network.state_dict(),
         **{f"optim.{k}": v for k, v in exp.optimizer.state_dict().items()},
         **exp.scaler.state_dict(),
+        **exp.target_scaler.state_dict(),
+        **exp.dataset.encoder.state_dict(),
         "meta.epoch": np.array(state.epoch, dtype=np.int64),
         "meta.best_epoch": np.array(state.best_epoch, dtype=np.int64),
         "meta.best_value": np.array(state.best_value, dtype=np.float64),

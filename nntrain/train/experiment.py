@@ -14,11 +14,13 @@ import numpy as np
 
 from .. import config as cfg
 from ..data.dataset import SPLITS, Dataset, Scaler, encode_labels, infer_task, read_raw, split_indices
+from ..data.files import FeatureEncoder
 from ..engine.layers import LAYERS
 from ..engine.losses import LOSSES
 from ..engine.network import Network
 from ..engine.optim import OPTIMIZERS
 from ..errors import NntrainError
+from .metrics import Metrics
 
 STREAMS = ("data", "split", "init", "train")
 
@@ -34,6 +36,7 @@ class Experiment:
     dataset: Dataset
     splits: dict[str, np.ndarray]
     scaler: Scaler
+    target_scaler: Scaler  # regression with data.scale_target; method "none" otherwise
     network: Network
     optimizer: object
     rngs: dict[str, np.random.Generator]
@@ -53,22 +56,44 @@ class Experiment:
         return self._arrays[split]
 
     def encode(self, X: np.ndarray, y: np.ndarray):
+        """Raw features and labels -> (X scaled, y as is, t: targets in the loss's form and scale)."""
         X = self.scaler.transform(X, self.dtype)
-        t = self.network.loss.encode(y, self.dataset.n_classes, self.dtype)
+        if self.dataset.task == "regression":
+            t = self.network.loss.encode(self.target_scaler.transform(y, self.dtype), None, self.dtype)
+        else:
+            t = self.network.loss.encode(y, self.dataset.n_classes, self.dtype)
         return X, y, t
+
+    def to_target_units(self, z: np.ndarray) -> np.ndarray:
+        """Network outputs in the targets' original units (undoing data.scale_target)."""
+        return self.target_scaler.inverse(z) if self.target_scaler.offset is not None else z
 
     def metric_names(self) -> list[str]:
         return list(self.config.train.metrics)
 
+    def metrics(self) -> Metrics:
+        """An empty accumulator for the configured metrics."""
+        units = self.to_target_units if self.target_scaler.offset is not None else None
+        return Metrics(self.network.loss, self.metric_names(), units)
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int = 4096) -> dict[str, float]:
+        """Loss and metrics of the network in eval mode over encoded arrays, in large batches."""
+        metrics = self.metrics()
+        for start in range(0, len(X), batch):
+            z = self.network.forward(X[start : start + batch], training=False)
+            metrics.add(self.network.loss.forward(z, t[start : start + batch]), z, y[start : start + batch])
+        return metrics.result()
+
 
 def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None, classes=None) -> Dataset:
     d = config.data
-    X, y_raw, features, source_task = read_raw(d.dataset, d.options, d.target, rng, base)
-    task = infer_task(d.task, source_task, y_raw, LOSSES[config.loss.name].tasks)
-    y, classes = encode_labels(y_raw, task, classes)
+    raw = read_raw(d.dataset, d.options, d.target, rng, base, d.missing)
+    task = infer_task(d.task, raw.task, raw.y, LOSSES[config.loss.name].tasks)
+    y, classes = encode_labels(raw.y, task, classes)
     if task == "classification" and len(classes) < 2:
         raise NntrainError(f"the data has a single class ({classes}); classification needs at least 2", "data.dataset")
-    return Dataset(X, y, task, classes, features)
+    notes = [f"dropped {raw.dropped} rows with missing values (data.missing: drop)"] if raw.dropped else []
+    return Dataset(raw.X, y, task, classes, raw.encoder, notes)
 
 
 def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> Network:
@@ -96,14 +121,17 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
     Enough to rebuild the network and encode new inputs (predict, eval --data) when the
     training data is not at hand any more.
     """
-    features = [str(f) for f in saved["data.features"]]
+    if "data.columns" in saved:
+        encoder = FeatureEncoder.from_state(saved)
+    else:
+        encoder = FeatureEncoder([str(f) for f in saved["data.features"]])
     classes = [str(c) for c in saved["data.classes"]] if "data.classes" in saved else None
     if classes is not None:
         y = np.empty(0, dtype=np.int64)
     else:  # regression: one target per output of the last linear layer
         units = [s.units for s in config.model.layers if s.type == "linear"]
         y = np.empty((0, units[-1]) if units and units[-1] > 1 else 0)
-    return Dataset(np.empty((0, len(features))), y, config.data.task, classes, features)
+    return Dataset(np.empty((0, len(encoder.names))), y, config.data.task, classes, encoder)
 
 
 def prepare(
@@ -134,10 +162,15 @@ def prepare(
             raise NntrainError(f"the split leaves no training rows out of {len(dataset.y)}", "data.split")
     elif sum(len(v) for v in splits.values()) and max(int(v.max(initial=-1)) for v in splits.values()) >= len(dataset.y):
         raise NntrainError("the run's splits.npz does not match its data (row index out of range)")
+    scale = config.data.scale
+    target_method = "standardize" if config.data.scale_target else "none"
     if saved is not None:
-        scaler = Scaler.from_state(config.data.scale, saved)
+        scaler = Scaler.from_state(scale.name, saved)
+        target_scaler = Scaler.from_state(target_method, saved, key="data.target_scale")
     else:
-        scaler = Scaler(config.data.scale).fit(dataset.X[splits["train"]])
+        scaler = Scaler(scale.name, tuple(scale.range or (0.0, 1.0))).fit(dataset.X[splits["train"]])
+        target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
     optimizer = OPTIMIZERS[config.optimizer.name](**config.optimizer.model_dump(exclude={"name"}))
-    return Experiment(config, dataset, {k: splits[k] for k in SPLITS}, scaler, network, optimizer, rngs, saved)
+    splits = {k: splits[k] for k in SPLITS}
+    return Experiment(config, dataset, splits, scaler, target_scaler, network, optimizer, rngs, saved)

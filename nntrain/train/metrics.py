@@ -12,8 +12,9 @@ class Metrics:
     Regression: mse, mae and r2 (averaged over outputs) against y: (batch,) or (batch, k).
     """
 
-    def __init__(self, loss, names: list[str]):
+    def __init__(self, loss, names: list[str], to_target_units=None):
         self.loss_fn, self.names = loss, names
+        self.to_target_units = to_target_units  # regression outputs back to the targets' units
         self.n = 0
         self.loss_sum = 0.0
         self.correct = 0
@@ -27,7 +28,8 @@ class Metrics:
             self.correct += int(np.count_nonzero(self.loss_fn.decide(z) == y))
         if any(m in self.names for m in ("mse", "mae", "r2")):
             target = y.reshape(batch, -1)
-            diff = z.astype(np.float64) - target
+            out = self.to_target_units(z) if self.to_target_units else z
+            diff = out.astype(np.float64) - target
             self.sse = self.sse + np.sum(diff * diff, axis=0)
             self.sae = self.sae + np.sum(np.abs(diff), axis=0)
             self.y_sum = self.y_sum + target.sum(axis=0)
@@ -46,11 +48,3 @@ class Metrics:
             out["r2"] = float(np.mean(1 - self.sse / np.where(total > 0, total, np.nan)))
         return {k: float(v) for k, v in out.items() if k == "loss" or k in self.names}
 
-
-def evaluate(network, X: np.ndarray, t: np.ndarray, y: np.ndarray, names: list[str], batch: int = 4096) -> dict:
-    """Loss and metrics of `network` in eval mode over (X, t, y), in large batches."""
-    metrics = Metrics(network.loss, names)
-    for start in range(0, len(X), batch):
-        z = network.forward(X[start : start + batch], training=False)
-        metrics.add(network.loss.forward(z, t[start : start + batch]), z, y[start : start + batch])
-    return metrics.result()

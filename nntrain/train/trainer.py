@@ -17,7 +17,6 @@ from .. import config as cfg
 from . import checkpoint
 from .checkpoint import TrainingState
 from .experiment import Experiment
-from .metrics import Metrics, evaluate
 from .rundir import MetricsLog, RunDir
 
 
@@ -124,7 +123,7 @@ class Trainer:
                 return "interrupted", None
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in metrics.items()}}
             if len(exp.splits["val"]):
-                row.update({f"val_{k}": v for k, v in evaluate(exp.network, *self._eval_arrays("val")).items()})
+                row.update({f"val_{k}": v for k, v in exp.evaluate(*exp.arrays("val")).items()})
                 if not math.isfinite(row["val_loss"]):
                     return "diverged", f"the validation loss became {row['val_loss']} in epoch {epoch}"
             row["lr"] = exp.optimizer.lr
@@ -144,7 +143,7 @@ class Trainer:
         exp, stop = self.exp, self.hooks.stop
         batch = len(X) if exp.config.train.batch_size == "full" else exp.config.train.batch_size
         batches = math.ceil(len(X) / batch)
-        metrics = Metrics(exp.network.loss, exp.metric_names())
+        metrics = exp.metrics()
         for done, start in enumerate(range(0, len(X), batch), 1):
             end = start + batch
             loss, z, _ = exp.network.loss_and_grad(X[start:end], t[start:end])
@@ -168,16 +167,12 @@ class Trainer:
         if every and epoch % every == 0:
             checkpoint.save(self.run.epoch_checkpoint(epoch), self.exp, state)
 
-    def _eval_arrays(self, split: str):
-        X, y, t = self.exp.arrays(split)
-        return X, t, y, self.exp.metric_names()
-
     def summary(self, status: str, state: TrainingState, seconds: float, message: str | None) -> dict:
         final = {}
         if status == "completed":
             for split in ("train", "val", "test"):
                 if len(self.exp.splits[split]):
-                    final[split] = evaluate(self.exp.network, *self._eval_arrays(split))
+                    final[split] = self.exp.evaluate(*self.exp.arrays(split))
         return {
             "status": status,
             "message": message,
