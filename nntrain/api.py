@@ -55,6 +55,8 @@ def fit(
             exp.network.load_state_dict(load_npz(Path(weights)))
         except ValueError as e:
             raise NntrainError(f"--weights {weights}: {e}") from None
+    for note in exp.dataset.notes:
+        (hooks or Hooks()).log(note)
     run = RunDir.create(Path(runs_root), config.name or "run", run_dir)
     run.config_file.write_text(cfg.to_yaml(config))
     save_npz(run.splits_file, exp.splits)
