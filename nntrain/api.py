@@ -33,9 +33,16 @@ def _config_and_base(config, overrides) -> tuple[cfg.Config, Path | None]:
 
 
 def _pin_data_path(config: cfg.Config, base: Path | None) -> None:
-    """Record a data file by absolute path, so the run directory works from any directory."""
-    if config.data.dataset not in builtin_names():
-        config.data.dataset = str(resolve_path(config.data.dataset, base).resolve())
+    """Record data files by absolute path, so the run directory works from any directory."""
+    pin = lambda path, *suffixes: str(resolve_path(path, base, *suffixes).resolve())
+    for key, source in config.data.sources().items():
+        try:
+            if isinstance(source, cfg.ArrayFiles):
+                source.X, source.y = pin(source.X, (".npy",)), pin(source.y, (".npy",))
+            elif source not in builtin_names():
+                setattr(config.data, key, pin(source))
+        except NntrainError as e:
+            raise NntrainError(str(e), f"data.{key}") from None
 
 
 def fit(

@@ -19,12 +19,14 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     ValidationError,
     create_model,
     field_validator,
     model_validator,
 )
+from pydantic import Tag
 
 from .data.dataset import builtin_names, unknown_dataset
 from .data.files import is_csv, is_data_file
@@ -193,8 +195,27 @@ class ScaleConfig(Strict):
         return self
 
 
+class ArrayFiles(Strict):
+    """Two .npy files: features X (rows, features), read from disk batch by batch, and targets y (rows,)."""
+
+    X: str
+    y: str
+
+
+Source = Annotated[
+    Union[Annotated[str, Tag("path")], Annotated[ArrayFiles, Tag("files")]],
+    Discriminator(lambda v: "files" if isinstance(v, (dict, ArrayFiles)) else "path"),
+]
+SOURCE_KEYS = ("dataset", "train", "val", "test")
+
+
 class DataConfig(Strict):
-    dataset: str = Field(description="a built-in dataset name (see `nntrain datasets`) or a path to a .csv / .npz file")
+    dataset: Source | None = Field(
+        None, description="a built-in dataset (see `nntrain datasets`), a .csv / .csv.gz / .npz file, or {X: .npy, y: .npy}"
+    )
+    train: Source | None = Field(None, description="instead of dataset: the training file; then val / test files too")
+    val: Source | None = Field(None, description="the validation file (with train); default: split.val of train")
+    test: Source | None = Field(None, description="the test file (with train); default: no test split")
     options: dict[str, Any] = Field(default_factory=dict, description="parameters of a built-in generator")
     target: str | int | None = Field(None, description="CSV only: target column by name or index (default: last)")
     task: Literal["classification", "regression"] | None = Field(None, description="inferred when omitted")
@@ -203,14 +224,25 @@ class DataConfig(Strict):
     scale_target: bool = Field(False, description="regression: standardize the targets too (predictions in original units)")
     missing: Literal["error", "drop"] = Field("error", description="CSV cells that are empty, NA, NaN, ?: error or drop the row")
 
+    def sources(self) -> dict[str, str | ArrayFiles]:
+        """The data sources given: {dataset: ...} or {train: ..., val: ..., test: ...}."""
+        return {k: v for k in SOURCE_KEYS if (v := getattr(self, k)) is not None}
+
     @model_validator(mode="after")
-    def _options_fit_dataset(self):
-        if self.target is not None and not is_csv(self.dataset):
+    def _sources_fit(self):
+        if (self.dataset is None) == (self.train is None):
+            raise ValueError(_at("dataset", "give either data.dataset, or data.train (with optional data.val, data.test)"))
+        if self.dataset is not None and (self.val is not None or self.test is not None):
+            raise ValueError(_at("val" if self.val is not None else "test", "needs data.train instead of data.dataset"))
+        if self.train is not None and "test" in self.split.model_fields_set:
+            raise ValueError(_at("split.test", "does not apply with data.train: the test set is data.test"))
+        for key, source in self.sources().items():
+            if isinstance(source, str) and not is_data_file(source) and (key != "dataset" or source not in builtin_names()):
+                raise ValueError(_at(key, unknown_dataset(source)))
+        if self.target is not None and not any(isinstance(s, str) and is_csv(s) for s in self.sources().values()):
             raise ValueError(_at("target", "applies only to CSV files (an .npz names its arrays X and y)"))
-        model = GENERATOR_MODELS.get(self.dataset)
+        model = GENERATOR_MODELS.get(self.dataset) if isinstance(self.dataset, str) else None
         if model is None:
-            if self.dataset not in builtin_names() and not is_data_file(self.dataset):
-                raise ValueError(_at("dataset", unknown_dataset(self.dataset)))
             if self.options:
                 raise ValueError(_at("options", "options apply only to generated datasets (see `nntrain datasets`)"))
             return self
@@ -289,7 +321,9 @@ def _describe(err: dict) -> tuple[str, str]:
         # Discriminated unions put the tag in the path (model.layers.0.linear.units): drop it.
         previous = parts[i - 1] if i else None
         if isinstance(part, str) and (
-            (isinstance(previous, int) and part in LAYERS) or (previous in ("loss", "optimizer") and i == 1)
+            (isinstance(previous, int) and part in LAYERS)
+            or (previous in ("loss", "optimizer") and i == 1)
+            or (previous in SOURCE_KEYS and part in ("path", "files"))
         ):
             continue
         loc.append(str(part))

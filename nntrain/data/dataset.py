@@ -9,6 +9,7 @@ import numpy as np
 
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
+from .arrays import DiskRows, in_memory
 from .bundled import BUNDLED, read_bundled
 from .files import FILE_SUFFIXES, FeatureEncoder, is_csv, is_data_file, read_npz, read_table
 from .generators import GENERATORS
@@ -18,7 +19,10 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Dataset:
-    """X: (rows, features) float64; y: (rows,) int64 class indices, or (rows, k) float64 values."""
+    """X: (rows, features); y: (rows,) int64 class indices, or (rows, k) float64 values.
+
+    X is float64 in memory, or rows on disk (`arrays.DiskRows`, `StackedRows`) read batch by batch.
+    """
 
     X: np.ndarray
     y: np.ndarray
@@ -26,6 +30,7 @@ class Dataset:
     classes: list[str] | None = None  # class names, index = label
     encoder: FeatureEncoder | None = None  # raw columns -> X; None: X's columns are x0, x1, ...
     notes: list[str] = field(default_factory=list)  # what loading did that a user should hear about
+    parts: dict[str, np.ndarray] | None = None  # rows of each given file (data.train/val/test), if any
 
     def __post_init__(self):
         if self.encoder is None:
@@ -34,6 +39,10 @@ class Dataset:
     @property
     def feature_names(self) -> list[str]:
         return self.encoder.names
+
+    @property
+    def in_memory(self) -> bool:
+        return in_memory(self.X)
 
     @property
     def n_classes(self) -> int | None:
@@ -68,6 +77,37 @@ class RawData:
     dropped: int = 0  # rows skipped for missing values
 
 
+def read_source(source, options: dict, target, rng, base=None, missing="error", encoder=None) -> RawData:
+    """Read a built-in dataset, a data file (CSV, NPZ), or a pair (X.npy, y.npy) given as a tuple.
+
+    `encoder` (a training file's) makes a CSV encode its features the same way.
+    """
+    if isinstance(source, tuple):
+        return read_array_files(*(resolve_path(p, base, (".npy",)) for p in source))
+    if encoder is not None and is_csv(source):
+        table = read_table(resolve_path(source, base), target, missing, encoder)
+        return RawData(table.X, table.y, table.encoder, dropped=table.dropped)
+    return read_raw(source, options, target, rng, base, missing)
+
+
+def read_array_files(x_path: Path, y_path: Path) -> RawData:
+    """X from an .npy file left on disk (memory-mapped), y from an .npy file read into memory."""
+    X = DiskRows(x_path)
+    try:
+        y = np.load(y_path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise NntrainError(f"{y_path} is not a readable .npy array ({e})") from None
+    if y.ndim not in (1, 2) or len(y) != len(X):
+        raise NntrainError(f"{y_path} has shape {y.shape}; it needs one row per row of {x_path} ({len(X)})")
+    if y.dtype.kind not in "biufU":
+        raise NntrainError(f"{y_path}: y must be numbers or strings, got dtype {y.dtype}")
+    if y.dtype.kind != "U":
+        y = y.astype(np.float64)
+        if not np.isfinite(y).all():
+            raise NntrainError(f"{y_path}: y has a NaN or infinite value in row {int(np.argmin(np.isfinite(y)))}")
+    return RawData(X, y)
+
+
 def read_raw(dataset: str, options: dict, target, rng, base: Path | None = None, missing: str = "error") -> RawData:
     """Read a built-in dataset or a data file (CSV, NPZ)."""
     if dataset in GENERATORS:
@@ -84,14 +124,15 @@ def read_raw(dataset: str, options: dict, target, rng, base: Path | None = None,
     return RawData(X, y)
 
 
-def resolve_path(dataset: str, base: Path | None) -> Path:
+def resolve_path(dataset: str, base: Path | None, suffixes=FILE_SUFFIXES) -> Path:
+    """A data file's path: as given, or relative to `base` (the config's folder)."""
     path = Path(dataset).expanduser()
     if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
         path = base / path
-    if not is_data_file(path):
-        raise NntrainError(unknown_dataset(dataset), "data.dataset")
+    if not str(path).lower().endswith(suffixes):
+        raise NntrainError(unknown_dataset(dataset) if suffixes == FILE_SUFFIXES else f"'{dataset}' is not a {suffixes} file")
     if not path.is_file():
-        raise NntrainError(f"data file '{dataset}' does not exist", "data.dataset")
+        raise NntrainError(f"data file '{dataset}' does not exist")
     return path
 
 
@@ -173,6 +214,36 @@ class Scaler:
             self.offset = X.min(axis=0) - lo * self.factor
         else:
             return self
+        return self._keep_constant_columns(spread)
+
+    def fit_rows(self, X, rows: np.ndarray, chunk: int = 65536) -> "Scaler":
+        """Fit on X[rows] without holding them in memory at once (X on disk); checks every value is finite.
+
+        Two passes over the rows (mean, then squared deviations) keep the variance accurate.
+        """
+        if in_memory(X):
+            return self.fit(X[rows])
+        chunks = lambda: (np.asarray(X[rows[i : i + chunk]], dtype=np.float64) for i in range(0, len(rows), chunk))
+        total, low, high = 0.0, np.inf, -np.inf
+        for start, part in zip(range(0, len(rows), chunk), chunks()):
+            if not np.isfinite(part).all():
+                bad = start + int(np.argmin(np.isfinite(part).all(axis=1)))
+                raise NntrainError(f"the features of data row {int(rows[bad])} are not all finite numbers")
+            total, low, high = total + part.sum(axis=0), np.minimum(low, part.min(axis=0)), np.maximum(high, part.max(axis=0))
+        spread = high - low
+        if self.method == "standardize":
+            mean = total / len(rows)
+            self.offset = mean
+            self.factor = np.sqrt(sum(((part - mean) ** 2).sum(axis=0) for part in chunks()) / len(rows))
+        elif self.method == "minmax":
+            lo, hi = self.range
+            self.factor = spread / (hi - lo)
+            self.offset = low - lo * self.factor
+        else:
+            return self
+        return self._keep_constant_columns(spread)
+
+    def _keep_constant_columns(self, spread: np.ndarray) -> "Scaler":
         # A constant column (its std may round to 1e-16, not 0) is only shifted, never blown up.
         self.factor = np.where(spread > 0, self.factor, 1.0)
         return self

@@ -20,12 +20,11 @@ import http.client
 import os
 import re
 import secrets
-import socket
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -58,10 +57,22 @@ MNIST = RemoteDataset(
     files={
         # SHA-256 of the official gzip files, as pinned by tensorflow/datasets
         # (url_checksums/mnist.txt) and other projects that verify them.
-        "train_images": ("train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-        "train_labels": ("train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-        "test_images": ("t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-        "test_labels": ("t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+        "train_images": (
+            "train-images-idx3-ubyte.gz",
+            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        ),
+        "train_labels": (
+            "train-labels-idx1-ubyte.gz",
+            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        ),
+        "test_images": (
+            "t10k-images-idx3-ubyte.gz",
+            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        ),
+        "test_labels": (
+            "t10k-labels-idx1-ubyte.gz",
+            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        ),
     },
     mirrors=[
         "https://ossci-datasets.s3.amazonaws.com/mnist/",  # torchvision's mirror
@@ -85,10 +96,22 @@ FASHION_MNIST = RemoteDataset(
     files={
         # SHA-256 of the current official gzip files, as pinned by tensorflow/datasets
         # (url_checksums/fashion_mnist.txt), Britefury/batchup and FluxML/Flux.jl.
-        "train_images": ("train-images-idx3-ubyte.gz", "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
-        "train_labels": ("train-labels-idx1-ubyte.gz", "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
-        "test_images": ("t10k-images-idx3-ubyte.gz", "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
-        "test_labels": ("t10k-labels-idx1-ubyte.gz", "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+        "train_images": (
+            "train-images-idx3-ubyte.gz",
+            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        ),
+        "train_labels": (
+            "train-labels-idx1-ubyte.gz",
+            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        ),
+        "test_images": (
+            "t10k-images-idx3-ubyte.gz",
+            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        ),
+        "test_labels": (
+            "t10k-labels-idx1-ubyte.gz",
+            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        ),
     },
     mirrors=["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
     classes=["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
@@ -223,17 +246,17 @@ def _fetch(url: str, dest: Path, sha256: str, timeout: float) -> int:
             raise _MirrorFailed(f"HTTP error {e.code} {e.reason}") from None
         except urllib.error.URLError as e:
             reason = e.reason
-            if isinstance(reason, (TimeoutError, socket.timeout)):
+            if isinstance(reason, TimeoutError):
                 raise _MirrorFailed(f"timed out after {timeout:g} s while connecting") from None
             raise _MirrorFailed(f"cannot connect: {reason}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise _MirrorFailed(f"timed out after {timeout:g} s waiting for the response") from None
         except (http.client.HTTPException, OSError, ValueError) as e:
             raise _MirrorFailed(f"request failed: {type(e).__name__}: {e}") from None
         with response:
             expected = _content_length(response)
             try:
-                f = open(tmp, "xb")
+                f = open(tmp, "xb")  # noqa: SIM115 (closed by the `with f` below)
             except OSError as e:
                 raise NntrainError(f"cannot write into the dataset cache {dest.parent}: {e}") from None
             digest, received = hashlib.sha256(), 0
@@ -241,7 +264,7 @@ def _fetch(url: str, dest: Path, sha256: str, timeout: float) -> int:
                 while True:
                     try:
                         chunk = response.read(CHUNK)
-                    except (TimeoutError, socket.timeout):
+                    except TimeoutError:
                         raise _MirrorFailed(
                             f"timed out after {timeout:g} s without data, after {received} bytes"
                         ) from None
@@ -258,9 +281,7 @@ def _fetch(url: str, dest: Path, sha256: str, timeout: float) -> int:
                     except OSError as e:
                         raise NntrainError(f"cannot write {tmp}: {e}") from None
                 if expected is not None and received != expected:
-                    raise _MirrorFailed(
-                        f"connection closed after {received} of {expected} bytes (Content-Length)"
-                    )
+                    raise _MirrorFailed(f"connection closed after {received} of {expected} bytes (Content-Length)")
                 actual = digest.hexdigest()
                 if actual != sha256:
                     raise _MirrorFailed(f"checksum mismatch: SHA-256 {actual}, expected {sha256} ({received} bytes)")
@@ -383,7 +404,9 @@ def load(name, directory=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
                 f"{images_file}: expected uint8 images of shape (N, height, width), got {images.dtype} {images.shape}"
             )
         if labels.ndim != 1 or labels.dtype.kind not in "iu":
-            raise NntrainError(f"{labels_file}: expected integer labels of shape (N,), got {labels.dtype} {labels.shape}")
+            raise NntrainError(
+                f"{labels_file}: expected integer labels of shape (N,), got {labels.dtype} {labels.shape}"
+            )
         if len(labels) != len(images):
             raise NntrainError(f"{labels_file} has {len(labels)} labels but {images_file} has {len(images)} images")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(spec.classes)):

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import config as cfg
-from ..data.dataset import SPLITS, Dataset, Scaler, encode_labels, infer_task, read_raw, split_indices
+from ..data.arrays import stack
+from ..data.dataset import SPLITS, Dataset, Scaler, encode_labels, infer_task, read_source, split_indices
 from ..data.files import FeatureEncoder
 from ..engine.layers import LAYERS
 from ..engine.losses import LOSSES
@@ -85,15 +86,58 @@ class Experiment:
         return metrics.result()
 
 
+def _source(value):
+    """A config data source as read_source takes it: a path or name, or an (X.npy, y.npy) tuple."""
+    return (value.X, value.y) if isinstance(value, cfg.ArrayFiles) else value
+
+
 def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None, classes=None) -> Dataset:
+    """The config's data: one source (data.dataset) or one per split (data.train, .val, .test), as one Dataset.
+
+    With several files the first (train) fixes the task, the class names and the encoding of
+    text columns; the others are read with them, and `parts` records each file's rows.
+    """
     d = config.data
-    raw = read_raw(d.dataset, d.options, d.target, rng, base, d.missing)
-    task = infer_task(d.task, raw.task, raw.y, LOSSES[config.loss.name].tasks)
-    y, classes = encode_labels(raw.y, task, classes)
+    raws, notes, encoder = {}, [], None
+    for key, source in d.sources().items():
+        try:
+            raws[key] = read_source(_source(source), d.options, d.target, rng, base, d.missing, encoder)
+        except NntrainError as e:
+            raise NntrainError(str(e), f"data.{key}") from None
+        encoder = encoder or raws[key].encoder
+        if raws[key].dropped:
+            notes.append(f"data.{key}: dropped {raws[key].dropped} rows with missing values (data.missing: drop)")
+    first = next(iter(raws.values()))
+    task = infer_task(d.task, first.task, first.y, LOSSES[config.loss.name].tasks)
+    labels = []
+    for key, raw in raws.items():
+        try:
+            y, classes = encode_labels(raw.y, task, classes)
+        except NntrainError as e:
+            raise NntrainError(str(e), f"data.{key}") from None
+        labels.append(y)
     if task == "classification" and len(classes) < 2:
-        raise NntrainError(f"the data has a single class ({classes}); classification needs at least 2", "data.dataset")
-    notes = [f"dropped {raw.dropped} rows with missing values (data.missing: drop)"] if raw.dropped else []
-    return Dataset(raw.X, y, task, classes, raw.encoder, notes)
+        raise NntrainError(f"the data has a single class ({classes}); classification needs at least 2", "data")
+    starts = np.cumsum([0] + [len(y) for y in labels])
+    parts = {key: np.arange(starts[i], starts[i + 1]) for i, key in enumerate(raws)} if "train" in raws else None
+    X = stack([raw.X for raw in raws.values()])
+    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts)
+
+
+def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Row indices of train / val / test: the given files' rows, with fractions carved where no file is given."""
+    s = config.data.split
+    if dataset.parts is None:
+        splits = split_indices(dataset.y, dataset.task, s.val, s.test, rng)
+    else:
+        splits = {name: dataset.parts.get(name, np.empty(0, dtype=np.int64)) for name in SPLITS}
+        if "val" not in dataset.parts:  # carve the validation rows out of the training file
+            train = dataset.parts["train"]
+            carved = split_indices(dataset.y[train], dataset.task, s.val, 0.0, rng)
+            splits["train"], splits["val"] = train[carved["train"]], train[carved["val"]]
+    if len(splits["train"]) == 0:
+        raise NntrainError(f"the split leaves no training rows out of {len(dataset.y)}", "data.split")
+    return splits
 
 
 def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> Network:
@@ -156,10 +200,7 @@ def prepare(
         splits = {name: np.empty(0, dtype=np.int64) for name in SPLITS}
     cfg.resolve(config, dataset.task)
     if splits is None:
-        s = config.data.split
-        splits = split_indices(dataset.y, dataset.task, s.val, s.test, rngs["split"])
-        if len(splits["train"]) == 0:
-            raise NntrainError(f"the split leaves no training rows out of {len(dataset.y)}", "data.split")
+        splits = splits_of(config, dataset, rngs["split"])
     elif sum(len(v) for v in splits.values()) and max(int(v.max(initial=-1)) for v in splits.values()) >= len(dataset.y):
         raise NntrainError("the run's splits.npz does not match its data (row index out of range)")
     scale = config.data.scale
@@ -168,7 +209,7 @@ def prepare(
         scaler = Scaler.from_state(scale.name, saved)
         target_scaler = Scaler.from_state(target_method, saved, key="data.target_scale")
     else:
-        scaler = Scaler(scale.name, tuple(scale.range or (0.0, 1.0))).fit(dataset.X[splits["train"]])
+        scaler = Scaler(scale.name, tuple(scale.range or (0.0, 1.0))).fit_rows(dataset.X, splits["train"])
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
     optimizer = OPTIMIZERS[config.optimizer.name](**config.optimizer.model_dump(exclude={"name"}))
