@@ -150,14 +150,12 @@ def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: 
     exp = load_run(run_dir, which, with_data=data is None)
     if data is not None:
         X, y, t = _file_arrays(exp, data)
-        source = str(data)
+        source, samples, result = str(data), len(X), exp.evaluate(X, y, t)
     else:
         if not len(exp.splits[split]):
             raise NntrainError(f"the run has no '{split}' split (data.split gave it 0 rows); choose another --split")
-        X, y, t = exp.arrays(split)
-        source = split
-    result = exp.evaluate(X, y, t)
-    return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(len(X)), **result}
+        source, samples, result = split, len(exp.splits[split]), exp.evaluate_split(split)
+    return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(samples), **result}
 
 
 def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:
@@ -210,7 +208,8 @@ def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: fl
         config, base = _config_and_base(source, overrides)
         config.dtype = "float64"
         exp = prepare(config, base)
-    X, y, t = exp.arrays("train")
-    pick = np.random.default_rng(config.seed).choice(len(X), size=min(samples, len(X)), replace=False)
-    checks = check_gradients(exp.network, X[pick], t[pick], eps=eps, tol=tol, max_entries=entries)
+    n = len(exp.splits["train"])
+    pick = np.random.default_rng(config.seed).choice(n, size=min(samples, n), replace=False)
+    X, _, t = exp.rows("train", pick)
+    checks = check_gradients(exp.network, X, t, eps=eps, tol=tol, max_entries=entries)
     return checks, {"samples": int(len(pick)), "eps": eps, "tol": tol}

@@ -216,13 +216,14 @@ class Scaler:
             return self
         return self._keep_constant_columns(spread)
 
-    def fit_rows(self, X, rows: np.ndarray, chunk: int = 65536) -> "Scaler":
+    def fit_rows(self, X, rows: np.ndarray, chunk_bytes: int = 32 * 2**20) -> "Scaler":
         """Fit on X[rows] without holding them in memory at once (X on disk); checks every value is finite.
 
         Two passes over the rows (mean, then squared deviations) keep the variance accurate.
         """
         if in_memory(X):
             return self.fit(X[rows])
+        chunk = max(1, chunk_bytes // (8 * X.shape[1]))
         chunks = lambda: (np.asarray(X[rows[i : i + chunk]], dtype=np.float64) for i in range(0, len(rows), chunk))
         total, low, high = 0.0, np.inf, -np.inf
         for start, part in zip(range(0, len(rows), chunk), chunks()):

@@ -50,7 +50,10 @@ class Experiment:
         return self.network.dtype
 
     def arrays(self, split: str):
-        """(X scaled to dtype, y labels/values, t targets encoded for the loss) of one split."""
+        """(X scaled to dtype, y labels/values, t targets encoded for the loss) of a whole split, kept in memory.
+
+        For data left on disk use `rows`, which reads only the rows asked for.
+        """
         if split not in self._arrays:
             rows = self.splits[split]
             self._arrays[split] = self.encode(self.dataset.X[rows], self.dataset.y[rows])
@@ -64,6 +67,13 @@ class Experiment:
         else:
             t = self.network.loss.encode(y, self.dataset.n_classes, self.dtype)
         return X, y, t
+
+    def rows(self, split: str, positions: np.ndarray):
+        """(X, y, t) of the split's rows at `positions` (e.g. one shuffled batch), read and encoded now."""
+        if self.dataset.in_memory and split in self._arrays:
+            return tuple(a[positions] for a in self._arrays[split])
+        rows = self.splits[split][positions]
+        return self.encode(self.dataset.X[rows], self.dataset.y[rows])
 
     def to_target_units(self, z: np.ndarray) -> np.ndarray:
         """Network outputs in the targets' original units (undoing data.scale_target)."""
@@ -79,10 +89,21 @@ class Experiment:
 
     def evaluate(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int = 4096) -> dict[str, float]:
         """Loss and metrics of the network in eval mode over encoded arrays, in large batches."""
+        return self._evaluate(lambda s, e: (X[s:e], y[s:e], t[s:e]), len(X), batch)
+
+    def evaluate_split(self, split: str, batch: int = 4096) -> dict[str, float]:
+        """Loss and metrics on one split; data on disk is read a batch at a time."""
+        if self.dataset.in_memory:
+            return self.evaluate(*self.arrays(split), batch=batch)
+        n = len(self.splits[split])
+        return self._evaluate(lambda s, e: self.rows(split, np.arange(s, min(e, n))), n, batch)
+
+    def _evaluate(self, get, n: int, batch: int) -> dict[str, float]:
         metrics = self.metrics()
-        for start in range(0, len(X), batch):
-            z = self.network.forward(X[start : start + batch], training=False)
-            metrics.add(self.network.loss.forward(z, t[start : start + batch]), z, y[start : start + batch])
+        for start in range(0, n, batch):
+            X, y, t = get(start, start + batch)
+            z = self.network.forward(X, training=False)
+            metrics.add(self.network.loss.forward(z, t), z, y)
         return metrics.result()
 
 

@@ -104,16 +104,21 @@ class Trainer:
     def _epochs(self, state: TrainingState, log: MetricsLog) -> tuple[str, str | None]:
         """Run the remaining epochs; (status, message) says how it ended."""
         exp, train, stop = self.exp, self.exp.config.train, self.hooks.stop
-        X, y, t = exp.arrays("train")
-        # Shuffled copies live in buffers allocated once; each epoch gathers into them.
-        shuffled = (np.empty_like(X), np.empty_like(y), np.empty_like(t)) if train.shuffle else (X, y, t)
+        n = len(exp.splits["train"])
+        if exp.dataset.in_memory:
+            X, y, t = exp.arrays("train")
+            # Shuffled copies live in buffers allocated once; each epoch gathers into them.
+            shuffled = (np.empty_like(X), np.empty_like(y), np.empty_like(t)) if train.shuffle else (X, y, t)
         for epoch in range(state.epoch + 1, train.epochs + 1):
             t0 = time.perf_counter()
-            if train.shuffle:
-                order = exp.rngs["train"].permutation(len(X))
-                for source, target in zip((X, y, t), shuffled):
-                    np.take(source, order, axis=0, out=target)
-            metrics = self._train_epoch(*shuffled)
+            order = exp.rngs["train"].permutation(n) if train.shuffle else np.arange(n)
+            if not exp.dataset.in_memory:  # data on disk: read each batch's rows when it comes
+                metrics = self._train_epoch(lambda s, e: exp.rows("train", order[s:e]), n)
+            else:
+                if train.shuffle:
+                    for source, target in zip((X, y, t), shuffled):
+                        np.take(source, order, axis=0, out=target)
+                metrics = self._train_epoch(lambda s, e: (shuffled[0][s:e], shuffled[1][s:e], shuffled[2][s:e]), n)
             if metrics is None:
                 return "diverged", (
                     f"the training loss became non-finite in epoch {epoch}; "
@@ -123,7 +128,7 @@ class Trainer:
                 return "interrupted", None
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in metrics.items()}}
             if len(exp.splits["val"]):
-                row.update({f"val_{k}": v for k, v in exp.evaluate(*exp.arrays("val")).items()})
+                row.update({f"val_{k}": v for k, v in exp.evaluate_split("val").items()})
                 if not math.isfinite(row["val_loss"]):
                     return "diverged", f"the validation loss became {row['val_loss']} in epoch {epoch}"
             row["lr"] = exp.optimizer.lr
@@ -135,22 +140,23 @@ class Trainer:
                 return "interrupted", None
         return "completed", None
 
-    def _train_epoch(self, X: np.ndarray, y: np.ndarray, t: np.ndarray) -> dict | None:
+    def _train_epoch(self, batch_rows, n: int) -> dict | None:
         """One pass of mini-batch updates; the epoch's train loss and metrics, or None if the loss blew up.
 
-        Stops early (returning what it has) after the batch in progress when a stop is requested.
+        batch_rows(start, end) gives (X, y, t) of the epoch's rows start..end. Stops early
+        (returning what it has) after the batch in progress when a stop is requested.
         """
         exp, stop = self.exp, self.hooks.stop
-        batch = len(X) if exp.config.train.batch_size == "full" else exp.config.train.batch_size
-        batches = math.ceil(len(X) / batch)
+        batch = n if exp.config.train.batch_size == "full" else exp.config.train.batch_size
+        batches = math.ceil(n / batch)
         metrics = exp.metrics()
-        for done, start in enumerate(range(0, len(X), batch), 1):
-            end = start + batch
-            loss, z, _ = exp.network.loss_and_grad(X[start:end], t[start:end])
+        for done, start in enumerate(range(0, n, batch), 1):
+            X, y, t = batch_rows(start, start + batch)
+            loss, z, _ = exp.network.loss_and_grad(X, t)
             if not math.isfinite(loss):
                 return None
             exp.optimizer.step(exp.network.params)
-            metrics.add(loss, z, y[start:end])
+            metrics.add(loss, z, y)
             self.hooks.on_batch(done, batches, loss)
             if stop:
                 break
@@ -172,7 +178,7 @@ class Trainer:
         if status == "completed":
             for split in ("train", "val", "test"):
                 if len(self.exp.splits[split]):
-                    final[split] = self.exp.evaluate(*self.exp.arrays(split))
+                    final[split] = self.exp.evaluate_split(split)
         return {
             "status": status,
             "message": message,
