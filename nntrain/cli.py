@@ -321,29 +321,97 @@ def schema():
     _say(json.dumps(json_schema(), indent=2))
 
 
-@app.command()
-def datasets(json_: Json = False):
-    """List the built-in datasets and their options."""
-    import inspect
+datasets_app = typer.Typer(
+    invoke_without_command=True,
+    rich_markup_mode=None,
+    help="List the built-in datasets; `show` one, or `download` one.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(datasets_app, name="datasets")
 
-    from .data.generators import GENERATORS
 
-    listing = {}
-    for name, fn in GENERATORS.items():
-        params = inspect.signature(fn).parameters.values()
-        listing[name] = {
-            "task": fn.task,
-            "description": (fn.__doc__ or "").strip().splitlines()[0],
-            "options": {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY},
-        }
+@datasets_app.callback()
+def datasets(ctx: typer.Context, json_: Json = False):
+    """List the built-in datasets: generated ones with their options, bundled files, downloadable sets."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .data.catalog import catalog
+
+    listing = catalog()
     if json_:
         _say(json.dumps(listing, indent=2))
         return
-    for name, info in listing.items():
-        options = ", ".join(f"{k}={v}" for k, v in info["options"].items())
-        _say(f"{name:<9} {info['task']:<15} {options}")
-        _say(f"{'':<9} {info['description']}")
-    _say("\nAny .csv (header row, numeric features) or .npz (arrays X, y) path works as data.dataset too.")
+    for kind, title in [("generated", "Generated"), ("bundled", "Bundled"), ("downloadable", "Downloadable")]:
+        _say(f"{title}:")
+        for name, info in listing.items():
+            if info["kind"] != kind:
+                continue
+            if kind == "generated":
+                detail = ", ".join(f"{k}={v}" for k, v in info["options"].items())
+            elif kind == "bundled":
+                detail = f"{info['rows']} rows x {info['features']} features"
+            else:
+                detail = info["status"]
+            _say(f"  {name:<14} {info['task']:<15} {detail}")
+            _say(f"  {'':<14} {info['description']}")
+    _say("\nA .csv / .csv.gz / .npz path, or {X: file.npy, y: file.npy}, works as data.dataset too.")
+
+
+@datasets_app.command("show")
+def datasets_show(
+    name: Annotated[str, typer.Argument(help="A built-in dataset name.", show_default=False)],
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", metavar="OPTION=VALUE", help="A generator option, e.g. --set samples=500.")
+    ] = None,
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """Rows, features, classes and their balance, and feature ranges of a built-in dataset."""
+    from .config import parse_yaml
+    from .data.catalog import describe
+
+    options = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _err(f"error: --set '{item}' must look like OPTION=VALUE, e.g. --set samples=500")
+            raise typer.Exit(EXIT_USAGE)
+        options[key] = parse_yaml(value)
+    info = _guard(debug, lambda: describe(name, options))
+    if json_:
+        _say(json.dumps(info))
+        return
+    _say(f"{info['name']}: {info['rows']} rows, {info['features']} features, {info['task']}")
+    for key in ("image_shape", "parts"):
+        if key in info:
+            _say(f"{key}: {info[key]}")
+    if "classes" in info:
+        _say("classes:")
+        for label, count in info["classes"].items():
+            _say(f"  {label:<14} {count:>7}  ({count / info['rows']:.1%})")
+    else:
+        _say(f"target range: {_fmt(info['target_range'][0])} .. {_fmt(info['target_range'][1])}")
+    ranges = list(info["feature_ranges"].items())
+    _say("feature ranges:")
+    for feature, (lo, hi) in ranges[:20]:
+        _say(f"  {feature:<20} {_fmt(lo):>10} .. {_fmt(hi)}")
+    if len(ranges) > 20:
+        low, high = min(r[0] for _, r in ranges), max(r[1] for _, r in ranges)
+        _say(f"  ... {len(ranges) - 20} more; all features lie in {_fmt(low)} .. {_fmt(high)}")
+
+
+@datasets_app.command("download")
+def datasets_download(
+    name: Annotated[str, typer.Argument(help="mnist or fashion_mnist.", show_default=False)],
+    dir_: Annotated[Optional[Path], typer.Option("--dir", help="Cache folder (default: $NNTRAIN_DATA or ~/.cache/nntrain).")] = None,
+    mirror: Annotated[Optional[list[str]], typer.Option("--mirror", metavar="URL", help="Base URL to fetch from instead (repeatable).")] = None,
+    debug: Debug = False,
+):
+    """Download a dataset's files into the cache, verifying every file's SHA-256."""
+    from .data import download
+
+    folder = _guard(debug, lambda: download.download(name, dir_, mirror or None, log=_err))
+    _say(f"{name} is ready in {folder}")
 
 
 def main():

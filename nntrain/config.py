@@ -30,6 +30,7 @@ from pydantic import Tag
 
 from .data.dataset import builtin_names, unknown_dataset
 from .data.files import is_csv, is_data_file
+from .data.download import DOWNLOADABLE
 from .data.generators import GENERATORS
 from .engine.init import INITIALIZERS
 from .engine.layers import LAYERS
@@ -223,6 +224,7 @@ class DataConfig(Strict):
     scale: ScaleConfig = Field(default_factory=ScaleConfig, description="none | standardize | minmax, or {name, range}")
     scale_target: bool = Field(False, description="regression: standardize the targets too (predictions in original units)")
     missing: Literal["error", "drop"] = Field("error", description="CSV cells that are empty, NA, NaN, ?: error or drop the row")
+    flatten: bool = Field(True, description="image datasets: rows of height * width pixels")
 
     def sources(self) -> dict[str, str | ArrayFiles]:
         """The data sources given: {dataset: ...} or {train: ..., val: ..., test: ...}."""
@@ -236,6 +238,11 @@ class DataConfig(Strict):
             raise ValueError(_at("val" if self.val is not None else "test", "needs data.train instead of data.dataset"))
         if self.train is not None and "test" in self.split.model_fields_set:
             raise ValueError(_at("split.test", "does not apply with data.train: the test set is data.test"))
+        if isinstance(self.dataset, str) and self.dataset in DOWNLOADABLE and "test" in self.split.model_fields_set:
+            raise ValueError(_at("split.test", f"does not apply to {self.dataset}: its official test set is used"))
+        if not self.flatten:
+            raise ValueError(_at("flatten", "false keeps images as (height, width), which needs convolutional layers;"
+                                 " nntrain's layers take flat rows, so flatten must be true"))
         for key, source in self.sources().items():
             if isinstance(source, str) and not is_data_file(source) and (key != "dataset" or source not in builtin_names()):
                 raise ValueError(_at(key, unknown_dataset(source)))

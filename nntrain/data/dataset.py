@@ -10,8 +10,10 @@ import numpy as np
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
 from .arrays import DiskRows, in_memory
+from . import download
 from .bundled import BUNDLED, read_bundled
-from .files import FILE_SUFFIXES, FeatureEncoder, is_csv, is_data_file, read_npz, read_table
+from .download import DOWNLOADABLE
+from .files import FILE_SUFFIXES, FeatureEncoder, is_csv, read_npz, read_table
 from .generators import GENERATORS
 
 SPLITS = ("train", "val", "test")
@@ -30,7 +32,8 @@ class Dataset:
     classes: list[str] | None = None  # class names, index = label
     encoder: FeatureEncoder | None = None  # raw columns -> X; None: X's columns are x0, x1, ...
     notes: list[str] = field(default_factory=list)  # what loading did that a user should hear about
-    parts: dict[str, np.ndarray] | None = None  # rows of each given file (data.train/val/test), if any
+    parts: dict[str, np.ndarray] | None = None  # rows of each given part (files, an official test set), if any
+    image_shape: tuple[int, ...] | None = None  # (height, width) of image data, before flattening
 
     def __post_init__(self):
         if self.encoder is None:
@@ -55,7 +58,23 @@ class Dataset:
 
 def builtin_names() -> list[str]:
     """Every name `data.dataset` accepts besides a file path."""
-    return [*GENERATORS, *BUNDLED]
+    return [*GENERATORS, *BUNDLED, *DOWNLOADABLE]
+
+
+def read_downloaded(name: str) -> RawData:
+    """A downloaded image dataset: pixels scaled to [0, 1], flattened to (rows, height * width).
+
+    The official training and test sets stay apart (`parts`); labels become the class names.
+    """
+    train_images, train_labels, test_images, test_labels = download.load(name)
+    images = np.concatenate([train_images, test_images])
+    X = images.reshape(len(images), -1).astype(np.float32)
+    X *= np.float32(1 / 255)
+    classes = DOWNLOADABLE[name].classes
+    y = np.array(classes)[np.concatenate([train_labels, test_labels])]
+    n = len(train_images)
+    parts = {"train": np.arange(n), "test": np.arange(n, len(images))}
+    return RawData(X, y, task="classification", classes=list(classes), parts=parts, image_shape=images.shape[1:])
 
 
 def unknown_dataset(dataset: str) -> str:
@@ -75,6 +94,9 @@ class RawData:
     encoder: FeatureEncoder | None = None
     task: str | None = None  # the source's own task (generators, bundled sets); None for files
     dropped: int = 0  # rows skipped for missing values
+    classes: list[str] | None = None  # the source's own class names, in label order
+    parts: dict[str, np.ndarray] | None = None  # the source's own split (an official test set)
+    image_shape: tuple[int, ...] | None = None
 
 
 def read_source(source, options: dict, target, rng, base=None, missing="error", encoder=None) -> RawData:
@@ -116,6 +138,8 @@ def read_raw(dataset: str, options: dict, target, rng, base: Path | None = None,
     if dataset in BUNDLED:
         X, y, names = read_bundled(dataset)
         return RawData(X, y, FeatureEncoder(names), BUNDLED[dataset].task)
+    if dataset in DOWNLOADABLE:
+        return read_downloaded(dataset)
     path = resolve_path(dataset, base)
     if is_csv(path):
         table = read_table(path, target, missing)

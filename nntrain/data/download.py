@@ -31,7 +31,7 @@ import numpy as np
 from .. import __version__
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
-from ..train.rundir import _fsync_dir
+from ..fileio import fsync_dir
 from .idx import read_idx
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
@@ -294,7 +294,7 @@ def _fetch(url: str, dest: Path, sha256: str, timeout: float) -> int:
             os.replace(tmp, dest)
         except OSError as e:
             raise NntrainError(f"cannot move the downloaded {tmp} to {dest}: {e}") from None
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return received
     finally:
         try:
@@ -351,7 +351,7 @@ def download(
                 dest.unlink()
             except OSError as e:
                 raise NntrainError(f"cannot delete the corrupt {dest}: {e}") from None
-            _fsync_dir(folder)
+            fsync_dir(folder)
         failures = []
         for base in mirrors:
             url = _join(base, filename)

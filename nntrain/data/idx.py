@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NntrainError
-from ..train.rundir import atomic_write
+from ..fileio import atomic_write
 
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -130,6 +130,7 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
             notes.append(f"data.{key}: dropped {raws[key].dropped} rows with missing values (data.missing: drop)")
     first = next(iter(raws.values()))
     task = infer_task(d.task, first.task, first.y, LOSSES[config.loss.name].tasks)
+    classes = classes or first.classes
     labels = []
     for key, raw in raws.items():
         try:
@@ -140,9 +141,9 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     if task == "classification" and len(classes) < 2:
         raise NntrainError(f"the data has a single class ({classes}); classification needs at least 2", "data")
     starts = np.cumsum([0] + [len(y) for y in labels])
-    parts = {key: np.arange(starts[i], starts[i + 1]) for i, key in enumerate(raws)} if "train" in raws else None
+    parts = {key: np.arange(starts[i], starts[i + 1]) for i, key in enumerate(raws)} if "train" in raws else first.parts
     X = stack([raw.X for raw in raws.values()])
-    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts)
+    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts, first.image_shape)
 
 
 def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> dict[str, np.ndarray]:
