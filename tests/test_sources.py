@@ -138,3 +138,36 @@ def test_split_files_config_rules():
         cfg.load_config(None, [], raw={**base, "data": {"dataset": "a.csv", "val": "b.csv"}})
     with pytest.raises(NntrainError, match="give either data.dataset, or data.train"):
         cfg.load_config(None, [], raw={**base, "data": {"split": {"val": 0.1}}})
+
+
+def test_one_hot_targets_are_class_indices(tmp_path):
+    X, y = blobs(90)
+    np.savez(tmp_path / "onehot.npz", X=X, y=np.eye(4)[y])  # class 3 never occurs, and still counts
+    config = cfg.load_config(write_yaml(tmp_path / "c.yaml", {"dataset": "onehot.npz"}))
+    config.model.layers[-1].units = 4
+    exp = prepare(config, tmp_path)
+    assert exp.dataset.classes == ["0", "1", "2", "3"]
+    np.testing.assert_array_equal(exp.dataset.y, y)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("ragged.csv", "a,b,label\n1,2,x\n3,y\n", "line 3: 2 fields"),
+        ("nan.csv", "a,b,label\n1,2,x\n3,nan,y\n", "line 3, column 'b'"),
+        ("target.csv", "a,b,lable\n1,2,x\n3,4,y\n", "no column named 'label'"),
+    ],
+)
+def test_bad_data_files_exit_2_naming_the_problem(cli, tmp_path, name, content, message):
+    (tmp_path / name).write_text(content)
+    data = {"dataset": name, "target": "label"} if name == "target.csv" else {"dataset": name}
+    result = cli("fit", write_yaml(tmp_path / "c.yaml", data), "--runs-root", tmp_path / "runs")
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()  # nothing is created for a run that cannot start
+
+
+def test_pickled_npz_exits_2(cli, tmp_path):
+    np.savez(tmp_path / "p.npz", X=np.zeros((4, 2)), y=np.array([{"a": 1}] * 4, dtype=object))
+    result = cli("fit", write_yaml(tmp_path / "c.yaml", {"dataset": "p.npz"}), "--runs-root", tmp_path / "runs")
+    assert result.exit_code == 2 and "p.npz" in result.stderr and "Traceback" not in result.output

@@ -181,8 +181,14 @@ def encode_labels(y: np.ndarray, task: str, classes: list[str] | None = None):
             row = int(np.argwhere(~np.isfinite(y))[0][0])
             raise NntrainError(f"the target of data row {row + 1} is not a finite number", "data.target")
         return y, None
+    if y.ndim == 2 and y.dtype.kind != "U" and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all():
+        # One-hot rows: column j is class j, whether or not every class occurs.
+        classes = classes or [str(j) for j in range(y.shape[1])]
+        y = y.argmax(axis=1)
     if y.ndim != 1:
-        raise NntrainError(f"a classification target must be one column, got shape {y.shape}", "data.task")
+        raise NntrainError(
+            f"a classification target must be one column of labels, or one-hot rows; got shape {y.shape}", "data.task"
+        )
     if y.dtype.kind != "U":
         if not np.all(np.mod(y, 1) == 0):
             raise NntrainError(
