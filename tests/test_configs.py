@@ -19,6 +19,11 @@ LEVELS = {
     "relu_adam": ("val", "accuracy", 0.97),
     "sine_regression": ("val", "r2", 0.9),
     "fullbatch": ("val", "accuracy", 0.9),
+    "iris": ("test", "accuracy", 0.95),
+    "wine": ("test", "accuracy", 0.95),
+    "breast_cancer": ("test", "accuracy", 0.95),
+    "digits": ("test", "accuracy", 0.97),
+    "diabetes": ("test", "r2", 0.45),
 }
 
 

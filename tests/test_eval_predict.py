@@ -372,9 +372,13 @@ def test_gradcheck_of_a_converged_run_passes(cli, tmp_path):
 def test_datasets(cli):
     result = cli("datasets")
     assert result.exit_code == 0
-    names = [line.split()[0] for line in result.stdout.splitlines() if line and not line.startswith(" ")]
-    assert {"spirals", "xor", "moons", "circles", "blobs", "linear", "sine"} <= set(names)
+    names = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and line.split()]
+    generated = {"spirals", "xor", "moons", "circles", "blobs", "linear", "sine"}
+    bundled = {"iris", "wine", "breast_cancer", "digits", "diabetes"}
+    assert generated | bundled | {"mnist", "fashion_mnist"} <= set(names)
     listing = json.loads(cli("datasets", "--json").stdout)
-    assert set(listing) == {"spirals", "xor", "moons", "circles", "blobs", "linear", "sine"}
+    assert {n for n, info in listing.items() if info["kind"] == "generated"} == generated
+    assert {n for n, info in listing.items() if info["kind"] == "bundled"} == bundled
+    assert listing["mnist"]["kind"] == "downloadable" and "status" in listing["mnist"]
     assert listing["sine"]["task"] == "regression"
     assert listing["spirals"]["options"] == {"samples": 3000, "classes": 3, "noise": 0.2}

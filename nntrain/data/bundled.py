@@ -118,8 +118,8 @@ BUNDLED: dict[str, BundledDataset] = {
             description="Diabetes progression one year after baseline from age, sex, BMI, blood pressure and 6 serum values (unscaled).",
             source="https://www4.stat.ncsu.edu/~boos/var.select/diabetes.html",
             license=(
-                "No license stated by the source; published with Efron et al. (2004) and redistributed in"
-                " scikit-learn (BSD-3-Clause) and the R package lars. Used here for teaching and research."
+                "None known: scikit-learn's description names none, and the source page was not checked."
+                " Redistributed in scikit-learn (a BSD-3-Clause package) and the R package lars."
             ),
             citation=(
                 "Efron, B., Hastie, T., Johnstone, I. & Tibshirani, R. (2004). Least angle regression."
