@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,12 @@ from .files import read_csv
 
 
 def datasets_dir() -> Path:
-    """Where the bundled files live: $NNTRAIN_DATASETS, else the datasets/ folder beside the package."""
-    return Path(os.environ.get("NNTRAIN_DATASETS") or Path(__file__).resolve().parents[2] / "datasets")
+    """Where the bundled files live: $NNTRAIN_DATASETS, else the source tree's datasets/ folder
+    (an editable install), else <prefix>/share/nntrain/datasets (where a wheel puts them)."""
+    if os.environ.get("NNTRAIN_DATASETS"):
+        return Path(os.environ["NNTRAIN_DATASETS"])
+    source_tree = Path(__file__).resolve().parents[2] / "datasets"
+    return source_tree if source_tree.is_dir() else Path(sys.prefix) / "share" / "nntrain" / "datasets"
 
 
 @dataclass(frozen=True)
