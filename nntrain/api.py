@@ -62,8 +62,11 @@ def fit(
             exp.network.load_state_dict(load_npz(Path(weights)))
         except ValueError as e:
             raise NntrainError(f"--weights {weights}: {e}") from None
+    hooks = hooks or Hooks()
+    if hooks.stop:  # Ctrl-C while the data was loading: stop before anything is written
+        raise KeyboardInterrupt
     for note in exp.dataset.notes:
-        (hooks or Hooks()).log(note)
+        hooks.log(note)
     run = RunDir.create(Path(runs_root), config.name or "run", run_dir)
     run.config_file.write_text(cfg.to_yaml(config))
     save_npz(run.splits_file, exp.splits)
@@ -112,11 +115,12 @@ def _differences(a: cfg.Config, b: cfg.Config) -> list[str]:
     return checkpoint.config_differences(cfg.to_dict(a), cfg.to_dict(b))
 
 
-def load_run(run_dir: Path, which: str = "best", with_data: bool = True) -> Experiment:
+def load_run(run_dir: Path, which: str = "best", with_data: bool = True, dtype: str | None = None) -> Experiment:
     """A saved run's network with the parameters of checkpoint `which` (best | last | a path).
 
     Without `with_data` nothing but the run directory is read: the network, scaling and
-    class names all come from the checkpoint.
+    class names all come from the checkpoint. `dtype` overrides the run's (gradcheck: float64).
+    A checkpoint file from another run is refused: the run's splits would not fit its data.
     """
     run = RunDir.open(run_dir)
     path = run.checkpoint(which)
@@ -124,6 +128,13 @@ def load_run(run_dir: Path, which: str = "best", with_data: bool = True) -> Expe
         path = run.checkpoint("last")
     arrays = checkpoint.read(path)
     config = checkpoint.embedded_config(arrays)
+    if which not in ("best", "last"):
+        own = checkpoint.embedded_config(checkpoint.read(run.checkpoint("last")))
+        differ = [k for k in _differences(own, config) if k != "train.epochs"]
+        if differ:
+            raise NntrainError(f"{path} is not a checkpoint of {run.path}: its config differs in {', '.join(differ)}")
+    if dtype is not None:
+        config.dtype = dtype
     splits = load_npz(run.splits_file) if with_data and run.splits_file.exists() else None
     exp = prepare(config, None, splits=splits, saved=arrays, with_data=with_data)
     checkpoint.restore(exp, arrays, training=False)
@@ -169,15 +180,13 @@ def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:
         out = exp.to_target_units(out)
     if classes is not None:
         labels = np.array(classes)[loss.decide(z)]
-        # Probabilities where the loss defines them; otherwise the raw outputs, named as scores.
-        if loss.name == "cross_entropy":
-            header = ["class", *(f"p_{c}" for c in classes)]
-        elif loss.name == "binary_cross_entropy":
-            header = ["class", f"p_{classes[1]}"]
-        elif out.shape[1] == len(classes):
-            header = ["class", *(f"score_{c}" for c in classes)]
+        # Probabilities where the loss defines them, otherwise raw scores; one column per class,
+        # or a single one for a one-unit binary loss (the second class's probability, or the score).
+        prefix = "p" if loss.probabilities else "score"
+        if out.shape[1] == len(classes):
+            header = ["class", *(f"{prefix}_{c}" for c in classes)]
         else:
-            header = ["class", "score"]
+            header = ["class", f"p_{classes[1]}" if loss.probabilities else "score"]
         rows = [[label, *(f"{v:.6g}" for v in row)] for label, row in zip(labels, out)]
     else:
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{j}" for j in range(out.shape[1])]
@@ -198,12 +207,8 @@ def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: fl
     if source.is_dir():
         if overrides:
             raise NntrainError("--set changes a config; a run directory is checked as it was trained")
-        exp = load_run(source, "last")
+        exp = load_run(source, "last", dtype="float64")
         config = exp.config
-        config.dtype = "float64"
-        trained = exp.network.state_dict()
-        exp = prepare(config, None, splits=exp.splits, saved=exp.saved)
-        exp.network.load_state_dict(trained)
     else:
         config, base = _config_and_base(source, overrides)
         config.dtype = "float64"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -70,7 +71,7 @@ def _pydantic_type(tp):
         base, *meta = typing.get_args(tp)
         meta = [Field(**{k: v for k, v in vars(m).items() if v is not None}) if isinstance(m, Range) else m for m in meta]
         return Annotated[(_pydantic_type(base), *meta)]
-    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
+    if origin in (Union, types.UnionType):
         return Union[tuple(_pydantic_type(a) for a in typing.get_args(tp))]
     return tp
 
@@ -363,7 +364,19 @@ def validate(raw: dict) -> Config:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads 1e-3 as a number: YAML 1.1 wants a dot (1.0e-3) and would give a string."""
+    """SafeLoader that reads 1e-3 as a number (YAML 1.1 wants 1.0e-3 and gives a string) and
+    refuses a key given twice in one mapping (YAML keeps the last one, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key '{key}' appears twice in the same section", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(

@@ -167,16 +167,19 @@ def _numbers(cells: np.ndarray, lines: np.ndarray, path, column: str) -> np.ndar
 def _read_cells(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(header, cells (rows, columns) stripped text, line number of each row) of a CSV file."""
     rows, lines = [], []
-    with _open_text(path) as f:
-        reader = csv.reader(f)
-        header = _header(reader, path)
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise NntrainError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
-            rows.append(row)
-            lines.append(reader.line_num)
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f)
+            header = _header(reader, path)
+            for row in reader:
+                if not row or all(not c.strip() for c in row):
+                    continue
+                if len(row) != len(header):
+                    raise NntrainError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
+                rows.append(row)
+                lines.append(reader.line_num)
+    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as e:
+        raise NntrainError(f"cannot read {path} as a UTF-8 CSV file: {e}") from None
     if not rows:
         raise NntrainError(f"{path} has a header but no data rows")
     cells = np.char.strip(np.array(rows, dtype=np.str_))
@@ -254,7 +257,11 @@ def _header(rows, path) -> list[str]:
     """The first non-blank row, stripped."""
     for row in rows:
         if any(c.strip() for c in row):
-            return [h.strip() for h in row]
+            header = [h.strip() for h in row]
+            repeated = sorted({h for h in header if header.count(h) > 1})
+            if repeated:
+                raise NntrainError(f"{path}: the header names {repeated} more than once; column names must be unique")
+            return header
     raise NntrainError(f"{path} is empty; a CSV needs a header row and data rows")
 
 

@@ -25,6 +25,8 @@ class Loss:
     name = "loss"
     tasks: tuple[str, ...] = ("classification", "regression")
     fuses: str | None = None
+    classes: int | None = None  # the number of classes the loss is made for, when it is fixed
+    probabilities = False  # whether `predict` gives class probabilities (else raw scores)
 
     def encode(self, y: np.ndarray, n_classes: int | None, dtype) -> np.ndarray:
         """Targets as this loss wants them. Classification y: (batch,) class indices."""
@@ -88,6 +90,7 @@ class CrossEntropy(Loss):
 
     tasks = ("classification",)
     fuses = "softmax"
+    probabilities = True
 
     def encode(self, y, n_classes, dtype):
         return np.asarray(y, dtype=np.int64)
@@ -103,7 +106,7 @@ class CrossEntropy(Loss):
         return float(loss)
 
     def backward(self):
-        grad = self.probs.copy()
+        grad = self.probs  # reused in place: the next forward computes new probabilities
         grad[np.arange(len(self.t)), self.t] -= 1
         grad *= 1.0 / len(self.t)
         return grad
@@ -120,6 +123,7 @@ class _BinaryLoss(Loss):
     """A loss on one output unit for two classes."""
 
     tasks = ("classification",)
+    classes = 2
 
     def expected_width(self, n_classes, n_targets):
         return 1
@@ -136,6 +140,7 @@ class BinaryCrossEntropy(_BinaryLoss):
     """
 
     fuses = "sigmoid"
+    probabilities = True
 
     def encode(self, y, n_classes, dtype):
         return np.asarray(y, dtype=dtype).reshape(-1, 1)

@@ -39,12 +39,8 @@ class TrainingState:
     best_value: float = float("nan")
 
 
-def config_json(config: cfg.Config) -> str:
-    return cfg.canonical_json(config)
-
-
 def save(path: Path, exp: Experiment, state: TrainingState) -> None:
-    text = config_json(exp.config)
+    text = cfg.canonical_json(exp.config)
     arrays = {
         **exp.network.state_dict(),
         **{f"optim.{k}": v for k, v in exp.optimizer.state_dict().items()},
@@ -84,15 +80,28 @@ def embedded_config(arrays: dict[str, np.ndarray]) -> cfg.Config:
 
 
 def restore(exp: Experiment, arrays: dict[str, np.ndarray], training: bool) -> TrainingState:
-    """Load parameters (and, for training, optimizer and RNG state) into `exp`."""
+    """Load parameters (and, for training, optimizer and RNG state) into `exp`.
+
+    Anything missing or malformed is an NntrainError: a checkpoint is input, not trusted code.
+    """
     try:
         exp.network.load_state_dict(arrays)
     except ValueError as e:
         raise NntrainError(f"checkpoint does not fit the network: {e}") from None
-    if training:
-        exp.optimizer.load_state_dict({k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")})
-        exp.rngs["train"].bit_generator.state = json.loads(str(arrays["meta.rng"]))
-    return TrainingState(int(arrays["meta.epoch"]), int(arrays["meta.best_epoch"]), float(arrays["meta.best_value"]))
+    try:
+        state = TrainingState(int(arrays["meta.epoch"]), int(arrays["meta.best_epoch"]), float(arrays["meta.best_value"]))
+        if training:
+            optim = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
+            shapes = {p.key: p.value.shape for p in exp.network.params}
+            for key, value in optim.items():
+                param = key.rsplit(".", 1)[0]
+                if key != "steps" and shapes.get(param) != value.shape:
+                    raise ValueError(f"optimizer state {key} has shape {value.shape}, its parameter {shapes.get(param)}")
+            exp.optimizer.load_state_dict(optim)
+            exp.rngs["train"].bit_generator.state = json.loads(str(arrays["meta.rng"]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise NntrainError(f"checkpoint is damaged or incomplete: {type(e).__name__}: {e}") from None
+    return state
 
 
 def newest_readable(run: RunDir, log) -> tuple[Path, dict[str, np.ndarray]]:

@@ -100,11 +100,12 @@ class Experiment:
 
     def _evaluate(self, get, n: int, batch: int) -> dict[str, float]:
         metrics = self.metrics()
-        for start in range(0, n, batch):
-            X, y, t = get(start, start + batch)
-            z = self.network.forward(X, training=False)
-            metrics.add(self.network.loss.forward(z, t), z, y)
-        return metrics.result()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a broken model reports nan, no warnings
+            for start in range(0, n, batch):
+                X, y, t = get(start, start + batch)
+                z = self.network.forward(X, training=False)
+                metrics.add(self.network.loss.forward(z, t), z, y)
+            return metrics.result()
 
 
 def _source(value):
@@ -143,6 +144,8 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     starts = np.cumsum([0] + [len(y) for y in labels])
     parts = {key: np.arange(starts[i], starts[i + 1]) for i, key in enumerate(raws)} if "train" in raws else first.parts
     X = stack([raw.X for raw in raws.values()])
+    if X.shape[1] == 0:
+        raise NntrainError("the data has no feature columns, only a target", "data")
     return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts, first.image_shape)
 
 
@@ -159,6 +162,10 @@ def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) ->
             splits["train"], splits["val"] = train[carved["train"]], train[carved["val"]]
     if len(splits["train"]) == 0:
         raise NntrainError(f"the split leaves no training rows out of {len(dataset.y)}", "data.split")
+    if s.val > 0 and len(splits["val"]) == 0:  # the config promised validation (monitor val_*, val columns)
+        raise NntrainError(
+            f"{s.val:g} of the data rounds to no validation rows (per class); use a larger fraction, or 0", "data.split.val"
+        )
     return splits
 
 
@@ -169,8 +176,8 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
     network = Network(layers, loss, dataset.X.shape[1], config.dtype, rng, config.model.init, config.model.init_scale)
     need = loss.expected_width(dataset.n_classes, dataset.n_targets)
     n_classes = dataset.n_classes
-    if loss.name in ("binary_cross_entropy", "hinge") and n_classes != 2:
-        raise NntrainError(f"'{loss.name}' is for 2 classes; the data has {n_classes}: use cross_entropy", "loss")
+    if loss.classes is not None and n_classes != loss.classes:
+        raise NntrainError(f"'{loss.name}' is for {loss.classes} classes; the data has {n_classes}: use cross_entropy", "loss")
     if network.out_features != need:
         linear = [i for i, s in enumerate(config.model.layers) if s.type == "linear"]
         key = f"model.layers.{linear[-1]}.units" if linear else "model.layers"
@@ -200,6 +207,16 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
     return Dataset(np.empty((0, len(encoder.names))), y, config.data.task, classes, encoder)
 
 
+def check_splits(splits: dict, rows: int) -> None:
+    """A saved splits.npz must name rows of this data: integer indices in range, for every split."""
+    for name in SPLITS:
+        index = splits.get(name)
+        if index is None or index.ndim != 1 or index.dtype.kind not in "iu":
+            raise NntrainError(f"the run's splits.npz has no integer array '{name}'")
+        if len(index) and (index.min() < 0 or index.max() >= rows):
+            raise NntrainError(f"the run's splits.npz does not match its data ({name} rows outside 0..{rows - 1})")
+
+
 def prepare(
     config: cfg.Config,
     base: Path | None = None,
@@ -223,8 +240,8 @@ def prepare(
     cfg.resolve(config, dataset.task)
     if splits is None:
         splits = splits_of(config, dataset, rngs["split"])
-    elif sum(len(v) for v in splits.values()) and max(int(v.max(initial=-1)) for v in splits.values()) >= len(dataset.y):
-        raise NntrainError("the run's splits.npz does not match its data (row index out of range)")
+    else:
+        check_splits(splits, len(dataset.y))
     scale = config.data.scale
     target_method = "standardize" if config.data.scale_target else "none"
     if saved is not None:

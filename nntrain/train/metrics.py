@@ -19,6 +19,7 @@ class Metrics:
         self.loss_sum = 0.0
         self.correct = 0
         self.sse = self.sae = self.y_sum = self.y_sq = 0.0
+        self.shift = None  # targets are summed relative to the first batch's mean, so r2 keeps its precision
 
     def add(self, loss: float, z: np.ndarray, y: np.ndarray) -> None:
         batch = len(z)
@@ -32,8 +33,11 @@ class Metrics:
             diff = out.astype(np.float64) - target
             self.sse = self.sse + np.sum(diff * diff, axis=0)
             self.sae = self.sae + np.sum(np.abs(diff), axis=0)
-            self.y_sum = self.y_sum + target.sum(axis=0)
-            self.y_sq = self.y_sq + np.sum(target * target, axis=0)
+            if self.shift is None:
+                self.shift = target.mean(axis=0)
+            centred = target - self.shift
+            self.y_sum = self.y_sum + centred.sum(axis=0)
+            self.y_sq = self.y_sq + np.sum(centred * centred, axis=0)
 
     def result(self) -> dict[str, float]:
         out = {"loss": self.loss_sum / self.n}

@@ -103,12 +103,6 @@ class RunDir:
     def write_summary(self, summary: dict) -> None:
         atomic_write(self.summary_file, (json.dumps(summary, indent=2) + "\n").encode())
 
-    def read_summary(self) -> dict | None:
-        try:
-            return json.loads(self.summary_file.read_text())
-        except (OSError, ValueError):
-            return None
-
 
 class MetricsLog:
     """metrics.csv, one row per epoch, flushed as written so a killed run keeps its history."""

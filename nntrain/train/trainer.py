@@ -93,7 +93,7 @@ class Trainer:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 status, message = self._epochs(state, log)
         except Exception as e:  # a bug or an I/O error: leave a summary that says so, then let it surface
-            self.run.write_summary(self.summary("failed", state, time.perf_counter() - started, repr(e)))
+            self.run.write_summary(self.summary("failed", state, time.perf_counter() - started, repr(e), evaluate=False))
             raise
         finally:
             log.close()
@@ -126,6 +126,8 @@ class Trainer:
                 )
             if stop:  # mid-epoch: last.npz still holds the end of the previous epoch
                 return "interrupted", None
+            if not all(np.isfinite(p.value).all() for p in exp.network.params):
+                return "diverged", f"the parameters became non-finite in epoch {epoch}; try a lower optimizer.lr"
             row = {"epoch": epoch, **{f"train_{k}": v for k, v in metrics.items()}}
             if len(exp.splits["val"]):
                 row.update({f"val_{k}": v for k, v in exp.evaluate_split("val").items()})
@@ -173,12 +175,19 @@ class Trainer:
         if every and epoch % every == 0:
             checkpoint.save(self.run.epoch_checkpoint(epoch), self.exp, state)
 
-    def summary(self, status: str, state: TrainingState, seconds: float, message: str | None) -> dict:
+    def summary(self, status: str, state: TrainingState, seconds: float, message: str | None, evaluate=True) -> dict:
+        """summary.json; `final` holds the metrics of the parameters in last.npz (the last finished epoch)."""
         final = {}
-        if status == "completed":
-            for split in ("train", "val", "test"):
-                if len(self.exp.splits[split]):
-                    final[split] = self.exp.evaluate_split(split)
+        if not evaluate:
+            pass
+        elif status != "completed" and state.epoch:
+            # Interrupted or diverged mid-epoch: evaluate what last.npz holds, not the half-updated network.
+            checkpoint.restore(self.exp, checkpoint.read(self.run.checkpoint("last")), training=False)
+        if evaluate and state.epoch:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                for split in ("train", "val", "test"):
+                    if len(self.exp.splits[split]):
+                        final[split] = self.exp.evaluate_split(split)
         return {
             "status": status,
             "message": message,
