@@ -268,9 +268,26 @@ class ModelConfig(Strict):
     layers: Annotated[list[_union(LAYER_MODELS, LAYERS, "type", "layer")], Field(min_length=1)]
 
 
+class EarlyStoppingConfig(Strict):
+    """Stop when the monitored value has not improved by more than min_delta for `patience` epochs."""
+
+    monitor: str | None = Field(None, description="default: train.monitor (they must agree: best.npz follows it)")
+    patience: Annotated[int, Field(ge=1)] = 10
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    restore_best: bool = Field(True, description="end with the best epoch's parameters (best.npz)")
+
+
 class TrainConfig(Strict):
     epochs: Annotated[int, Field(ge=1)] = 20
     batch_size: Annotated[int, Field(ge=1)] | Literal["full"] = Field(32, description="an integer or 'full'")
+    shuffle: bool = True
+    checkpoint_every: Annotated[int, Field(ge=0)] = Field(10, description="epochs; 0 = only last and best")
+    metrics: list[Literal[CLASSIFICATION_METRICS + REGRESSION_METRICS]] | None = Field(
+        None, description="default: accuracy for classification, mse for regression"
+    )
+    monitor: str | None = Field(None, description="default: val_loss, or train_loss without a validation split")
+    early_stopping: EarlyStoppingConfig | None = None
+    clip_grad_norm: Annotated[float, Field(gt=0)] | None = Field(None, description="largest global L2 norm of the gradients")
 
     @field_validator("batch_size", mode="before")
     @classmethod
@@ -278,12 +295,25 @@ class TrainConfig(Strict):
         if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and value != "full"):
             raise ValueError(f"got {value!r}{did_you_mean(value, ['full'])}; allowed: an integer >= 1 or 'full'")
         return value
-    shuffle: bool = True
-    checkpoint_every: Annotated[int, Field(ge=0)] = Field(10, description="epochs; 0 = only last and best")
-    metrics: list[Literal[CLASSIFICATION_METRICS + REGRESSION_METRICS]] | None = Field(
-        None, description="default: accuracy for classification, mse for regression"
-    )
-    monitor: str | None = Field(None, description="default: val_loss, or train_loss without a validation split")
+
+    @model_validator(mode="after")
+    def _one_monitor(self):
+        stopping = self.early_stopping
+        if stopping is not None and stopping.monitor is not None:
+            if self.monitor is not None and self.monitor != stopping.monitor:
+                raise ValueError(
+                    _at("early_stopping.monitor", f"'{stopping.monitor}' differs from train.monitor '{self.monitor}';"
+                        " best.npz and early stopping follow one value")
+                )
+            self.monitor = stopping.monitor
+        return self
+
+
+class RegularizationConfig(Strict):
+    """Penalties added to the loss, on weight matrices only (not biases or normalization parameters)."""
+
+    l1: Annotated[float, Field(ge=0)] = Field(0.0, description="l1 * sum |W|")
+    l2: Annotated[float, Field(ge=0)] = Field(0.0, description="l2 * sum W^2")
 
 
 class Config(Strict):
@@ -300,6 +330,7 @@ class Config(Strict):
     optimizer: _union(OPTIMIZER_MODELS, OPTIMIZERS, "name", "optimizer") = Field(
         default_factory=lambda: OPTIMIZER_MODELS["adam"](name="adam")
     )
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     @model_validator(mode="after")
@@ -484,6 +515,8 @@ def resolve(config: Config, task: str) -> Config:
     has_val = config.data.split.val > 0
     if config.train.monitor is None:
         config.train.monitor = "val_loss" if has_val else "train_loss"
+    if config.train.early_stopping is not None:
+        config.train.early_stopping.monitor = config.train.monitor
     choices = [f"{s}_{m}" for s in (("train", "val") if has_val else ("train",)) for m in ["loss", *config.train.metrics]]
     if config.train.monitor not in choices:
         hint = " (there is no validation split)" if config.train.monitor.startswith("val_") and not has_val else ""

@@ -168,7 +168,7 @@ def test_rejected_load_leaves_network_unchanged():
 
 
 def test_initializers_registered():
-    assert set(INITIALIZERS) == {"he", "xavier", "normal", "uniform"}
+    assert set(INITIALIZERS) == {"he", "xavier", "normal", "uniform", "he_uniform", "xavier_normal", "lecun", "orthogonal"}
 
 
 def test_he_std():

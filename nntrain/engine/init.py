@@ -44,6 +44,37 @@ def uniform(fan_in, fan_out, rng, scale):
     return rng.uniform(-scale, scale, (fan_in, fan_out))
 
 
+@initializer("he_uniform")
+def he_uniform(fan_in, fan_out, rng, scale):
+    """Uniform in ±sqrt(6 / fan_in): He's variance 2 / fan_in with a uniform draw."""
+    limit = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, (fan_in, fan_out))
+
+
+@initializer("xavier_normal")
+def xavier_normal(fan_in, fan_out, rng, scale):
+    """Normal with std sqrt(2 / (fan_in + fan_out)): Glorot's variance with a normal draw."""
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / (fan_in + fan_out))
+
+
+@initializer("lecun")
+def lecun(fan_in, fan_out, rng, scale):
+    """Normal with std sqrt(1 / fan_in) (LeCun 1998), suited to tanh and SELU-like units."""
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(1.0 / fan_in)
+
+
+@initializer("orthogonal")
+def orthogonal(fan_in, fan_out, rng, scale):
+    """A (semi-)orthogonal matrix (Saxe et al. 2014): Q of the QR of a Gaussian matrix, signs fixed by R's diagonal.
+
+    Rows are orthonormal when fan_in <= fan_out, columns otherwise (as torch.nn.init.orthogonal_).
+    """
+    flat = rng.standard_normal((max(fan_in, fan_out), min(fan_in, fan_out)))
+    q, r = np.linalg.qr(flat)
+    q *= np.sign(np.diag(r))  # makes the result uniformly distributed over orthogonal matrices
+    return q if fan_in >= fan_out else q.T
+
+
 def init_weight(name: str, fan_in: int, fan_out: int, rng: np.random.Generator, scale: float, dtype) -> np.ndarray:
     """A (fan_in, fan_out) weight matrix of `dtype` from initializer `name`."""
     if name not in INITIALIZERS:

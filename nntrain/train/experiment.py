@@ -20,6 +20,7 @@ from ..engine.layers import LAYERS
 from ..engine.losses import LOSSES
 from ..engine.network import Network
 from ..engine.optim import OPTIMIZERS
+from ..engine.regularization import Penalty
 from ..errors import NntrainError
 from .metrics import Metrics
 
@@ -41,6 +42,7 @@ class Experiment:
     network: Network
     optimizer: object
     rngs: dict[str, np.random.Generator]
+    penalty: Penalty = field(default_factory=Penalty)  # regularization: l1 / l2 on the weights
     saved: dict[str, np.ndarray] | None = None  # the checkpoint it was restored from, if any
     source: str | None = None  # that checkpoint's name (best, last, epoch-0010) or path
     _arrays: dict = field(default_factory=dict)
@@ -105,7 +107,10 @@ class Experiment:
                 X, y, t = get(start, start + batch)
                 z = self.network.forward(X, training=False)
                 metrics.add(self.network.loss.forward(z, t), z, y)
-            return metrics.result()
+            result = metrics.result()
+        if self.penalty:  # the penalty is part of the objective, in every reported loss
+            result["loss"] += self.penalty.value(self.network.params)
+        return result
 
 
 def _source(value):
@@ -253,4 +258,5 @@ def prepare(
     network = build_network(config, dataset, rngs["init"])
     optimizer = OPTIMIZERS[config.optimizer.name](**config.optimizer.model_dump(exclude={"name"}))
     splits = {k: splits[k] for k in SPLITS}
-    return Experiment(config, dataset, splits, scaler, target_scaler, network, optimizer, rngs, saved)
+    penalty = Penalty(config.regularization.l1, config.regularization.l2)
+    return Experiment(config, dataset, splits, scaler, target_scaler, network, optimizer, rngs, penalty, saved)

@@ -17,6 +17,7 @@ from .. import config as cfg
 from . import checkpoint
 from .checkpoint import TrainingState
 from .experiment import Experiment
+from ..engine.regularization import clip_grad_norm
 from .rundir import MetricsLog, RunDir
 
 
@@ -75,9 +76,22 @@ class Trainer:
         return ["epoch", *(f"{s}_{m}" for s in splits for m in names), "lr", "seconds"]
 
     def improved(self, value: float, state: TrainingState) -> bool:
+        """Better than the best so far by more than early stopping's min_delta (0 without it)."""
         if math.isnan(state.best_value):
             return True
-        return value > state.best_value if self.higher_is_better else value < state.best_value
+        stopping = self.exp.config.train.early_stopping
+        delta = stopping.min_delta if stopping else 0.0
+        return value > state.best_value + delta if self.higher_is_better else value < state.best_value - delta
+
+    def out_of_patience(self, state: TrainingState) -> str | None:
+        """Why early stopping ends training now, or None. The count is derived from the state, so it survives resume."""
+        stopping = self.exp.config.train.early_stopping
+        if stopping is None or state.epoch - state.best_epoch < stopping.patience:
+            return None
+        return (
+            f"early stopping: {self.monitor} did not improve by more than {stopping.min_delta:g} for"
+            f" {stopping.patience} epochs (best {state.best_value:.6g} at epoch {state.best_epoch})"
+        )
 
     def fit(self, state: TrainingState | None = None) -> dict:
         """Train from `state` (a fresh start when None) to the configured epoch count; return the summary."""
@@ -110,6 +124,8 @@ class Trainer:
             # Shuffled copies live in buffers allocated once; each epoch gathers into them.
             shuffled = (np.empty_like(X), np.empty_like(y), np.empty_like(t)) if train.shuffle else (X, y, t)
         for epoch in range(state.epoch + 1, train.epochs + 1):
+            if reason := self.out_of_patience(state):  # a resumed run that had already stopped early
+                return "completed", reason
             t0 = time.perf_counter()
             order = exp.rngs["train"].permutation(n) if train.shuffle else np.arange(n)
             if not exp.dataset.in_memory:  # data on disk: read each batch's rows when it comes
@@ -140,6 +156,8 @@ class Trainer:
             self.hooks.on_epoch(row)
             if stop:
                 return "interrupted", None
+            if reason := self.out_of_patience(state):
+                return "completed", reason
         return "completed", None
 
     def _train_epoch(self, batch_rows, n: int) -> dict | None:
@@ -155,8 +173,13 @@ class Trainer:
         for done, start in enumerate(range(0, n, batch), 1):
             X, y, t = batch_rows(start, start + batch)
             loss, z, _ = exp.network.loss_and_grad(X, t)
+            if exp.penalty:
+                loss += exp.penalty.value(exp.network.params)
+                exp.penalty.add_gradients(exp.network.params)
             if not math.isfinite(loss):
                 return None
+            if exp.config.train.clip_grad_norm:
+                clip_grad_norm(exp.network.params, exp.config.train.clip_grad_norm)
             exp.optimizer.step(exp.network.params)
             metrics.add(loss, z, y)
             self.hooks.on_batch(done, batches, loss)
@@ -176,14 +199,21 @@ class Trainer:
             checkpoint.save(self.run.epoch_checkpoint(epoch), self.exp, state)
 
     def summary(self, status: str, state: TrainingState, seconds: float, message: str | None, evaluate=True) -> dict:
-        """summary.json; `final` holds the metrics of the parameters in last.npz (the last finished epoch)."""
-        final = {}
-        if not evaluate:
-            pass
-        elif status != "completed" and state.epoch:
-            # Interrupted or diverged mid-epoch: evaluate what last.npz holds, not the half-updated network.
-            checkpoint.restore(self.exp, checkpoint.read(self.run.checkpoint("last")), training=False)
+        """summary.json; `final` holds the metrics of the final parameters, named in `final_parameters`.
+
+        Those are the last finished epoch's (last.npz), or the best epoch's (best.npz) when
+        early stopping's restore_best is on; the network is left holding them.
+        """
+        final, final_parameters = {}, None
+        stopping = self.exp.config.train.early_stopping
         if evaluate and state.epoch:
+            if status == "completed" and stopping and stopping.restore_best and state.best_epoch:
+                which, final_parameters = "best", f"best.npz (epoch {state.best_epoch})"
+            else:
+                # Interrupted or diverged mid-epoch: evaluate what last.npz holds, not the half-updated network.
+                which, final_parameters = "last", f"last.npz (epoch {state.epoch})"
+            if status != "completed" or which == "best":
+                checkpoint.restore(self.exp, checkpoint.read(self.run.checkpoint(which)), training=False)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 for split in ("train", "val", "test"):
                     if len(self.exp.splits[split]):
@@ -197,6 +227,8 @@ class Trainer:
             "monitor": self.monitor,
             "best_epoch": state.best_epoch or None,
             "best_value": None if math.isnan(state.best_value) else state.best_value,
+            "stopped_early": bool(message and message.startswith("early stopping")),
+            "final_parameters": final_parameters,
             "final": final,
             "seconds": round(seconds, 3),  # this invocation; metrics.csv has every epoch's time
             "nntrain_version": __version__,

@@ -1,0 +1,121 @@
+"""Initializers, weight penalties, gradient clipping and early stopping."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nntrain.engine.init import init_weight
+from nntrain.engine.network import Param
+from nntrain.engine.regularization import Penalty, clip_grad_norm
+
+
+@pytest.mark.parametrize(
+    "name, std",
+    [("he_uniform", np.sqrt(2 / 400)), ("xavier_normal", np.sqrt(2 / 700)), ("lecun", np.sqrt(1 / 400))],
+)
+def test_initializer_spread(name, std):
+    w = init_weight(name, 400, 300, np.random.default_rng(0), 0.01, np.float64)
+    assert w.std() == pytest.approx(std, rel=0.02)
+    assert abs(w.mean()) < 0.01 * std * 10
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (4, 6), (5, 5)])
+def test_orthogonal_initializer(shape):
+    w = init_weight("orthogonal", *shape, np.random.default_rng(1), 0.01, np.float64)
+    small = min(shape)
+    gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
+    np.testing.assert_allclose(gram, np.eye(small), atol=1e-12)
+
+
+def params(*arrays, decay=(True, False)):
+    return [Param(f"p{i}", a.copy(), np.zeros_like(a), d) for i, (a, d) in enumerate(zip(arrays, decay))]
+
+
+def test_penalty_value_and_gradient_on_weights_only():
+    W, b = np.array([[1.0, -2.0], [0.5, 0.0]]), np.array([3.0, -3.0])
+    ps = params(W, b)
+    penalty = Penalty(l1=0.1, l2=0.01)
+    # 0.1 * (1 + 2 + 0.5 + 0) + 0.01 * (1 + 4 + 0.25 + 0) = 0.35 + 0.0525; the bias is not penalized
+    assert penalty.value(ps) == pytest.approx(0.4025)
+    penalty.add_gradients(ps)
+    np.testing.assert_allclose(ps[0].grad, 0.1 * np.sign(W) + 0.02 * W)
+    np.testing.assert_array_equal(ps[1].grad, 0)
+
+
+def test_penalty_gradient_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    ps = params(rng.normal(size=(3, 4)), rng.normal(size=4))
+    penalty = Penalty(l1=0.3, l2=0.7)
+    penalty.add_gradients(ps)
+    w, eps = ps[0].value, 1e-6
+    for index in np.ndindex(w.shape):
+        old = w[index]
+        w[index] = old + eps
+        up = penalty.value(ps)
+        w[index] = old - eps
+        down = penalty.value(ps)
+        w[index] = old
+        assert ps[0].grad[index] == pytest.approx((up - down) / (2 * eps), rel=1e-6)
+
+
+def test_clip_grad_norm_as_torch():
+    ps = params(np.zeros((2, 2)), np.zeros(2))
+    ps[0].grad[...] = [[3.0, 0.0], [0.0, 0.0]]
+    ps[1].grad[...] = [4.0, 0.0]
+    assert clip_grad_norm(ps, 1.0) == pytest.approx(5.0)
+    # coefficient 1 / (5 + 1e-6)
+    np.testing.assert_allclose(ps[0].grad[0, 0], 3.0 / (5.0 + 1e-6))
+    np.testing.assert_allclose(ps[1].grad[0], 4.0 / (5.0 + 1e-6))
+    assert clip_grad_norm(ps, 10.0) == pytest.approx(1.0, rel=1e-5)  # below the limit: unchanged
+    np.testing.assert_allclose(ps[1].grad[0], 4.0 / (5.0 + 1e-6))
+
+
+def fit_json(cli, config, run, *args):
+    result = cli("fit", config, "--run-dir", run, "--json", *args)
+    assert result.exit_code in (0, 130), result.stderr
+    return json.loads(result.stdout)
+
+
+def test_regularization_shows_in_the_reported_loss(cli, write_config, tmp_path):
+    plain = fit_json(cli, write_config("a.yaml"), tmp_path / "a")
+    penalized = fit_json(cli, write_config("b.yaml", regularization={"l2": 0.01}), tmp_path / "b")
+    with np.load(tmp_path / "b/checkpoints/last.npz") as ckpt:
+        weights = sum(float((ckpt[k].astype(np.float64) ** 2).sum()) for k in ckpt.files if k.endswith(".weight") and k.startswith("layers"))
+    assert penalized["final"]["val"]["loss"] > plain["final"]["val"]["loss"] - 1  # sanity: both trained
+    data_loss = penalized["final"]["val"]["loss"] - 0.01 * weights
+    assert data_loss > 0 and penalized["final"]["val"]["loss"] == pytest.approx(data_loss + 0.01 * weights)
+
+
+def test_early_stopping_stops_restores_best_and_survives_resume(cli, write_config, tmp_path):
+    stopping = {"patience": 2, "min_delta": 0.5}  # a large min_delta: improvement stops being enough at once
+    config = write_config(train={"epochs": 30, "early_stopping": stopping})
+    summary = fit_json(cli, config, tmp_path / "r")
+    assert summary["status"] == "completed" and summary["stopped_early"]
+    assert summary["epochs_completed"] == summary["best_epoch"] + 2 < 30
+    assert "early stopping: val_loss did not improve by more than 0.5 for 2 epochs" in summary["message"]
+    assert summary["final_parameters"] == f"best.npz (epoch {summary['best_epoch']})"
+    assert summary["final"]["val"]["loss"] == pytest.approx(summary["best_value"], rel=1e-6)
+    again = fit_json(cli, config, tmp_path / "r2")  # deterministic, so the same epoch again
+    assert again["epochs_completed"] == summary["epochs_completed"]
+    resumed = cli("fit", "--resume", tmp_path / "r", "--set", "train.epochs=40", "--json")
+    assert resumed.exit_code == 0 and json.loads(resumed.stdout)["epochs_completed"] == summary["epochs_completed"]
+
+
+def test_early_stopping_monitor_must_agree_with_train_monitor(cli, write_config):
+    bad = write_config(train={"monitor": "val_loss", "early_stopping": {"monitor": "val_accuracy"}})
+    result = cli("validate", bad)
+    assert result.exit_code == 2 and "train.early_stopping.monitor" in result.stderr
+    good = write_config("g.yaml", train={"early_stopping": {"monitor": "val_accuracy"}})
+    result = cli("validate", good)
+    assert result.exit_code == 0 and "monitor: val_accuracy" in result.stdout
+
+
+def test_clipping_keeps_a_too_large_learning_rate_from_diverging(cli, write_config, tmp_path):
+    raw = dict(optimizer={"lr": 50.0, "momentum": 0.0}, train={"epochs": 3})
+    wild = cli("fit", write_config("w.yaml", **raw), "--run-dir", tmp_path / "w", "--json")
+    clipped = fit_json(cli, write_config("c.yaml", optimizer=raw["optimizer"], train={"epochs": 3, "clip_grad_norm": 0.01}), tmp_path / "c")
+    assert json.loads(wild.stdout)["status"] == "diverged" or json.loads(wild.stdout)["final"]["train"]["loss"] > 1
+    assert clipped["status"] == "completed" and np.isfinite(clipped["final"]["train"]["loss"])
