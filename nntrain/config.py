@@ -165,9 +165,19 @@ class SplitConfig(Strict):
 
     val: Annotated[float, Field(ge=0, lt=1)] = 0.15
     test: Annotated[float, Field(ge=0, lt=1)] = 0.15
+    folds: Annotated[int, Field(ge=2)] | None = Field(
+        None, description="cross-validation: the rows left after the test split form this many folds"
+    )
+    fold: Annotated[int, Field(ge=0)] = Field(0, description="with folds: which fold (0-based) is the validation split")
 
     @model_validator(mode="after")
     def _leaves_training_rows(self):
+        if self.folds is not None:
+            if "val" in self.model_fields_set:
+                raise ValueError(_at("val", "does not apply with folds: the validation split is one fold"))
+            if self.fold >= self.folds:
+                raise ValueError(_at("fold", f"{self.fold} is not a fold of {self.folds} (0 to {self.folds - 1})"))
+            self.val = round((1 - self.test) / self.folds, 6)  # what a fold amounts to, for the record
         if self.val + self.test >= 1:
             raise ValueError(f"val + test = {self.val + self.test:g} leaves no training rows; the sum must be < 1")
         return self

@@ -119,3 +119,34 @@ def test_clipping_keeps_a_too_large_learning_rate_from_diverging(cli, write_conf
     clipped = fit_json(cli, write_config("c.yaml", optimizer=raw["optimizer"], train={"epochs": 3, "clip_grad_norm": 0.01}), tmp_path / "c")
     assert json.loads(wild.stdout)["status"] == "diverged" or json.loads(wild.stdout)["final"]["train"]["loss"] > 1
     assert clipped["status"] == "completed" and np.isfinite(clipped["final"]["train"]["loss"])
+
+
+def test_folds_partition_the_non_test_rows(tmp_path):
+    from nntrain import config as cfg
+    from nntrain.train.experiment import prepare
+
+    from conftest import small_config
+
+    vals, tests = [], []
+    for k in range(4):
+        exp = prepare(cfg.load_config(None, ["data.split.folds=4", f"data.split.fold={k}"], raw=small_config()))
+        vals.append(exp.splits["val"])
+        tests.append(exp.splits["test"])
+        assert not set(exp.splits["val"]) & set(exp.splits["train"])
+        assert np.bincount(exp.dataset.y[exp.splits["val"]]).min() >= 15  # stratified: every class in every fold
+    assert all(np.array_equal(t, tests[0]) for t in tests)  # the test split never moves
+    union = np.sort(np.concatenate(vals))
+    np.testing.assert_array_equal(union, np.setdiff1d(np.arange(300), tests[0]))  # folds partition the rest
+
+
+def test_fold_config_rules():
+    from nntrain import config as cfg
+
+    from conftest import small_config
+
+    from nntrain.errors import NntrainError
+
+    with pytest.raises(NntrainError, match="data.split.fold"):
+        cfg.load_config(None, ["data.split.folds=3", "data.split.fold=3"], raw=small_config())
+    with pytest.raises(NntrainError, match="data.split.val"):
+        cfg.load_config(None, ["data.split.folds=3", "data.split.val=0.2"], raw=small_config())

@@ -219,6 +219,15 @@ def split_indices(y: np.ndarray, task: str, val: float, test: float, rng: np.ran
     return {name: np.sort(np.concatenate(p)).astype(np.int64) for name, p in parts.items()}
 
 
+def fold_indices(y: np.ndarray, task: str, rows: np.ndarray, folds: int, fold: int, rng) -> tuple:
+    """(train, val) of `rows` for cross-validation: fold `fold` of `folds` is val; stratified by class."""
+    fold_of = np.empty(len(y), dtype=np.int64)
+    groups = [rows[y[rows] == c] for c in np.unique(y[rows])] if task == "classification" else [rows]
+    for members in groups:  # deal each class's shuffled rows round-robin, so every fold gets its share
+        fold_of[rng.permutation(members)] = np.arange(len(members)) % folds
+    return np.sort(rows[fold_of[rows] != fold]), np.sort(rows[fold_of[rows] == fold])
+
+
 @dataclass
 class Scaler:
     """x' = (x - offset) / factor per column, fitted on the training split.

@@ -14,7 +14,16 @@ import numpy as np
 
 from .. import config as cfg
 from ..data.arrays import stack
-from ..data.dataset import SPLITS, Dataset, Scaler, encode_labels, infer_task, read_source, split_indices
+from ..data.dataset import (
+    SPLITS,
+    Dataset,
+    Scaler,
+    encode_labels,
+    fold_indices,
+    infer_task,
+    read_source,
+    split_indices,
+)
 from ..data.files import FeatureEncoder
 from ..engine.layers import LAYERS
 from ..engine.losses import LOSSES
@@ -157,14 +166,20 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
 def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Row indices of train / val / test: the given files' rows, with fractions carved where no file is given."""
     s = config.data.split
-    if dataset.parts is None:
+    if dataset.parts is None and s.folds:
+        splits = split_indices(dataset.y, dataset.task, 0.0, s.test, rng)
+        splits["train"], splits["val"] = fold_indices(dataset.y, dataset.task, splits["train"], s.folds, s.fold, rng)
+    elif dataset.parts is None:
         splits = split_indices(dataset.y, dataset.task, s.val, s.test, rng)
     else:
         splits = {name: dataset.parts.get(name, np.empty(0, dtype=np.int64)) for name in SPLITS}
         if "val" not in dataset.parts:  # carve the validation rows out of the training file
             train = dataset.parts["train"]
-            carved = split_indices(dataset.y[train], dataset.task, s.val, 0.0, rng)
-            splits["train"], splits["val"] = train[carved["train"]], train[carved["val"]]
+            if s.folds:
+                splits["train"], splits["val"] = fold_indices(dataset.y, dataset.task, train, s.folds, s.fold, rng)
+            else:
+                carved = split_indices(dataset.y[train], dataset.task, s.val, 0.0, rng)
+                splits["train"], splits["val"] = train[carved["train"]], train[carved["val"]]
     if len(splits["train"]) == 0:
         raise NntrainError(f"the split leaves no training rows out of {len(dataset.y)}", "data.split")
     if s.val > 0 and len(splits["val"]) == 0:  # the config promised validation (monitor val_*, val columns)
