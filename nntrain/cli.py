@@ -383,17 +383,24 @@ def datasets_show(
     debug: Debug = False,
 ):
     """Rows, features, classes and their balance, and feature ranges of a built-in dataset."""
-    from .config import parse_yaml
+    from . import config as cfg
     from .data.catalog import describe
+    from .train.experiment import seed_streams
 
-    options = {}
+    raw_options = {}
     for item in set_ or []:
         key, sep, value = item.partition("=")
         if not sep:
             _err(f"error: --set '{item}' must look like OPTION=VALUE, e.g. --set samples=500")
             raise typer.Exit(EXIT_USAGE)
-        options[key] = parse_yaml(value)
-    info = _guard(debug, lambda: describe(name, options))
+        raw_options[key] = cfg.parse_yaml(value)
+
+    def show():
+        # Validated as data.options would be; generated with seed 0's data stream, as `seed: 0` trains on.
+        options = cfg.validate_dataset_options(name, raw_options)
+        return describe(name, options, seed_streams(0)["data"])
+
+    info = _guard(debug, show)
     if json_:
         _say(json.dumps(info))
         return

@@ -254,9 +254,14 @@ class DataConfig(Strict):
         if not self.flatten:
             raise ValueError(_at("flatten", "false keeps images as (height, width), which needs convolutional layers;"
                                  " nntrain's layers take flat rows, so flatten must be true"))
+        if self.val is not None and "val" in self.split.model_fields_set:
+            raise ValueError(_at("split.val", "does not apply with data.val: the validation set is that file"))
         for key, source in self.sources().items():
-            if isinstance(source, str) and not is_data_file(source) and (key != "dataset" or source not in builtin_names()):
-                raise ValueError(_at(key, unknown_dataset(source)))
+            if isinstance(source, str) and not is_data_file(source):
+                if key != "dataset" and source in builtin_names():
+                    raise ValueError(_at(key, f"'{source}' is a built-in dataset: use data.dataset, or give a file here"))
+                if key != "dataset" or source not in builtin_names():
+                    raise ValueError(_at(key, unknown_dataset(source)))
         if self.target is not None and not any(isinstance(s, str) and is_csv(s) for s in self.sources().values()):
             raise ValueError(_at("target", "applies only to CSV files (an .npz names its arrays X and y)"))
         model = GENERATOR_MODELS.get(self.dataset) if isinstance(self.dataset, str) else None
@@ -393,6 +398,20 @@ def _describe(err: dict) -> tuple[str, str]:
     return where, msg
 
 
+def validate_dataset_options(dataset: str, options: dict) -> dict:
+    """A built-in dataset's options with defaults filled in, or NntrainError as for data.options."""
+    model = GENERATOR_MODELS.get(dataset)
+    if model is None:
+        if options:
+            raise NntrainError(f"'{dataset}' takes no options (only generated datasets do)", "data.options")
+        return {}
+    try:
+        return model.model_validate(options).model_dump()
+    except ValidationError as e:
+        where, msg = _describe(e.errors()[0])
+        raise NntrainError(msg, "data.options" + (f".{where}" if where else "")) from None
+
+
 def validate(raw: dict) -> Config:
     """A raw mapping -> Config, or NntrainError listing every problem with its key path."""
     if not isinstance(raw, dict):
@@ -522,7 +541,7 @@ def resolve(config: Config, task: str) -> Config:
             f"for {task} use one of: {', '.join(n for n, c in LOSSES.items() if task in c.tasks)}",
             "loss",
         )
-    has_val = config.data.split.val > 0
+    has_val = config.data.split.val > 0 or config.data.val is not None
     if config.train.monitor is None:
         config.train.monitor = "val_loss" if has_val else "train_loss"
     if config.train.early_stopping is not None:

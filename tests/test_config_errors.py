@@ -203,7 +203,7 @@ def test_validate_prints_the_resolved_config(cli, tmp_path):
     assert resolved["train"]["metrics"] == ["accuracy"]
     assert resolved["train"]["checkpoint_every"] == 10
     assert resolved["data"]["task"] == "classification"
-    assert resolved["data"]["split"] == {"val": 0.15, "test": 0.15}
+    assert resolved["data"]["split"] == {"val": 0.15, "test": 0.15, "folds": None, "fold": 0}
     assert resolved["data"]["options"] == {"samples": 300, "classes": 3, "noise": 0.2}
     assert resolved["model"]["layers"][2] == {"type": "linear", "units": 3, "init": None, "init_scale": None}
     assert "monitor: val_loss" in result.stdout and "momentum:" in result.stdout

@@ -150,3 +150,27 @@ def test_fold_config_rules():
         cfg.load_config(None, ["data.split.folds=3", "data.split.fold=3"], raw=small_config())
     with pytest.raises(NntrainError, match="data.split.val"):
         cfg.load_config(None, ["data.split.folds=3", "data.split.val=0.2"], raw=small_config())
+
+
+def test_dropout_and_batch_norm_runs_resume_exactly(cli, write_config, tmp_path):
+    """Dropout masks come from the run's training stream and batch_norm statistics are checkpointed."""
+    layers = [{"linear": 16}, {"batch_norm": {}}, "relu", {"dropout": 0.3}, {"linear": 3}]
+    config = write_config(model={"layers": layers}, train={"epochs": 4, "batch_size": 30})
+    straight = fit_json(cli, config, tmp_path / "a", "--set", "train.epochs=4")
+    first = cli("fit", config, "--run-dir", tmp_path / "b", "--set", "train.epochs=2", "-q")
+    assert first.exit_code == 0, first.stderr
+    resumed = cli("fit", "--resume", tmp_path / "b", "--set", "train.epochs=4", "--json")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["final"] == straight["final"]
+    with np.load(tmp_path / "a/checkpoints/last.npz") as a, np.load(tmp_path / "b/checkpoints/last.npz") as b:
+        assert "layers.1.running_var" in a.files
+        for key in a.files:
+            if key.startswith(("layers.", "optim.")):
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_a_one_row_last_batch_with_batch_norm_is_refused(cli, write_config):
+    # 300 rows - 15% - 15% = 210 training rows; batches of 19 leave 1 row at the end
+    config = write_config(model={"layers": [{"linear": 8}, "batch_norm", {"linear": 3}]}, train={"batch_size": 19})
+    result = cli("validate", config)
+    assert result.exit_code == 2 and "train.batch_size" in result.stderr

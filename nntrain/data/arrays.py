@@ -80,6 +80,9 @@ class StackedRows:
 
 def stack(blocks: list):
     """One matrix of `blocks`: concatenated when all are in memory, else a StackedRows view."""
+    widths = sorted({b.shape[1] for b in blocks})
+    if len(widths) > 1:
+        raise NntrainError(f"the data files have different numbers of features: {widths}")
     if all(isinstance(b, np.ndarray) for b in blocks):
         return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     return blocks[0] if len(blocks) == 1 else StackedRows(blocks)

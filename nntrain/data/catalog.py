@@ -42,11 +42,14 @@ def catalog(directory=None) -> dict[str, dict]:
     return listing
 
 
-def describe(name: str, options: dict | None = None) -> dict:
-    """Rows, features, classes with their counts, and feature ranges of a built-in dataset (seed 0)."""
+def describe(name: str, options: dict, rng: np.random.Generator) -> dict:
+    """Rows, features, classes with their counts, and feature ranges of a built-in dataset.
+
+    `options` must already be valid for a generator; `rng` is the stream a run would generate it with.
+    """
     if name not in builtin_names():
         raise NntrainError(f"unknown dataset '{name}'{did_you_mean(name, builtin_names())}; see `nntrain datasets`")
-    raw = read_raw(name, options or {}, None, np.random.default_rng(0))
+    raw = read_raw(name, options, None, rng)
     X = np.asarray(raw.X, dtype=np.float64)
     names = raw.encoder.names if raw.encoder is not None else [f"x{j}" for j in range(X.shape[1])]
     info = {"name": name, "rows": int(X.shape[0]), "features": int(X.shape[1]), "task": raw.task}

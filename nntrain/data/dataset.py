@@ -284,8 +284,12 @@ class Scaler:
         return self._keep_constant_columns(spread)
 
     def _keep_constant_columns(self, spread: np.ndarray) -> "Scaler":
-        # A constant column (its std may round to 1e-16, not 0) is only shifted, never blown up.
-        self.factor = np.where(spread > 0, self.factor, 1.0)
+        # A constant column (its std may round to 1e-16, not 0) is only shifted, never blown up:
+        # to 0 when standardizing, to the range's low end for minmax.
+        constant = spread <= 0
+        if self.method == "minmax":
+            self.offset = np.where(constant, self.offset + self.range[0] * self.factor - self.range[0], self.offset)
+        self.factor = np.where(constant, 1.0, self.factor)
         return self
 
     def transform(self, X: np.ndarray, dtype) -> np.ndarray:

@@ -27,6 +27,13 @@ of its kink every unit was on; an entry whose four evaluations differ is counted
 `kinks` and left out of the error, instead of being reported as a failure. A tensor
 whose every checked entry sat on a kink has no error to report (NaN): it is not failed,
 but neither was it compared, which the CLI says.
+
+Every loss is evaluated in training mode, so dropout and gaussian_noise are active; their
+randomness is frozen: the state of `network.rng` is taken once and restored before every
+forward pass (the analytic one included), so all evaluations see the same masks and noise
+and the check is of that one fixed function. Training-mode forwards also move batch_norm's
+running statistics; those buffers, like the perturbed entries and the RNG state, are put back
+when the check ends, so it leaves the network as it found it.
 """
 
 from __future__ import annotations
@@ -60,7 +67,8 @@ def _kink_state(network: Network) -> list[np.ndarray]:
     return [s.copy() for s in states if s is not None]
 
 
-def _loss_and_kinks(network: Network, x: np.ndarray, t: np.ndarray):
+def _loss_and_kinks(network: Network, x: np.ndarray, t: np.ndarray, rng_state: dict):
+    network.rng.bit_generator.state = rng_state  # the same masks and noise for every evaluation
     loss = network.loss.forward(network.forward(x, training=True), t)
     return loss, _kink_state(network)
 
@@ -78,11 +86,24 @@ def check_gradients(
     """Check every parameter tensor and the input x. x: (batch, in); t: encoded targets.
 
     At most `max_entries` entries per tensor are checked (all when the tensor is smaller),
-    chosen by `rng`. Every perturbed entry is restored, whatever happens.
+    chosen by `rng`. Every perturbed entry is restored, whatever happens, and so are
+    `network.rng`'s state (frozen during the check) and the layers' buffers.
     """
     rng = rng or np.random.default_rng(0)
     x = np.array(x, dtype=network.dtype)
-    _, _, dx = network.loss_and_grad(x, t, input_grad=True)
+    rng_state = network.rng.bit_generator.state
+    buffers = {k: v.copy() for k, v in network.buffers().items()}
+    try:
+        network.rng.bit_generator.state = rng_state
+        _, _, dx = network.loss_and_grad(x, t, input_grad=True)
+        return _check_tensors(network, x, t, dx, eps, tol, tiny, max_entries, rng, rng_state)
+    finally:
+        network.rng.bit_generator.state = rng_state
+        for key, value in network.buffers().items():
+            value[...] = buffers[key]
+
+
+def _check_tensors(network, x, t, dx, eps, tol, tiny, max_entries, rng, rng_state) -> list[TensorCheck]:
     tensors = [(p.key, p.value, p.grad.copy()) for p in network.params] + [("input", x, dx.copy())]
     results = []
     for name, value, analytic in tensors:
@@ -98,7 +119,7 @@ def check_gradients(
             try:
                 for step in STENCIL_STEPS:
                     flat_value[j] = old + step * eps
-                    loss, state = _loss_and_kinks(network, x, t)
+                    loss, state = _loss_and_kinks(network, x, t, rng_state)
                     losses.append(loss)
                     states.append(state)
             finally:

@@ -2,6 +2,7 @@
 
 Keys of the .npz:
   layers.<i>.weight, layers.<i>.bias   parameters; <i> = index in model.layers; weight: (in, out)
+  layers.<i>.running_mean, .running_var  batch_norm's running statistics (not trained, but saved)
   optim.<key>                          optimizer state (optim.steps, optim.layers.0.weight.exp_avg, ...)
   data.scale.offset, data.scale.factor scaling statistics of the training split (x' = (x - offset) / factor)
   data.classes                         class names (classification), index = label

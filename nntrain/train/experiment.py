@@ -84,7 +84,11 @@ class Experiment:
         if self.dataset.in_memory and split in self._arrays:
             return tuple(a[positions] for a in self._arrays[split])
         rows = self.splits[split][positions]
-        return self.encode(self.dataset.X[rows], self.dataset.y[rows])
+        X = self.dataset.X[rows]
+        if not self.dataset.in_memory and not np.isfinite(X).all():  # files read lazily are checked as read
+            bad = int(rows[np.argmin(np.isfinite(X).all(axis=1))])
+            raise NntrainError(f"the features of data row {bad} ({split} split) are not all finite numbers")
+        return self.encode(X, self.dataset.y[rows])
 
     def to_target_units(self, z: np.ndarray) -> np.ndarray:
         """Network outputs in the targets' original units (undoing data.scale_target)."""
@@ -139,7 +143,7 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
         try:
             raws[key] = read_source(_source(source), d.options, d.target, rng, base, d.missing, encoder)
         except NntrainError as e:
-            raise NntrainError(str(e), f"data.{key}") from None
+            raise e if e.key else NntrainError(str(e), f"data.{key}") from None
         encoder = encoder or raws[key].encoder
         if raws[key].dropped:
             notes.append(f"data.{key}: dropped {raws[key].dropped} rows with missing values (data.missing: drop)")
@@ -151,7 +155,7 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
         try:
             y, classes = encode_labels(raw.y, task, classes)
         except NntrainError as e:
-            raise NntrainError(str(e), f"data.{key}") from None
+            raise e if e.key else NntrainError(str(e), f"data.{key}") from None
         labels.append(y)
     if task == "classification" and len(classes) < 2:
         raise NntrainError(f"the data has a single class ({classes}); classification needs at least 2", "data")
@@ -227,6 +231,19 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
     return Dataset(np.empty((0, len(encoder.names))), y, config.data.task, classes, encoder)
 
 
+def _check_batch_norm_batches(config: cfg.Config, rows: int) -> None:
+    """batch_norm needs two rows in every training batch to estimate a variance."""
+    if not any(spec.type == "batch_norm" for spec in config.model.layers):
+        return
+    batch = rows if config.train.batch_size == "full" else config.train.batch_size
+    if rows % batch == 1 or rows == 1:
+        raise NntrainError(
+            f"{rows} training rows in batches of {batch} leave a last batch of one row, which batch_norm cannot"
+            " normalize; change train.batch_size by one",
+            "train.batch_size",
+        )
+
+
 def check_splits(splits: dict, rows: int) -> None:
     """A saved splits.npz must name rows of this data: integer indices in range, for every split."""
     for name in SPLITS:
@@ -271,6 +288,8 @@ def prepare(
         scaler = Scaler(scale.name, tuple(scale.range or (0.0, 1.0))).fit_rows(dataset.X, splits["train"])
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
+    network.rng = rngs["train"]  # dropout and noise draw from the training stream, which checkpoints save
+    _check_batch_norm_batches(config, len(splits["train"]))
     optimizer = OPTIMIZERS[config.optimizer.name](**config.optimizer.model_dump(exclude={"name"}))
     splits = {k: splits[k] for k in SPLITS}
     penalty = Penalty(config.regularization.l1, config.regularization.l2)
