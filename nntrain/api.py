@@ -161,11 +161,13 @@ def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: 
     exp = load_run(run_dir, which, with_data=data is None)
     if data is not None:
         X, y, t = _file_arrays(exp, data)
-        source, samples, result = str(data), len(X), exp.evaluate(X, y, t)
+        source, samples, result = str(data), len(X), exp.evaluate(X, y, t, confusion=True)
     else:
         if not len(exp.splits[split]):
             raise NntrainError(f"the run has no '{split}' split (data.split gave it 0 rows); choose another --split")
-        source, samples, result = split, len(exp.splits[split]), exp.evaluate_split(split)
+        source, samples, result = split, len(exp.splits[split]), exp.evaluate_split(split, confusion=True)
+    if "confusion" in result:
+        result["classes"] = exp.dataset.classes
     return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(samples), **result}
 
 

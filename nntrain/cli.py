@@ -193,6 +193,15 @@ def fit(
         raise typer.Exit(EXIT_SIGNAL.get(stop.signal, 130))
 
 
+def _print_confusion(matrix: list[list[int]], classes: list[str]) -> None:
+    """Rows are the true classes, columns the predicted ones."""
+    width = max(6, *(len(c) for c in classes), *(len(str(v)) for row in matrix for v in row)) + 1
+    _say("confusion (rows: true, columns: predicted)")
+    _say(" " * width + "".join(f"{c:>{width}}" for c in classes))
+    for name, row in zip(classes, matrix):
+        _say(f"{name:>{width}}" + "".join(f"{v:>{width}}" for v in row))
+
+
 def _threshold(items: list[str], flag: str) -> dict[str, float]:
     out = {}
     for item in items:
@@ -241,7 +250,9 @@ def eval_(
         _say(f"{result['data']} ({result['samples']} samples, {result['checkpoint']} checkpoint)")
         for k, v in result.items():
             if isinstance(v, float):
-                _say(f"  {k:<10} {_fmt(v)}")
+                _say(f"  {k:<18} {_fmt(v)}")
+        if "confusion" in result:
+            _print_confusion(result["confusion"], result["classes"])
         for f in failed:
             _say(f"FAILED: {f}")
     if failed:

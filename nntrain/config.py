@@ -40,7 +40,7 @@ from .engine.optim import OPTIMIZERS
 from .engine.registry import Range, did_you_mean
 from .errors import NntrainError
 
-CLASSIFICATION_METRICS = ("accuracy",)
+CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1")
 REGRESSION_METRICS = ("mse", "mae", "r2")
 LOWER_IS_BETTER = ("loss", "mse", "mae")
 
@@ -149,6 +149,8 @@ def _expand(value, registry, tag: str, what: str):
                 value = {tag: name, first: arg}
     if not isinstance(value, dict):
         raise ValueError(f"expected a {what} name or mapping, got {value!r}")
+    # Mapping-valued options are keyed by class names, which YAML may read as numbers (0: 2.0).
+    value = {k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in value.items()}
     if tag not in value:
         raise ValueError(f"a {what} needs '{tag}' (one of: {', '.join(registry)})")
     name = value[tag]

@@ -228,7 +228,7 @@ def test_validate_minimal_config_gets_the_documented_defaults(cli, tmp_path):
     resolved = yaml.safe_load(result.stdout)
     assert resolved["name"] == "minimal"
     assert resolved["seed"] == 0 and resolved["dtype"] == "float32"
-    assert resolved["loss"] == {"name": "cross_entropy"}
+    assert resolved["loss"] == {"name": "cross_entropy", "class_weights": None}
     assert resolved["optimizer"]["name"] == "adam" and resolved["optimizer"]["lr"] == 0.001
     assert resolved["train"]["epochs"] == 20
 

@@ -107,7 +107,11 @@ def test_eval_text_output(cli, run):
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0] == "val (45 samples, best checkpoint)"
-    assert [line.split()[0] for line in lines[1:]] == ["loss", "accuracy"]
+    assert [line.split()[0] for line in lines[1:3]] == ["loss", "accuracy"]
+    assert lines[3] == "confusion (rows: true, columns: predicted)"
+    matrix = [[int(v) for v in line.split()[1:]] for line in lines[5:8]]
+    assert sum(map(sum, matrix)) == 45 and [line.split()[0] for line in lines[5:8]] == ["0", "1", "2"]
+    assert eval_json(cli, run, "--split", "val")["confusion"] == matrix
 
 
 def test_fail_under_and_over(cli, run):

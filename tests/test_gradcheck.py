@@ -11,7 +11,7 @@ from nntrain.engine.layers import LAYERS
 from nntrain.engine.losses import LOSSES, MSE
 from nntrain.engine.network import Network
 
-CLASSES = {"mse": 3, "mae": 3, "cross_entropy": 3, "binary_cross_entropy": 2, "hinge": 2}
+CLASSES = {"mse": 3, "mae": 3, "cross_entropy": 3, "binary_cross_entropy": 2, "hinge": 2, "multiclass_hinge": 3, "squared_hinge": 3, "huber": 3}
 
 
 def mixed_network(loss_name, seed=0, dtype=np.float64):

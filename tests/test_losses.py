@@ -34,7 +34,9 @@ def rel_error(a, n, floor=1e-4):
 
 
 def test_every_registered_loss_is_covered():
-    assert set(LOSSES) == {"mse", "mae", "cross_entropy", "binary_cross_entropy", "hinge"}
+    assert set(LOSSES) == {
+        "mse", "mae", "huber", "cross_entropy", "binary_cross_entropy", "hinge", "multiclass_hinge", "squared_hinge"
+    }
 
 
 # ---------------------------------------------------------------- worked examples
@@ -157,8 +159,20 @@ def example(name, rng):
     if name in ("mse", "mae"):
         z = rng.standard_normal((5, 3))
         t = z + rng.choice([-1, 1], z.shape) * rng.uniform(0.1, 1.0, z.shape)
-    elif name == "cross_entropy":
+    elif name == "huber":  # |z - t| in [0.1, 0.8] or [1.2, 2]: away from 0 and from delta = 1
+        z = rng.standard_normal((5, 3))
+        size = np.where(rng.random(z.shape) < 0.5, rng.uniform(0.1, 0.8, z.shape), rng.uniform(1.2, 2.0, z.shape))
+        t = z + rng.choice([-1, 1], z.shape) * size
+    elif name in ("cross_entropy", "multiclass_hinge"):
         z, t = rng.standard_normal((5, 4)) * 2, rng.integers(0, 4, 5)
+        if name == "multiclass_hinge":  # keep every term z_j - z_y + 1 out of [-0.1, 0.1]
+            for _ in range(100):
+                margins = z - z[np.arange(5), t][:, None] + 1
+                margins[np.arange(5), t] = 1
+                if (np.abs(margins) >= 0.1).all():
+                    break
+                z = rng.standard_normal((5, 4)) * 2
+            assert (np.abs(margins) >= 0.1).all()
     else:
         y = np.array([0, 1, 0, 1, 1, 0])
         t = loss.encode(y, 2, np.float64)

@@ -174,3 +174,38 @@ def test_a_one_row_last_batch_with_batch_norm_is_refused(cli, write_config):
     config = write_config(model={"layers": [{"linear": 8}, "batch_norm", {"linear": 3}]}, train={"batch_size": 19})
     result = cli("validate", config)
     assert result.exit_code == 2 and "train.batch_size" in result.stderr
+
+
+def test_balanced_class_weights_are_saved_and_reused_by_eval(cli, tmp_path):
+    import yaml
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))
+    y = np.where(X[:, 0] + 0.5 * rng.normal(size=400) > 1.2, "rare", "common")  # about 12% rare
+    lines = ["a,b,label"] + [f"{p:.4f},{q:.4f},{c}" for (p, q), c in zip(X, y)]
+    (tmp_path / "imb.csv").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "imb.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"dataset": "imb.csv"},
+                "model": {"layers": [{"linear": 2}]},
+                "loss": {"name": "cross_entropy", "class_weights": "balanced"},
+                "optimizer": {"name": "adam", "lr": 0.05},
+                "train": {"epochs": 10, "metrics": ["accuracy", "balanced_accuracy", "f1"]},
+            }
+        )
+    )
+    summary = fit_json(cli, config, tmp_path / "r")
+    with np.load(tmp_path / "r/checkpoints/last.npz") as ckpt:
+        weights = ckpt["loss.weights"]
+    assert weights[1] > 3 * weights[0]  # classes sorted: common, rare
+    evaluated = cli("eval", tmp_path / "r", "--json")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert set(result) >= {"balanced_accuracy", "f1", "accuracy"}
+    assert result["balanced_accuracy"] == pytest.approx(summary["final"]["test"]["balanced_accuracy"])
+    # predict rebuilds the model from the checkpoint alone, weights included
+    (tmp_path / "q.csv").write_text("a,b\n3,0\n-2,0\n")
+    predicted = cli("predict", tmp_path / "r", tmp_path / "q.csv")
+    assert predicted.exit_code == 0 and predicted.stdout.splitlines()[1].startswith("rare")

@@ -8,17 +8,38 @@ gives class indices for classification metrics.
 `cross_entropy` and `binary_cross_entropy` take logits and apply softmax / sigmoid
 themselves (log-sum-exp, stable for any logit); `fuses` names the output layer a network
 may drop in favour of that.
+
+Class weights. The classification losses (cross_entropy, binary_cross_entropy, hinge,
+multiclass_hinge, squared_hinge) take a `class_weights` option: `"balanced"`, a mapping
+{class name: weight}, or None. The loss cannot know the classes when it is built, so the
+owner calls `set_class_weights(classes, counts)` with the class names (in label order) and
+the number of training rows of each class; that resolves the option into one weight per
+class (`weights`, float64; every forward uses it in the dtype of z, so float32 stays float32):
+
+    balanced:  w_c = n_samples / (n_classes * count_c)      (scikit-learn's formula)
+    mapping:   w_c = the weight given for class c's name, 1.0 for classes not named
+
+With weights the loss is the weighted mean, as PyTorch's `weight=` does it:
+
+    L = sum_i w_{y_i} l_i / sum_i w_{y_i},   dL/dz_i = w_{y_i} dl_i/dz_i / sum_i w_{y_i}
+
+(a batch whose weights sum to 0 has loss 0 and gradient 0). Without the option, or before
+`set_class_weights` is called, every loss is the plain mean, computed exactly as before.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from typing import Annotated, Literal
 
 import numpy as np
 
 from .registry import Range, Registry
 
 LOSSES = Registry("loss")
+
+# The `class_weights` option of the classification losses (keys are class names as strings).
+ClassWeights = Literal["balanced"] | dict[str, float] | None
 
 
 class Loss:
@@ -27,6 +48,7 @@ class Loss:
     fuses: str | None = None
     classes: int | None = None  # the number of classes the loss is made for, when it is fixed
     probabilities = False  # whether `predict` gives class probabilities (else raw scores)
+    weights: np.ndarray | None = None  # resolved per-class weights (losses with `class_weights`)
 
     def encode(self, y: np.ndarray, n_classes: int | None, dtype) -> np.ndarray:
         """Targets as this loss wants them. Classification y: (batch,) class indices."""
@@ -49,6 +71,9 @@ class Loss:
 
     def kinks(self) -> np.ndarray | None:
         return None
+
+    def set_class_weights(self, classes: list[str], counts: np.ndarray) -> None:
+        """Resolve the `class_weights` option for these classes; losses without that option ignore it."""
 
 
 @LOSSES.register("mse")
@@ -81,16 +106,120 @@ class MAE(Loss):
         return self.diff > 0
 
 
+@LOSSES.register("huber")
+class Huber(Loss):
+    """Huber loss (smooth L1 scaled by delta), averaged over the batch and the outputs, as torch.nn.HuberLoss.
+
+    With d = z - t:  l = d^2 / 2 where |d| < delta, else delta (|d| - delta / 2);
+    dL/dz = clip(d, -delta, delta) / (batch * outputs).
+    """
+
+    tasks = ("regression",)
+
+    def __init__(self, *, delta: Annotated[float, Range(gt=0)] = 1.0):
+        self.delta = delta
+
+    def forward(self, z, t):
+        self.diff = z - t
+        absolute = np.abs(self.diff)
+        quadratic = absolute < self.delta
+        self.quadratic = quadratic
+        loss = np.where(quadratic, 0.5 * self.diff * self.diff, self.delta * (absolute - 0.5 * self.delta))
+        return float(np.mean(loss))
+
+    def backward(self):
+        return np.clip(self.diff, -self.delta, self.delta) * (1.0 / self.diff.size)
+
+    def kinks(self):
+        # The slope is continuous, the curvature jumps at |d| = delta: finite differences across it are off by O(h).
+        return self.quadratic
+
+
+class _Weighted(Loss):
+    """A classification loss with the `class_weights` option (see the module docstring)."""
+
+    tasks = ("classification",)
+
+    def _init_class_weights(self, class_weights) -> None:
+        if isinstance(class_weights, str) and class_weights != "balanced":
+            raise ValueError(
+                f"class_weights must be 'balanced' or a mapping of class names to weights, got '{class_weights}'"
+            )
+        if isinstance(class_weights, dict):
+            for key, value in class_weights.items():
+                if not math.isfinite(value) or value < 0:
+                    raise ValueError(f"class_weights: the weight of class '{key}' must be finite and >= 0, got {value}")
+        self.class_weights = class_weights
+        self.weights = None
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """Weight per class in label order (float64), or None: the plain mean. Assignable (e.g. from a checkpoint)."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, value) -> None:
+        self._weights = None if value is None else np.array(value, dtype=np.float64).reshape(-1)
+        self._cast = None  # the same weights in the dtype of the last forward
+
+    def set_class_weights(self, classes: list[str], counts: np.ndarray) -> None:
+        """Resolve `class_weights` for `classes` (names, in label order) with `counts` training rows each.
+
+        ValueError for a class name the mapping gives that is not among `classes`, a negative
+        weight, weights that are all 0, or 'balanced' with a class that has no training rows.
+        With the option None this does nothing.
+        """
+        option = self.class_weights
+        if option is None:
+            return
+        names = [str(c) for c in classes]
+        counts = np.asarray(counts)
+        if counts.shape != (len(names),):
+            raise ValueError(f"class_weights: got {counts.size} counts for {len(names)} classes")
+        if option == "balanced":
+            if (counts <= 0).any():
+                empty = [n for n, c in zip(names, counts) if c <= 0]
+                raise ValueError(
+                    f"class_weights 'balanced': class(es) {', '.join(map(repr, empty))} have no training rows"
+                )
+            weights = counts.sum() / (len(names) * counts.astype(np.float64))
+        else:
+            unknown = [k for k in option if str(k) not in names]
+            if unknown:
+                raise ValueError(
+                    f"class_weights names class '{unknown[0]}', which the data does not have; classes: {', '.join(names)}"
+                )
+            weights = np.array([float(option.get(n, 1.0)) for n in names])
+            if (weights < 0).any() or not np.isfinite(weights).all():
+                bad = names[int(np.flatnonzero(~(weights >= 0) | ~np.isfinite(weights))[0])]
+                raise ValueError(f"class_weights: the weight of class '{bad}' must be finite and >= 0")
+        if not weights.any():
+            raise ValueError("class_weights: every class has weight 0; at least one must be positive")
+        self.weights = weights
+
+    def _coefficients(self, labels: np.ndarray, dtype) -> np.ndarray | None:
+        """Per-sample factors w_{y_i} / sum_i w_{y_i} in `dtype` (None: no weights, use 1 / batch)."""
+        if self._weights is None:
+            return None
+        if self._cast is None or self._cast.dtype != dtype:
+            self._cast = self._weights.astype(dtype)
+        w = self._cast[labels]
+        total = w.sum()
+        return w / total if total > 0 else np.zeros_like(w)
+
+
 @LOSSES.register("cross_entropy")
-class CrossEntropy(Loss):
+class CrossEntropy(_Weighted):
     """Softmax + negative log-likelihood on logits z: (batch, classes); targets are class indices.
 
     L = mean_i [log sum_j exp(z_ij) - z_i,y_i];  dL/dz = (softmax(z) - onehot(y)) / batch.
     """
 
-    tasks = ("classification",)
     fuses = "softmax"
     probabilities = True
+
+    def __init__(self, *, class_weights: ClassWeights = None):
+        self._init_class_weights(class_weights)
 
     def encode(self, y, n_classes, dtype):
         return np.asarray(y, dtype=np.int64)
@@ -100,7 +229,11 @@ class CrossEntropy(Loss):
         exp = np.exp(shifted)
         total = exp.sum(axis=1, keepdims=True)
         rows = np.arange(len(t))
-        loss = np.mean(np.log(total[:, 0]) - shifted[rows, t])
+        self.coef = self._coefficients(t, z.dtype)
+        if self.coef is None:
+            loss = np.mean(np.log(total[:, 0]) - shifted[rows, t])
+        else:
+            loss = np.dot(self.coef, np.log(total[:, 0]) - shifted[rows, t])
         exp /= total
         self.probs, self.t = exp, t
         return float(loss)
@@ -108,7 +241,10 @@ class CrossEntropy(Loss):
     def backward(self):
         grad = self.probs  # reused in place: the next forward computes new probabilities
         grad[np.arange(len(self.t)), self.t] -= 1
-        grad *= 1.0 / len(self.t)
+        if self.coef is None:
+            grad *= 1.0 / len(self.t)
+        else:
+            grad *= self.coef[:, None]
         return grad
 
     def predict(self, z):
@@ -119,10 +255,9 @@ class CrossEntropy(Loss):
         return z.argmax(axis=1)
 
 
-class _BinaryLoss(Loss):
+class _BinaryLoss(_Weighted):
     """A loss on one output unit for two classes."""
 
-    tasks = ("classification",)
     classes = 2
 
     def expected_width(self, n_classes, n_targets):
@@ -142,21 +277,82 @@ class BinaryCrossEntropy(_BinaryLoss):
     fuses = "sigmoid"
     probabilities = True
 
+    def __init__(self, *, class_weights: ClassWeights = None):
+        self._init_class_weights(class_weights)
+
     def encode(self, y, n_classes, dtype):
         return np.asarray(y, dtype=dtype).reshape(-1, 1)
 
     def forward(self, z, t):
         self.z, self.t = z, t
-        return float(np.mean(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))))
+        per_sample = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        self.coef = self._coefficients((t[:, 0] > 0.5).astype(np.intp), z.dtype)
+        if self.coef is None:
+            return float(np.mean(per_sample))
+        return float(np.dot(self.coef, per_sample[:, 0]))
 
     def backward(self):
         grad = self.predict(self.z)
         grad -= self.t
-        grad *= 1.0 / len(self.t)
+        if self.coef is None:
+            grad *= 1.0 / len(self.t)
+        else:
+            grad *= self.coef[:, None]
         return grad
 
     def predict(self, z):
         return 0.5 * (1 + np.tanh(0.5 * z))
+
+
+# ---------------------------------------------------------------- the SVM (hinge) family
+
+
+def _binary_hinge(loss: _Weighted, z, t, power: int) -> float:
+    """Forward of max(0, margin - t z)^power on one score, labels t = ±1; keeps what backward needs."""
+    loss.t = t
+    loss.slack = loss.margin - t * z
+    hinge = np.maximum(loss.slack, 0)
+    per_sample = hinge if power == 1 else hinge * hinge
+    loss.coef = loss._coefficients((t[:, 0] > 0).astype(np.intp), z.dtype)
+    if loss.coef is None:
+        return float(np.mean(per_sample))
+    return float(np.dot(loss.coef, per_sample[:, 0]))
+
+
+def _binary_hinge_grad(loss: _Weighted, power: int) -> np.ndarray:
+    if power == 1:
+        grad = -loss.t * (loss.slack > 0)
+    else:
+        grad = -2 * loss.t * np.maximum(loss.slack, 0)
+    return grad * (1.0 / len(loss.t)) if loss.coef is None else grad * loss.coef[:, None]
+
+
+def _multiclass_hinge(loss: _Weighted, z, t, power: int) -> float:
+    """Forward of sum_{j != y} max(0, z_j - z_y + margin)^power; keeps what backward needs."""
+    rows = np.arange(len(t))
+    margins = z - z[rows, t][:, None] + loss.margin
+    margins[rows, t] = 0  # the target's own score is not a term (its margin would be `margin`)
+    loss.t, loss.margins = t, margins
+    hinge = np.maximum(margins, 0)
+    per_sample = (hinge if power == 1 else hinge * hinge).sum(axis=1)
+    loss.coef = loss._coefficients(t, z.dtype)
+    if loss.coef is None:
+        return float(np.mean(per_sample))
+    return float(np.dot(loss.coef, per_sample))
+
+
+def _multiclass_hinge_grad(loss: _Weighted, power: int) -> np.ndarray:
+    # d/dz_j = [m_j > 0] (power 1) or 2 max(m_j, 0) (power 2) for j != y; d/dz_y = -(sum of those)
+    if power == 1:
+        grad = (loss.margins > 0).astype(loss.margins.dtype)
+    else:
+        grad = 2 * np.maximum(loss.margins, 0)
+    grad[np.arange(len(loss.t)), loss.t] = -grad.sum(axis=1)
+    if loss.coef is None:
+        grad *= 1.0 / len(loss.t)
+    else:
+        grad *= loss.coef[:, None]
+    return grad
 
 
 @LOSSES.register("hinge")
@@ -166,19 +362,85 @@ class Hinge(_BinaryLoss):
     L = mean max(0, margin - y z);  dL/dz = -y [margin - y z > 0] / batch.
     """
 
-    def __init__(self, *, margin: Annotated[float, Range(gt=0)] = 1.0):
+    def __init__(self, *, margin: Annotated[float, Range(gt=0)] = 1.0, class_weights: ClassWeights = None):
         self.margin = margin
+        self._init_class_weights(class_weights)
 
     def encode(self, y, n_classes, dtype):
         return (2 * np.asarray(y, dtype=dtype) - 1).reshape(-1, 1)
 
     def forward(self, z, t):
-        self.t = t
-        self.slack = self.margin - t * z
-        return float(np.mean(np.maximum(self.slack, 0)))
+        return _binary_hinge(self, z, t, 1)
 
     def backward(self):
-        return -self.t * (self.slack > 0) * (1.0 / len(self.t))
+        return _binary_hinge_grad(self, 1)
 
     def kinks(self):
         return self.slack > 0
+
+
+@LOSSES.register("multiclass_hinge")
+class MulticlassHinge(_Weighted):
+    """Multiclass SVM loss (Weston-Watkins, as CS231n) on scores z: (batch, classes); targets class indices.
+
+    L = mean_i sum_{j != y_i} max(0, z_ij - z_iy_i + margin)   (not divided by the number of
+    classes, unlike torch.nn.MultiMarginLoss);  dL/dz_ij = [term j > 0] / batch for j != y_i,
+    dL/dz_iy_i = -(number of positive terms) / batch.
+    """
+
+    def __init__(self, *, margin: Annotated[float, Range(gt=0)] = 1.0, class_weights: ClassWeights = None):
+        self.margin = margin
+        self._init_class_weights(class_weights)
+
+    def encode(self, y, n_classes, dtype):
+        return np.asarray(y, dtype=np.int64)
+
+    def forward(self, z, t):
+        return _multiclass_hinge(self, z, t, 1)
+
+    def backward(self):
+        return _multiclass_hinge_grad(self, 1)
+
+    def decide(self, z):
+        return z.argmax(axis=1)
+
+    def kinks(self):
+        return self.margins > 0
+
+
+@LOSSES.register("squared_hinge")
+class SquaredHinge(_Weighted):
+    """Squared SVM loss: binary (one score, as `hinge`) for 2 classes, multiclass (one score per class) for more.
+
+    2 classes: output width 1, labels -1 / +1, L = mean max(0, margin - y z)^2.
+    n > 2 classes: output width n, targets class indices,
+        L = mean_i sum_{j != y_i} max(0, z_ij - z_iy_i + margin)^2   (torch MultiMarginLoss(p=2) times n).
+    `expected_width` is 1 if n_classes == 2 else n_classes; `encode` chooses the form the same way,
+    and `forward` follows the width of z.
+    """
+
+    def __init__(self, *, margin: Annotated[float, Range(gt=0)] = 1.0, class_weights: ClassWeights = None):
+        self.margin = margin
+        self._init_class_weights(class_weights)
+
+    def expected_width(self, n_classes, n_targets):
+        return 1 if n_classes == 2 else n_classes
+
+    def encode(self, y, n_classes, dtype):
+        if n_classes == 2:
+            return (2 * np.asarray(y, dtype=dtype) - 1).reshape(-1, 1)
+        return np.asarray(y, dtype=np.int64)
+
+    def forward(self, z, t):
+        self.binary = z.shape[1] == 1
+        return _binary_hinge(self, z, t, 2) if self.binary else _multiclass_hinge(self, z, t, 2)
+
+    def backward(self):
+        return _binary_hinge_grad(self, 2) if self.binary else _multiclass_hinge_grad(self, 2)
+
+    def decide(self, z):
+        return (z[:, 0] > 0).astype(np.int64) if z.shape[1] == 1 else z.argmax(axis=1)
+
+    def kinks(self):
+        # The slope is continuous at a margin of 0 but the curvature jumps: finite differences across it are off by O(h).
+        return (self.slack if self.binary else self.margins) > 0

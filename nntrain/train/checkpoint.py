@@ -10,6 +10,7 @@ Keys of the .npz:
   data.columns, data.categories.<j>    raw feature columns; categories of text column j (one-hot)
   data.features                        feature names after encoding, in input order
   data.image_shape                     (height, width) of image data, which rows hold flattened
+  loss.weights                         per-class weights of the loss (loss.class_weights), by label
   meta.epoch, meta.best_epoch, meta.best_value, meta.rng (training RNG state, JSON),
   meta.config (the resolved config, JSON), meta.config_sha256, meta.version
 Everything is a plain array; nothing needs pickle to load.
@@ -57,6 +58,8 @@ def save(path: Path, exp: Experiment, state: TrainingState) -> None:
         "meta.version": text_array(__version__),
     }
     arrays["data.features"] = np.array(exp.dataset.feature_names, dtype=np.str_)
+    if getattr(exp.network.loss, "weights", None) is not None:
+        arrays["loss.weights"] = np.asarray(exp.network.loss.weights, dtype=np.float64)
     if exp.dataset.image_shape is not None:
         arrays["data.image_shape"] = np.array(exp.dataset.image_shape, dtype=np.int64)
     if exp.dataset.classes is not None:

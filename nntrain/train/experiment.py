@@ -100,20 +100,23 @@ class Experiment:
     def metrics(self) -> Metrics:
         """An empty accumulator for the configured metrics."""
         units = self.to_target_units if self.target_scaler.offset is not None else None
-        return Metrics(self.network.loss, self.metric_names(), units)
+        return Metrics(self.network.loss, self.metric_names(), units, n_classes=self.dataset.n_classes)
 
-    def evaluate(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int = 4096) -> dict[str, float]:
-        """Loss and metrics of the network in eval mode over encoded arrays, in large batches."""
-        return self._evaluate(lambda s, e: (X[s:e], y[s:e], t[s:e]), len(X), batch)
+    def evaluate(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int = 4096, confusion=False) -> dict:
+        """Loss and metrics of the network in eval mode over encoded arrays, in large batches.
 
-    def evaluate_split(self, split: str, batch: int = 4096) -> dict[str, float]:
+        With `confusion` (classification), also the confusion matrix as lists: rows true, columns predicted.
+        """
+        return self._evaluate(lambda s, e: (X[s:e], y[s:e], t[s:e]), len(X), batch, confusion)
+
+    def evaluate_split(self, split: str, batch: int = 4096, confusion=False) -> dict:
         """Loss and metrics on one split; data on disk is read a batch at a time."""
         if self.dataset.in_memory:
-            return self.evaluate(*self.arrays(split), batch=batch)
+            return self.evaluate(*self.arrays(split), batch=batch, confusion=confusion)
         n = len(self.splits[split])
-        return self._evaluate(lambda s, e: self.rows(split, np.arange(s, min(e, n))), n, batch)
+        return self._evaluate(lambda s, e: self.rows(split, np.arange(s, min(e, n))), n, batch, confusion)
 
-    def _evaluate(self, get, n: int, batch: int) -> dict[str, float]:
+    def _evaluate(self, get, n: int, batch: int, confusion: bool = False) -> dict:
         metrics = self.metrics()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a broken model reports nan, no warnings
             for start in range(0, n, batch):
@@ -123,6 +126,8 @@ class Experiment:
             result = metrics.result()
         if self.penalty:  # the penalty is part of the objective, in every reported loss
             result["loss"] += self.penalty.value(self.network.params)
+        if confusion and metrics.confusion is not None:
+            result["confusion"] = metrics.confusion.tolist()
         return result
 
 
@@ -289,6 +294,14 @@ def prepare(
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
     network.rng = rngs["train"]  # dropout and noise draw from the training stream, which checkpoints save
+    if saved is not None and "loss.weights" in saved:  # a saved run keeps the weights it trained with
+        network.loss.weights = saved["loss.weights"]
+    elif dataset.classes is not None:  # class_weights: balanced counts come from the training rows
+        counts = np.bincount(dataset.y[splits["train"]], minlength=len(dataset.classes))
+        try:
+            network.loss.set_class_weights(dataset.classes, counts)
+        except ValueError as e:
+            raise NntrainError(str(e), "loss.class_weights") from None
     _check_batch_norm_batches(config, len(splits["train"]))
     optimizer = OPTIMIZERS[config.optimizer.name](**config.optimizer.model_dump(exclude={"name"}))
     splits = {k: splits[k] for k in SPLITS}

@@ -1,0 +1,466 @@
+"""AdamW, Adagrad and L-BFGS: hand-worked steps, torch.optim reference trajectories, state round trips.
+
+The reference values come from tests/fixtures/make_torch_extra_fixtures.py (torch 2.13,
+run by hand; torch is not needed here).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from nntrain.engine.network import Param
+from nntrain.engine.optim import CLOSURE_OPTIMIZERS, LBFGS, OPTIMIZERS, Adagrad, Adam, AdamW
+
+FIXTURE = Path(__file__).parent / "fixtures" / "torch_optim_extra.npz"
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+TORCH = _load(FIXTURE)
+CASES = [str(c) for c in TORCH["cases"]]
+LBFGS_CASES = [str(c) for c in TORCH["lbfgs.cases"]]
+
+
+def param(values, decay=True, key="layers.0.weight", dtype=np.float64) -> Param:
+    value = np.array(values, dtype=dtype)
+    return Param(key, value, np.zeros_like(value), decay)
+
+
+def run(opt, p: Param, grads) -> list[np.ndarray]:
+    out = []
+    for g in grads:
+        p.grad[...] = g
+        opt.step([p])
+        out.append(p.value.copy())
+    return out
+
+
+def checkpoint(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Save to .npz and load back, as a checkpoint does (plain arrays, no pickle)."""
+    buf = io.BytesIO()
+    np.savez(buf, **state)
+    buf.seek(0)
+    with np.load(buf, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+# ---------------------------------------------------------------- registration, defaults, traits
+
+
+def test_registered_with_traits():
+    """adagrad and adamw are mini-batch optimizers; lbfgs needs a closure and is kept apart."""
+    assert OPTIMIZERS["adagrad"] is Adagrad and OPTIMIZERS["adamw"] is AdamW
+    assert CLOSURE_OPTIMIZERS["lbfgs"] is LBFGS and "lbfgs" not in OPTIMIZERS
+    assert all(not cls.needs_closure for cls in OPTIMIZERS.values())
+    assert LBFGS.needs_closure is True
+    assert LBFGS.name == "lbfgs" and AdamW.name == "adamw" and Adagrad.name == "adagrad"
+
+
+def test_defaults_match_torch():
+    a, w, l = Adagrad(), AdamW(), LBFGS()
+    assert (a.lr, a.lr_decay, a.weight_decay, a.initial_accumulator_value, a.eps) == (1e-2, 0.0, 0.0, 0.0, 1e-10)
+    assert (w.lr, w.beta1, w.beta2, w.eps, w.weight_decay) == (1e-3, 0.9, 0.999, 1e-8, 1e-2)
+    assert (l.lr, l.max_iter, l.max_eval, l.tolerance_grad, l.tolerance_change, l.history_size) == (
+        1.0,
+        20,
+        25,
+        1e-7,
+        1e-9,
+        100,
+    )
+
+
+def test_lbfgs_max_eval_default_is_five_quarters_of_max_iter():
+    """torch: max_eval = max_iter * 5 // 4 when not given."""
+    assert LBFGS(max_iter=7).max_eval == 8
+    assert LBFGS(max_iter=4).max_eval == 5
+    assert LBFGS(max_iter=7, max_eval=3).max_eval == 3
+
+
+def test_lbfgs_mini_batch_step_is_refused():
+    """step(params) (the per-batch API) says lbfgs needs full-batch training."""
+    p = param([1.0, 2.0])
+    with pytest.raises(ValueError, match="full-batch"):
+        LBFGS().step([p])
+    assert_array_equal(p.value, [1.0, 2.0])
+
+
+# ---------------------------------------------------------------- worked examples (by hand)
+
+
+def test_adagrad_two_steps():
+    """sum accumulates g^2; p <- p - lr g / (sqrt(sum) + eps)."""
+    # step 1: sum = 0.25, p = 1 - 0.1 * 0.5 / (0.5 + 1e-10) = 0.9000000000199999...
+    # step 2: sum = 0.25 + 1 = 1.25, p = p1 - 0.1 * (-1) / (sqrt(1.25) + 1e-10) = p1 + 0.0894427190...
+    steps = run(Adagrad(lr=0.1), param([1.0]), [[0.5], [-1.0]])
+    p1 = 1 - 0.1 * 0.5 / (0.5 + 1e-10)
+    assert_allclose(np.ravel(steps), [p1, p1 + 0.1 / (np.sqrt(1.25) + 1e-10)], rtol=1e-15)
+
+
+def test_adagrad_lr_decay_and_initial_accumulator():
+    """clr = lr / (1 + (t - 1) lr_decay); the sum starts at initial_accumulator_value."""
+    # step 1: clr = 0.1, sum = 1 + 1 = 2 -> p = -0.1 / sqrt(2)
+    # step 2: clr = 0.1 / 1.5, sum = 3   -> p -= (0.1 / 1.5) / sqrt(3)
+    opt = Adagrad(lr=0.1, lr_decay=0.5, initial_accumulator_value=1.0, eps=0.0 + 1e-300)
+    steps = run(opt, param([0.0]), [[1.0], [1.0]])
+    first = -0.1 / np.sqrt(2)
+    assert_allclose(np.ravel(steps), [first, first - (0.1 / 1.5) / np.sqrt(3)], rtol=1e-14)
+    assert_allclose(opt.state_dict()["layers.0.weight.sum"], [3.0], rtol=0)
+
+
+def test_adamw_decay_is_decoupled():
+    """With g = 0 the Adam part is 0 / (0 + eps) = 0: only the decay p <- p (1 - lr wd) acts, on weights only."""
+    weight, bias = param([2.0], decay=True), param([2.0], decay=False, key="layers.0.bias")
+    opt = AdamW(lr=0.1, weight_decay=0.5)
+    for _ in range(2):
+        opt.step([weight, bias])
+    assert_allclose(weight.value, [2.0 * 0.95**2], rtol=1e-15)
+    assert_array_equal(bias.value, [2.0])
+    assert_array_equal(opt.state_dict()["layers.0.weight.exp_avg"], [0.0])  # decay never reaches the moments
+
+
+def test_adamw_is_not_adam_with_l2():
+    """AdamW never adds wd p to the gradient: with weight_decay 0 it is Adam, otherwise it differs from Adam's L2."""
+    grads = [[0.5], [-1.0], [0.25]]
+    adam = run(Adam(lr=0.1), param([1.0]), grads)
+    assert_array_equal(run(AdamW(lr=0.1, weight_decay=0.0), param([1.0]), grads), adam)
+    # decoupled: each step multiplies by (1 - 0.1 * 0.5) first, then the same Adam step as without decay
+    p, expected = param([1.0]), []
+    opt, plain = AdamW(lr=0.1, weight_decay=0.5), Adam(lr=0.1)
+    q = param([0.0])  # tracks the pure Adam increments
+    for g in grads:
+        before = p.value.copy()
+        q.value[...] = 0.0
+        q.grad[...] = g
+        plain.step([q])
+        p.grad[...] = g
+        opt.step([p])
+        expected = before * (1 - 0.1 * 0.5) + q.value
+        assert_allclose(p.value, expected, rtol=1e-15)
+    assert not np.allclose(p.value, run(Adam(lr=0.1, weight_decay=0.5), param([1.0]), grads)[-1])
+
+
+# ---------------------------------------------------------------- torch.optim reference: adagrad, adamw
+
+
+def test_fixture_covers_options():
+    """Every option of adagrad, adamw and lbfgs is exercised by some torch case, in float64 and float32."""
+    used: dict[str, set] = {}
+    for case in CASES:
+        used.setdefault(str(TORCH[f"{case}.optimizer"]), set()).update(json.loads(str(TORCH[f"{case}.options"])))
+    assert used["adagrad"] == {"lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"}
+    assert used["adamw"] == {"lr", "beta1", "beta2", "eps", "weight_decay"}
+    lbfgs = set().union(*(json.loads(str(TORCH[f"{c}.options"])) for c in LBFGS_CASES))
+    assert lbfgs == {"lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size"}
+    assert {str(TORCH[f"{c}.dtype"]) for c in CASES} == {"float64", "float32"}
+    assert any(len(set(TORCH[f"{c}.lr"])) > 1 for c in CASES if c.startswith("adamw"))  # lr changed mid-way
+    assert len(TORCH["grad.weight"]) == 10
+    assert FIXTURE.stat().st_size < 200_000
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_matches_torch_after_every_step(case):
+    """Parameters after each of 10 steps equal torch's (weights decay, biases do not; lr read at every step)."""
+    dtype = np.dtype(str(TORCH[f"{case}.dtype"]))
+    opt = OPTIMIZERS[str(TORCH[f"{case}.optimizer"])](**json.loads(str(TORCH[f"{case}.options"])))
+    params = [
+        param(TORCH["init.weight"], decay=True, key="layers.0.weight", dtype=dtype),
+        param(TORCH["init.bias"], decay=False, key="layers.0.bias", dtype=dtype),
+    ]
+    tol = {"rtol": 1e-12, "atol": 1e-15} if dtype == np.float64 else {"rtol": 1e-5, "atol": 1e-6}
+    for t in range(len(TORCH["grad.weight"])):
+        opt.lr = float(TORCH[f"{case}.lr"][t])
+        for p, name in zip(params, ("weight", "bias")):
+            p.grad[...] = TORCH[f"grad.{name}"][t]
+        opt.step(params)
+        for p, name in zip(params, ("weight", "bias")):
+            assert p.value.dtype == dtype
+            assert_allclose(p.value, TORCH[f"{case}.{name}"][t], err_msg=f"{name}, step {t + 1}", **tol)
+    for key, value in opt.state_dict().items():
+        if key != "steps":
+            assert value.dtype == dtype, key  # float32 training keeps float32 state
+
+
+def test_torch_fixture_moves_parameters():
+    for case in CASES:
+        for name in ("weight", "bias"):
+            assert not np.allclose(TORCH[f"{case}.{name}"][-1], TORCH[f"init.{name}"]), (case, name)
+
+
+@pytest.mark.parametrize("name", ["adagrad", "adamw"])
+def test_float32_state_stays_float32(name):
+    """Buffers, parameters and their updates stay float32 (no silent upcast by the options' Python floats)."""
+    opt = OPTIMIZERS[name](lr=0.01, weight_decay=0.1)
+    p = param(np.linspace(-1, 1, 6).reshape(2, 3), dtype=np.float32)
+    before = p.value
+    for g in np.random.default_rng(0).standard_normal((4, 2, 3)).astype(np.float32):
+        p.grad[...] = g
+        opt.step([p])
+    assert p.value is before and p.value.dtype == np.float32
+    state = opt.state_dict()
+    assert len(state) > 1
+    assert all(v.dtype == np.float32 for k, v in state.items() if k != "steps")
+
+
+# ---------------------------------------------------------------- state round trip: adagrad, adamw
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("adamw", {"lr": 0.01, "weight_decay": 0.1}),
+        ("adagrad", {"lr": 0.1, "lr_decay": 0.1, "initial_accumulator_value": 0.2}),
+    ],
+)
+def test_state_dict_round_trip_continues_exactly(name, options):
+    """Restored mid-way (through an .npz), the optimizer continues bit for bit like one that never stopped."""
+    rng = np.random.default_rng(5)
+    grads = [(rng.standard_normal((4, 3)), rng.standard_normal(3)) for _ in range(8)]
+    init = np.random.default_rng(1)
+    w0, b0 = init.standard_normal((4, 3)), init.standard_normal(3)
+
+    def fresh():
+        return [param(w0, True, "layers.0.weight"), param(b0, False, "layers.0.bias")]
+
+    def feed(opt, params, seq):
+        for gw, gb in seq:
+            params[0].grad[...], params[1].grad[...] = gw, gb
+            opt.step(params)
+
+    straight, straight_params = OPTIMIZERS[name](**options), fresh()
+    feed(straight, straight_params, grads)
+
+    first, params = OPTIMIZERS[name](**options), fresh()
+    feed(first, params, grads[:3])
+    saved = checkpoint(first.state_dict())
+    resumed = OPTIMIZERS[name](**options)
+    resumed.load_state_dict(saved)
+    feed(resumed, params, grads[3:])
+
+    assert resumed.steps == straight.steps == 8
+    for p, q in zip(params, straight_params):
+        assert_array_equal(p.value, q.value)
+    for key, value in straight.state_dict().items():
+        assert_array_equal(resumed.state_dict()[key], value, err_msg=key)
+
+
+def test_check_state_per_parameter_shapes():
+    """check_state accepts a state that fits the parameters and names the key that does not."""
+    params = [param(np.ones((4, 3))), param(np.ones(3), False, "layers.0.bias")]
+    opt = AdamW()
+    opt.step(params)
+    shapes = {p.key: p.value.shape for p in params}
+    opt.check_state(checkpoint(opt.state_dict()), shapes)
+    with pytest.raises(ValueError, match="layers.0.bias.exp_avg"):
+        opt.check_state(opt.state_dict(), {**shapes, "layers.0.bias": (4,)})
+
+
+# ---------------------------------------------------------------- L-BFGS: problems as NumPy closures
+
+
+def make_problem(problem: str, dtype=np.float64) -> tuple[list[Param], callable]:
+    """The fixture's problem: its parameters (in flat order) and a closure filling their grads.
+
+    The same losses as the torch closures of make_torch_extra_fixtures.py, with hand-written gradients.
+    """
+    names = [str(n) for n in TORCH[f"{problem}.params"]]
+    params = [param(TORCH[f"{problem}.init.{n}"], decay=False, key=n, dtype=dtype) for n in names]
+    P = {p.key: p for p in params}
+    X, y = TORCH[f"{problem}.X"].astype(dtype), TORCH[f"{problem}.y"].astype(dtype)
+    calls = []
+
+    def closure() -> float:
+        calls.append(1)
+        if problem == "logreg":
+            w, b = P["weight"], P["bias"]
+            z = X @ w.value + b.value
+            loss = np.mean(np.logaddexp(0, z) - y * z) + 0.001 * np.sum(w.value**2)
+            dz = (1 / (1 + np.exp(-z)) - y) / len(X)
+            w.grad[...] = X.T @ dz + 0.002 * w.value
+            b.grad[...] = dz.sum(0)
+            return float(loss)
+        h = np.tanh(X @ P["w1"].value + P["b1"].value)
+        z = h @ P["w2"].value + P["b2"].value
+        dz = 2 * (z - y) / z.size
+        P["w2"].grad[...] = h.T @ dz
+        P["b2"].grad[...] = dz.sum(0)
+        dh = (dz @ P["w2"].value.T) * (1 - h * h)
+        P["w1"].grad[...] = X.T @ dh
+        P["b1"].grad[...] = dh.sum(0)
+        return float(np.mean((z - y) ** 2))
+
+    closure.calls = calls
+    return params, closure
+
+
+def lbfgs_for(case: str) -> tuple[LBFGS, list[Param], callable]:
+    params, closure = make_problem(str(TORCH[f"{case}.problem"]))
+    return LBFGS(**json.loads(str(TORCH[f"{case}.options"]))), params, closure
+
+
+@pytest.mark.parametrize("case", LBFGS_CASES)
+def test_lbfgs_matches_torch_after_every_step(case):
+    """Same parameters, returned loss, closure evaluations and iterations as torch after each step."""
+    opt, params, closure = lbfgs_for(case)
+    for t in range(len(TORCH[f"{case}.loss"])):
+        loss = opt.step_closure(params, closure)
+        assert loss == pytest.approx(float(TORCH[f"{case}.loss"][t]), rel=1e-12, abs=1e-15)
+        assert (opt.func_evals, opt.n_iter) == (int(TORCH[f"{case}.func_evals"][t]), int(TORCH[f"{case}.n_iter"][t]))
+        assert opt.func_evals == len(closure.calls)
+        for p in params:
+            assert_allclose(
+                p.value, TORCH[f"{case}.{p.key}"][t], rtol=1e-10, atol=1e-12, err_msg=f"{p.key}, step {t + 1}"
+            )
+
+
+def test_lbfgs_fixture_exercises_the_algorithm():
+    """The torch cases run many iterations, shift a full history, and (logreg) reach the optimum."""
+    assert max(int(TORCH[f"{c}.n_iter"][-1]) for c in LBFGS_CASES) >= 20
+    small = json.loads(str(TORCH["mlp_small_history.options"]))
+    assert int(TORCH["mlp_small_history.n_iter"][-1]) > 2 * small["history_size"]
+    losses = TORCH["logreg_defaults.loss"]
+    assert losses[0] > losses[-1] and losses[-1] == pytest.approx(losses[-2], abs=1e-12)
+    for case in LBFGS_CASES:
+        assert TORCH[f"{case}.loss"][-1] < 0.8 * TORCH[f"{case}.loss"][0], case
+
+
+@pytest.mark.parametrize("case", ["mlp_small_history", "logreg_defaults", "mlp_all"])
+def test_lbfgs_resume_continues_exactly(case):
+    """Stopped after 2 steps, saved to .npz and restored into a new optimizer: identical to never stopping."""
+    straight, straight_params, straight_closure = lbfgs_for(case)
+    for _ in range(5):
+        straight.step_closure(straight_params, straight_closure)
+
+    first, params, closure = lbfgs_for(case)
+    for _ in range(2):
+        first.step_closure(params, closure)
+    saved = checkpoint(first.state_dict())
+    values = [p.value.copy() for p in params]
+    del first
+
+    resumed = LBFGS(**json.loads(str(TORCH[f"{case}.options"])))
+    resumed.load_state_dict(saved)
+    params, closure = make_problem(str(TORCH[f"{case}.problem"]))
+    for p, v in zip(params, values):
+        p.value[...] = v
+    for _ in range(3):
+        resumed.step_closure(params, closure)
+
+    for p, q in zip(params, straight_params):
+        assert_array_equal(p.value, q.value, err_msg=p.key)
+    assert resumed.state_dict().keys() == straight.state_dict().keys()
+    for key, value in straight.state_dict().items():
+        assert_array_equal(resumed.state_dict()[key], value, err_msg=key)
+    for p in params:
+        assert_allclose(p.value, TORCH[f"{case}.{p.key}"][4], rtol=1e-10, atol=1e-12)
+
+
+def test_lbfgs_state_dict_layout():
+    """Flat arrays: counters, the flat vectors, and the history as (k, n) matrices with k <= history_size."""
+    opt, params, closure = lbfgs_for("mlp_small_history")
+    assert set(opt.state_dict()) == {"steps", "lbfgs.func_evals", "lbfgs.n_iter"}  # before any step
+    for _ in range(3):
+        opt.step_closure(params, closure)
+    state = opt.state_dict()
+    n = sum(p.value.size for p in params)
+    assert int(state["steps"]) == 3 and int(state["lbfgs.numel"]) == n
+    assert int(state["lbfgs.n_iter"]) == opt.n_iter and int(state["lbfgs.func_evals"]) == opt.func_evals
+    assert state["lbfgs.d"].shape == state["lbfgs.prev_flat_grad"].shape == (n,)
+    assert state["lbfgs.old_dirs"].shape == state["lbfgs.old_stps"].shape == (3, n)  # history_size 3, full
+    assert state["lbfgs.ro"].shape == (3,) and (state["lbfgs.ro"] > 0).all()
+    for key in ("lbfgs.t", "lbfgs.H_diag", "lbfgs.prev_loss"):
+        assert state[key].shape == () and state[key].dtype == np.float64
+    # s_i . y_i = 1 / ro_i for every stored pair
+    ys = np.einsum("ij,ij->i", state["lbfgs.old_dirs"], state["lbfgs.old_stps"])
+    assert_allclose(1 / ys, state["lbfgs.ro"], rtol=1e-12)
+    opt.check_state(checkpoint(state), {p.key: p.value.shape for p in params})
+
+
+def test_lbfgs_refuses_state_of_another_network_or_incomplete():
+    opt, params, closure = lbfgs_for("logreg_defaults")
+    opt.step_closure(params, closure)
+    state = opt.state_dict()
+    other, other_closure = make_problem("mlp")
+    restored = LBFGS()
+    restored.load_state_dict(state)
+    with pytest.raises(ValueError, match="parameter values"):
+        restored.step_closure(other, other_closure)
+    with pytest.raises(ValueError, match="parameter values"):
+        opt.check_state(state, {p.key: p.value.shape for p in other})
+    with pytest.raises(ValueError, match="incomplete"):
+        LBFGS().load_state_dict({k: v for k, v in state.items() if k != "lbfgs.d"})
+    with pytest.raises(ValueError, match="history"):
+        LBFGS(history_size=1).load_state_dict(state)  # logreg took several iterations: 2+ pairs
+    with pytest.raises(ValueError, match="unknown"):
+        LBFGS().load_state_dict({**state, "lbfgs.extra": np.zeros(1)})
+
+
+def test_lbfgs_returns_at_once_at_an_optimum():
+    """max|g| <= tolerance_grad at the first evaluation: one closure call, nothing moves (as torch)."""
+    params, closure = make_problem("logreg")
+    opt = LBFGS(tolerance_grad=1e3)
+    values = [p.value.copy() for p in params]
+    loss = opt.step_closure(params, closure)
+    assert len(closure.calls) == 1 and opt.n_iter == 0 and opt.func_evals == 1
+    assert loss == opt.final_loss
+    for p, v in zip(params, values):
+        assert_array_equal(p.value, v)
+    assert "lbfgs.d" not in opt.state_dict()
+
+
+def test_lbfgs_final_loss_is_the_loss_at_the_new_point():
+    params, closure = make_problem("mlp")
+    opt = LBFGS(max_iter=4)
+    before = opt.step_closure(params, closure)
+    after = opt.final_loss
+    assert after < before
+    assert closure() == pytest.approx(after, rel=1e-14)
+
+
+def test_lbfgs_float32_keeps_float32():
+    """Parameters and state vectors stay float32; scalars of the state are float64."""
+    params, closure = make_problem("mlp", dtype=np.float32)
+    values = [p.value for p in params]
+    opt = LBFGS(max_iter=5, history_size=3)
+    first = opt.step_closure(params, closure)
+    for _ in range(2):
+        opt.step_closure(params, closure)
+    assert opt.final_loss < first
+    for p, v in zip(params, values):
+        assert p.value is v and p.value.dtype == np.float32
+    state = opt.state_dict()
+    for key in ("lbfgs.d", "lbfgs.prev_flat_grad", "lbfgs.old_dirs", "lbfgs.old_stps"):
+        assert state[key].dtype == np.float32, key
+    assert state["lbfgs.t"].dtype == np.float64
+
+
+def test_lbfgs_trains_an_nntrain_network():
+    """The closure contract with a real Network: loss_and_grad on the full batch fills every p.grad."""
+    from nntrain.engine.layers import LAYERS
+    from nntrain.engine.losses import LOSSES
+    from nntrain.engine.network import Network
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(int)  # XOR-like: needs the hidden layer
+    layers = [LAYERS["linear"](units=8), LAYERS["tanh"](), LAYERS["linear"](units=2), LAYERS["softmax"]()]
+    net = Network(layers, LOSSES["cross_entropy"](), 2, np.float64, np.random.default_rng(1), init="xavier")
+    T = net.loss.encode(y, 2, np.float64)
+    opt = LBFGS(history_size=10)
+
+    def closure():
+        return net.loss_and_grad(X, T)[0]
+
+    losses = [opt.step_closure(net.params, closure) for _ in range(4)]
+    assert losses[0] == pytest.approx(np.log(2), abs=0.2)
+    assert opt.final_loss < 0.25 * losses[0]
+    assert (net.loss.decide(net.forward(X)) == y).mean() > 0.9
