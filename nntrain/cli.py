@@ -341,6 +341,27 @@ def validate(
 
 
 @app.command()
+def inspect(
+    run_dir: Annotated[Path, typer.Argument(help="A run trained with train.diagnostics: true.", show_default=False)],
+    epoch: Annotated[Optional[int], typer.Option("--epoch", help="Which epoch (default: the last).")] = None,
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """Per-layer diagnostics of a run, with warnings when a value is in a known-bad range."""
+    from .train import diagnostics
+
+    result = _guard(debug, lambda: diagnostics.inspect(run_dir, epoch))
+    if json_:
+        _say(json.dumps(result))
+        return
+    _say(f"{result['run_dir']}: epoch {result['epoch']} (epochs {result['epochs'][0]}..{result['epochs'][1]})")
+    for line in diagnostics.format_table(result["layers"]):
+        _say(line)
+    for warning in result["warnings"] or ["no warnings"]:
+        _say(f"warning: {warning}" if result["warnings"] else warning)
+
+
+@app.command()
 def schema():
     """Print the JSON Schema of the config file, for editors."""
     from .config import json_schema

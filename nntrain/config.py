@@ -305,6 +305,7 @@ class TrainConfig(Strict):
     monitor: str | None = Field(None, description="default: val_loss, or train_loss without a validation split")
     early_stopping: EarlyStoppingConfig | None = None
     clip_grad_norm: Annotated[float, Field(gt=0)] | None = Field(None, description="largest global L2 norm of the gradients")
+    diagnostics: bool = Field(False, description="write diagnostics.csv: per-layer norms, update ratios, dead units")
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -209,3 +209,21 @@ def test_balanced_class_weights_are_saved_and_reused_by_eval(cli, tmp_path):
     (tmp_path / "q.csv").write_text("a,b\n3,0\n-2,0\n")
     predicted = cli("predict", tmp_path / "r", tmp_path / "q.csv")
     assert predicted.exit_code == 0 and predicted.stdout.splitlines()[1].startswith("rare")
+
+
+def test_diagnostics_are_written_and_inspected(cli, write_config, tmp_path):
+    config = write_config(train={"epochs": 3, "diagnostics": True}, optimizer={"lr": 3.0})
+    summary = fit_json(cli, config, tmp_path / "r")
+    lines = (tmp_path / "r/diagnostics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,layer,type,weight_norm,grad_norm,update_ratio,dead_fraction")
+    assert len(lines) == 1 + 3 * 3  # three epochs, three layers
+    shown = cli("inspect", tmp_path / "r")
+    assert shown.exit_code == 0 and "epoch 3" in shown.stdout and "relu" in shown.stdout
+    as_json = json.loads(cli("inspect", tmp_path / "r", "--epoch", "1", "--json").stdout)
+    assert as_json["epoch"] == 1 and [row["layer"] for row in as_json["layers"]] == [0, 1, 2]
+    assert cli("inspect", tmp_path / "r", "--epoch", "9").exit_code == 2
+    plain = write_config("p.yaml", train={"epochs": 1})
+    fit_json(cli, plain, tmp_path / "p")
+    missing = cli("inspect", tmp_path / "p")
+    assert missing.exit_code == 2 and "diagnostics" in missing.stderr
+    assert summary["status"] in ("completed", "diverged")

@@ -18,6 +18,7 @@ from . import checkpoint
 from .checkpoint import TrainingState
 from .experiment import Experiment
 from ..engine.regularization import clip_grad_norm
+from .diagnostics import Diagnostics, probe_batch
 from .rundir import MetricsLog, RunDir
 
 
@@ -101,6 +102,10 @@ class Trainer:
         log = MetricsLog(self.run.metrics_file, self.columns(), keep_until=state.epoch if resumed else None)
         if not resumed:
             checkpoint.save(self.run.checkpoint("last"), self.exp, state)  # an interrupted first epoch can resume
+        self.diagnostics = None
+        if self.exp.config.train.diagnostics:
+            keep = state.epoch if resumed else None
+            self.diagnostics = Diagnostics(self.exp.network, probe_batch(self.exp), self.run.path, keep_until=keep)
         started = time.perf_counter()
         try:
             # Overflow on the way to a NaN loss is reported once, as divergence, not as numpy warnings.
@@ -111,6 +116,8 @@ class Trainer:
             raise
         finally:
             log.close()
+            if self.diagnostics is not None:
+                self.diagnostics.close()
         summary = self.summary(status, state, time.perf_counter() - started, message)
         self.run.write_summary(summary)
         return summary
@@ -151,6 +158,8 @@ class Trainer:
                     return "diverged", f"the validation loss became {row['val_loss']} in epoch {epoch}"
             row["lr"] = exp.optimizer.lr
             row["seconds"] = time.perf_counter() - t0
+            if self.diagnostics is not None:
+                self.diagnostics.end_epoch(epoch)
             log.write(row)
             self._save(epoch, row, state)
             self.hooks.on_epoch(row)
@@ -178,6 +187,8 @@ class Trainer:
                 exp.penalty.add_gradients(exp.network.params)
             if not math.isfinite(loss):
                 return None
+            if self.diagnostics is not None:  # before clipping, so that clipping cannot hide an explosion
+                self.diagnostics.after_backward()
             if exp.config.train.clip_grad_norm:
                 clip_grad_norm(exp.network.params, exp.config.train.clip_grad_norm)
             exp.optimizer.step(exp.network.params)
