@@ -38,6 +38,7 @@ from .engine.layers import LAYERS
 from .engine.losses import LOSSES
 from .engine.optim import OPTIMIZERS
 from .engine.registry import Range, did_you_mean
+from .engine.schedules import SCHEDULES
 from .errors import NntrainError
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1")
@@ -87,7 +88,8 @@ def options_of(fn) -> dict[str, tuple]:
     return fields
 
 
-def _tagged_models(registry, tag: str) -> dict[str, type[BaseModel]]:
+def _tagged_models(registry, tag: str, **extra) -> dict[str, type[BaseModel]]:
+    """One model per registered class: its tag, its constructor options, and `extra` fields (not passed to it)."""
     models = {}
     for name, cls in registry.items():
         fields = options_of(cls.__init__)
@@ -97,13 +99,14 @@ def _tagged_models(registry, tag: str) -> dict[str, type[BaseModel]]:
             __doc__=(cls.__doc__ or "").strip().splitlines()[0],
             **{tag: (Literal[name], ...)},
             **fields,
+            **extra,
         )
     return models
 
 
 LAYER_MODELS = _tagged_models(LAYERS, "type")
 LOSS_MODELS = _tagged_models(LOSSES, "name")
-OPTIMIZER_MODELS = _tagged_models(OPTIMIZERS, "name")
+SCHEDULE_MODELS = _tagged_models(SCHEDULES, "name")
 GENERATOR_MODELS = {
     name: create_model(f"{name}Options", __base__=Strict, **options_of(fn)) for name, fn in GENERATORS.items()
 }
@@ -124,6 +127,18 @@ def _union(models: dict, registry, tag: str, what: str):
     """One of `models`, chosen by `tag`, accepting the shorthand forms `_expand` describes."""
     union = Annotated[Union[tuple(models.values())], Field(discriminator=tag)]
     return Annotated[union, BeforeValidator(lambda v: _expand(v, registry, tag, what)), _ShorthandSchema(registry)]
+
+
+OPTIMIZER_MODELS = _tagged_models(
+    OPTIMIZERS,
+    "name",
+    schedule=(_union(SCHEDULE_MODELS, SCHEDULES, "name", "schedule") | None, Field(None, description="learning-rate schedule")),
+)
+
+
+def options(spec: BaseModel, tag: str = "name") -> dict:
+    """A component's constructor arguments: everything in its config but its name (and an optimizer's schedule)."""
+    return spec.model_dump(exclude={tag, "schedule"})
 
 
 def _at(key: str, message: str) -> str:
@@ -356,9 +371,16 @@ class Config(Strict):
         # Constructing a component runs its own checks (e.g. nesterov needs momentum).
         for key, registry, spec, tag in [("loss", LOSSES, self.loss, "name"), ("optimizer", OPTIMIZERS, self.optimizer, "name")]:
             try:
-                registry[getattr(spec, tag)](**spec.model_dump(exclude={tag}))
+                registry[getattr(spec, tag)](**options(spec, tag))
             except ValueError as e:
                 raise ValueError(_at(key, str(e))) from None
+        if self.optimizer.schedule is not None:
+            try:
+                SCHEDULES[self.optimizer.schedule.name](**options(self.optimizer.schedule))
+            except ValueError as e:
+                raise ValueError(_at("optimizer.schedule", str(e))) from None
+        if OPTIMIZERS[self.optimizer.name].needs_closure and self.train.batch_size != "full":
+            raise ValueError(_at("train.batch_size", f"{self.optimizer.name} works on the whole training set: use 'full'"))
         return self
 
 
@@ -549,6 +571,12 @@ def resolve(config: Config, task: str) -> Config:
         config.train.monitor = "val_loss" if has_val else "train_loss"
     if config.train.early_stopping is not None:
         config.train.early_stopping.monitor = config.train.monitor
+    schedule = config.optimizer.schedule
+    if schedule is not None and getattr(schedule, "monitor", None) not in (None, config.train.monitor):
+        raise NntrainError(
+            f"'{schedule.monitor}' differs from train.monitor '{config.train.monitor}'; the plateau follows train.monitor",
+            "optimizer.schedule.monitor",
+        )
     choices = [f"{s}_{m}" for s in (("train", "val") if has_val else ("train",)) for m in ["loss", *config.train.metrics]]
     if config.train.monitor not in choices:
         hint = " (there is no validation split)" if config.train.monitor.startswith("val_") and not has_val else ""

@@ -203,6 +203,20 @@ def sweep_options(
     return spec
 
 
+def _flatten(mapping: dict, where: str, prefix: str = "") -> dict:
+    """{optimizer: {lr: [...]}} -> {optimizer.lr: [...]}: nested keys as dotted ones (a value
+    of grid, choice, log_uniform or uniform is a list, so a mapping is always nesting)."""
+    out = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        entries = _flatten(value, where, name + ".") if isinstance(value, dict) and value else {name: value}
+        for flat, entry in entries.items():
+            if flat in out:
+                raise NntrainError(f"'{flat}' is given twice", where)
+            out[flat] = entry
+    return out
+
+
 def merge_specs(section: dict | None, options: dict | None) -> dict:
     """The config's `sweep:` section with the command line's options over it.
 
@@ -211,15 +225,20 @@ def merge_specs(section: dict | None, options: dict | None) -> dict:
     seed and seeds replace the section's.
     """
     merged = copy.deepcopy(section or {})
+    if not isinstance(merged, dict):
+        return merged  # validate_spec says what is wrong
+    for name in MAPPING_KEYS:
+        if isinstance(merged.get(name), dict):
+            merged[name] = _flatten(merged[name], f"sweep.{name}")
     for name, value in (options or {}).items():
         if name in MAPPING_KEYS and isinstance(value, dict):
-            for key in value:
-                for other in MAPPING_KEYS:
-                    if isinstance(merged.get(other), dict):
-                        merged[other].pop(key, None)
             if not isinstance(merged.get(name), dict):
                 merged[name] = {}
-            merged[name].update(copy.deepcopy(value))
+            for key, entry in value.items():
+                for other in MAPPING_KEYS:
+                    if other != name and isinstance(merged.get(other), dict):
+                        merged[other].pop(key, None)
+                merged[name][key] = copy.deepcopy(entry)  # a key of the same kind keeps its place
         else:
             merged[name] = value
     return {k: v for k, v in merged.items() if not (k in MAPPING_KEYS and v == {})}
@@ -254,7 +273,7 @@ def validate_spec(raw: dict | None) -> SweepSpec:
             continue
         if not isinstance(section, dict) or not section:
             raise NntrainError(f"must be a non-empty mapping of config keys to {'values' if name in ('grid', 'choice') else '[low, high]'}", f"sweep.{name}")
-        for key, value in section.items():
+        for key, value in _flatten(section, f"sweep.{name}").items():
             where = f"sweep.{name}.{key}"
             if not isinstance(key, str) or not key or key.startswith(".") or key.endswith(".") or ".." in key:
                 raise NntrainError(f"'{key}' is not a config key (dotted, e.g. optimizer.lr)", f"sweep.{name}")
@@ -736,7 +755,15 @@ class LocalExecutor:
         self.pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(self._event,))
         with _spawning(self.threads):
             started = [self.pool.submit(_worker_ready) for _ in range(jobs)]  # one process per submit while none is idle
-        wait(started)
+        try:
+            for future in started:
+                future.result()
+        except Exception as e:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            raise NntrainError(
+                f"the worker processes did not start ({type(e).__name__}: {e}); a script that runs a sweep with"
+                " jobs > 1 must do so under `if __name__ == '__main__':`, since workers import it"
+            ) from None
 
     def submit(self, task: TrialTask) -> Future:
         return self.pool.submit(_worker_run, task)
@@ -985,7 +1012,11 @@ def _execute(plan, sweep_dir, tasks, executor, hooks, stop, rows, trial_of) -> i
         while queue and len(running) < jobs and not (stop or stopped_by is not None):
             task = queue.popleft()
             hooks.on_run_start(task)
-            future = executor.submit(task)
+            try:
+                future = executor.submit(task)
+            except Exception as e:  # noqa: BLE001 - e.g. a broken worker pool: the run failed, resume runs it again
+                future = Future()
+                future.set_exception(e)
             running[future] = task
             if future.done():  # SerialExecutor: it ran during submit
                 finish(running.pop(future), future)
@@ -1071,7 +1102,12 @@ def run_sweep(
             stop = _AnyStop(hooks.stop, signalled)
             if own:
                 executor = SerialExecutor(stop, hooks.on_epoch, lambda task, m: hooks.log(f"{task.name}: {m}")) if jobs == 1 else LocalExecutor(jobs)
-            stopped_by = _execute(plan, path, tasks, executor, hooks, stop, rows, trial_of)
+            try:
+                stopped_by = _execute(plan, path, tasks, executor, hooks, stop, rows, trial_of)
+            except BaseException:
+                if executor is not None:
+                    executor.stop()  # do not wait for whole runs on the way out
+                raise
     finally:
         if own and executor is not None:
             executor.close()

@@ -67,7 +67,7 @@ def test_config_yaml_is_fully_resolved_and_revalidates(run, cli):
     assert resolved["data"]["split"] == {"val": 0.15, "test": 0.15, "folds": None, "fold": 0}
     assert resolved["model"]["layers"][0] == {"type": "linear", "units": 16, "init": None, "init_scale": None}
     assert resolved["model"]["layers"][1] == {"type": "relu"}
-    assert resolved["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0}
+    assert resolved["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "schedule": None}
     assert resolved["train"]["metrics"] == ["accuracy"]
     assert resolved["train"]["monitor"] == "val_loss"
     assert resolved["train"]["checkpoint_every"] == 2

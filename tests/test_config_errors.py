@@ -197,7 +197,7 @@ def test_validate_prints_the_resolved_config(cli, tmp_path):
     result = cli("validate", path)
     assert result.exit_code == 0, result.output
     resolved = yaml.safe_load(result.stdout)
-    assert resolved["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
+    assert resolved["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "schedule": None}
     assert resolved["train"]["batch_size"] == 32
     assert resolved["train"]["monitor"] == "val_loss"
     assert resolved["train"]["metrics"] == ["accuracy"]

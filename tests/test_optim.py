@@ -141,7 +141,8 @@ def test_fixture_covers_every_optimizer_and_option():
     for case in CASES:
         name = str(TORCH[f"{case}.optimizer"])
         used.setdefault(name, set()).update(json.loads(str(TORCH[f"{case}.options"])))
-    assert set(used) == set(OPTIMIZERS)
+    # lbfgs works on closures, not per-batch steps; its torch comparison lives in test_optim_extra
+    assert set(used) == {name for name, cls in OPTIMIZERS.items() if not cls.needs_closure}
     assert used["sgd"] >= {"lr", "momentum", "nesterov", "weight_decay"}
     assert used["adam"] >= {"lr", "beta1", "beta2", "eps", "weight_decay"}
     assert used["rmsprop"] >= {"lr", "alpha", "eps", "momentum", "centered", "weight_decay"}

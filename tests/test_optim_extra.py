@@ -15,7 +15,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from nntrain.engine.network import Param
-from nntrain.engine.optim import CLOSURE_OPTIMIZERS, LBFGS, OPTIMIZERS, Adagrad, Adam, AdamW
+from nntrain.engine.optim import LBFGS, OPTIMIZERS, Adagrad, Adam, AdamW
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_optim_extra.npz"
 
@@ -57,10 +57,9 @@ def checkpoint(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def test_registered_with_traits():
-    """adagrad and adamw are mini-batch optimizers; lbfgs needs a closure and is kept apart."""
-    assert OPTIMIZERS["adagrad"] is Adagrad and OPTIMIZERS["adamw"] is AdamW
-    assert CLOSURE_OPTIMIZERS["lbfgs"] is LBFGS and "lbfgs" not in OPTIMIZERS
-    assert all(not cls.needs_closure for cls in OPTIMIZERS.values())
+    """adagrad and adamw are mini-batch optimizers; lbfgs needs a closure (full-batch training)."""
+    assert OPTIMIZERS["adagrad"] is Adagrad and OPTIMIZERS["adamw"] is AdamW and OPTIMIZERS["lbfgs"] is LBFGS
+    assert [name for name, cls in OPTIMIZERS.items() if cls.needs_closure] == ["lbfgs"]
     assert LBFGS.needs_closure is True
     assert LBFGS.name == "lbfgs" and AdamW.name == "adamw" and Adagrad.name == "adagrad"
 

@@ -214,6 +214,29 @@ def test_resume_after_any_epoch():
             )
 
 
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("cosine", {"T_max": 7, "eta_min": 0.01, "warmup_epochs": 3}),
+        ("multistep", {"milestones": [1, 4], "gamma": 0.3, "warmup_epochs": 2}),
+        ("plateau", {"patience": 1, "cooldown": 2, "factor": 0.5, "warmup_epochs": 3}),
+    ],
+)
+def test_resume_is_bit_for_bit_at_every_epoch(name, options):
+    """Restored at any epoch (warm-up end included), the rates are identical floats, not just close."""
+    values = [1.0, 0.9, 0.95, 0.97, 0.96, 0.8, 0.81, 0.82, 0.83, 0.7, 0.71, 0.72, 0.73, 0.74, 0.75]
+    straight = SCHEDULES[name](**options)
+    expected = [straight.start(0.2)] + [straight.step(v) for v in values]
+    if name != "plateau":
+        assert [straight.lr_at(k) for k in range(len(expected))] == expected
+    for stop in range(len(values)):
+        first = SCHEDULES[name](**options)
+        lrs = [first.start(0.2)] + [first.step(v) for v in values[:stop]]
+        resumed = SCHEDULES[name](**options)
+        resumed.load_state_dict(checkpoint(first.state_dict()))
+        assert lrs + [resumed.step(v) for v in values[stop:]] == expected, stop
+
+
 def test_state_dict_is_plain_arrays():
     schedule = SCHEDULES["plateau"](patience=3, cooldown=1)
     schedule.start(0.1, mode="max")

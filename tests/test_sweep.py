@@ -95,6 +95,7 @@ def test_cli_options_are_parsed_like_set_values():
 
 def test_grid_is_the_cartesian_product_and_every_trial_is_validated(tmp_path):
     raw = tiny(sweep={"grid": {"optimizer.lr": [0.3, 0.1], "optimizer.momentum": [0.5]}, "folds": 4})
+    del raw["name"]
     path = tmp_path / "net.yaml"
     path.write_text(yaml.safe_dump(raw))
     # The command line adds a key and replaces one of the section's; --set sweep.* edits the section.
@@ -120,6 +121,26 @@ def test_grid_is_the_cartesian_product_and_every_trial_is_validated(tmp_path):
     assert (config.optimizer.lr, config.optimizer.momentum, config.model.layers[0].units) == (0.3, 0.9, 16)
     assert (config.data.split.folds, config.data.split.fold, config.train.epochs) == (2, 1, 2)
     assert config.seed == 0  # seeds: same -- every trial sees the same data, splits and folds
+
+
+def test_nested_section_keys_and_command_line_keys_of_another_kind():
+    section = {
+        "grid": {"optimizer": {"lr": [0.1, 0.2]}},
+        "random": 2,
+        "uniform": {"optimizer.momentum": [0.1, 0.9]},
+        "choice": {"model.layers.1": ["relu", "tanh"]},
+    }
+    # --set sweep.choice.train.batch_size=... nests as any --set does; nested keys read as dotted ones.
+    plan = plan_sweep(tiny(sweep=section), ["sweep.choice.train.batch_size=[16, 32]"], check_data=False)
+    assert plan.spec.grid == {"optimizer.lr": [0.1, 0.2]}
+    assert plan.spec.choice == {"model.layers.1": ["relu", "tanh"], "train.batch_size": [16, 32]}
+    # A key given on the command line replaces the section's entry for it, whatever its kind.
+    plan = plan_sweep(tiny(sweep=section), [], sweep_options(grid=["optimizer.momentum=0.5,0.7"]), check_data=False)
+    assert plan.spec.grid == {"optimizer.lr": [0.1, 0.2], "optimizer.momentum": [0.5, 0.7]} and plan.spec.uniform == {}
+    assert len(plan.trials) == 2 * 2 * 2
+    del section["choice"]  # now nothing is left to draw from
+    with pytest.raises(NntrainError, match="sweep.random: draws from log_uniform, uniform or choice"):
+        plan_sweep(tiny(sweep=section), [], sweep_options(grid=["optimizer.momentum=0.5"]), check_data=False)
 
 
 def test_bad_grid_key_or_value_fails_the_whole_sweep_before_anything_runs(tmp_path):
@@ -188,9 +209,10 @@ def test_random_draws_are_deterministic_inside_bounds_and_log_uniform_in_log_spa
     assert abs(np.mean(momentum) - 0.7) < 0.03
     assert set(units) == {4, 8, 16} and all(isinstance(u, int) for u in units)
     # The sweep's own seed (default: the config's) decides the draws; the runs keep the config's seed.
-    other = plan_sweep(tiny(sweep={**section, "seed": 1}), check_data=False)
-    assert [t.values for t in other.trials] != values
-    assert plan_sweep(tiny(seed=5, sweep=section), check_data=False).trials[0].values != values[0]
+    few = {**section, "random": 5}
+    assert [t.values for t in plan_sweep(tiny(sweep=few), check_data=False).trials] == values[:5]
+    assert [t.values for t in plan_sweep(tiny(sweep={**few, "seed": 1}), check_data=False).trials] != values[:5]
+    assert [t.values for t in plan_sweep(tiny(seed=5, sweep=few), check_data=False).trials] != values[:5]
     _, config = plans[0].run_config(plans[0].trials[7].runs[0])
     assert config.optimizer.lr == values[7]["optimizer.lr"] and config.seed == 0
 
@@ -377,37 +399,36 @@ def test_resume_refuses_a_new_definition_and_a_non_sweep_directory(tmp_path):
 
 SCRIPT = """
 import json, sys
-sys.path.insert(0, {tests!r})
-from conftest import small_config
-from nntrain.sweep import run_sweep, sweep_options
+from nntrain.sweep import run_sweep
 
-if __name__ == "__main__":
-    raw = small_config(data={{"dataset": "spirals", "options": {{"samples": 200, "classes": 3, "noise": 0.2}}}},
-                       model={{"layers": [{{"linear": 8}}, "relu", {{"linear": 3}}]}},
-                       train={{"epochs": 40, "batch_size": 8, "checkpoint_every": 0}})
-    spec = sweep_options(grid=["optimizer.lr=0.1,0.03,0.01"])
-    resume = sys.argv[2] == "resume"
-    result = run_sweep(None if resume else raw, spec=None if resume else spec, sweep_dir=None if resume else sys.argv[1],
-                       resume=sys.argv[1] if resume else None, jobs=int(sys.argv[3]))
-    print(json.dumps(result))
+if __name__ == "__main__":  # the workers are spawned: they import this file as __mp_main__
+    config_file, sweep_dir = sys.argv[1:]
+    with open(config_file) as f:
+        raw, spec = json.load(f)
+    print(json.dumps(run_sweep(raw, spec=spec, sweep_dir=sweep_dir, jobs=2)))
 """
 
 
-def test_ctrl_c_in_worker_processes_interrupts_running_trials_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("target", ["group", "parent"])
+def test_ctrl_c_in_worker_processes_interrupts_running_trials_and_resume_finishes(tmp_path, target):
+    """group: Ctrl-C in a terminal (every process gets SIGINT); parent: only the sweep's process
+    gets it (kill -INT PID) and tells its workers to stop."""
+    raw = tiny(train={"epochs": 40, "batch_size": 8, "checkpoint_every": 0})
+    spec = sweep_options(grid=["optimizer.lr=0.1,0.03,0.01"])
+    (tmp_path / "config.json").write_text(json.dumps([raw, spec]))
     script = tmp_path / "sweep_script.py"
-    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(SCRIPT)
     sweep_dir = tmp_path / "sw"
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(sweep_dir), "new", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        start_new_session=True, text=True,
+        [sys.executable, str(script), str(tmp_path / "config.json"), str(sweep_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, text=True,
     )
     deadline = time.monotonic() + 60
     metrics = [sweep_dir / "trial-000" / "metrics.csv", sweep_dir / "trial-001" / "metrics.csv"]
-    # Both workers are training (an epoch logged each): Ctrl-C reaches the whole process group.
-    while not all(m.exists() and len(m.read_text().splitlines()) >= 3 for m in metrics):
+    while not all(m.exists() and len(m.read_text().splitlines()) >= 3 for m in metrics):  # both are training
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGINT)
+    (os.killpg if target == "group" else os.kill)(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     result = json.loads(out)
@@ -418,11 +439,11 @@ def test_ctrl_c_in_worker_processes_interrupts_running_trials_and_resume_finishe
         assert run["status"] == "interrupted" and 2 <= run["epochs_completed"] < 40
     assert [r["status"] for r in read_csv(sweep_dir / "sweep.csv")] == ["interrupted", "interrupted", "pending"]
 
-    resumed = subprocess.run([sys.executable, str(script), str(sweep_dir), "resume", "1"], capture_output=True, text=True, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["status"] == "completed"
-    reference = subprocess.run([sys.executable, str(script), str(tmp_path / "ref"), "new", "1"], capture_output=True, text=True, timeout=120)
-    assert reference.returncode == 0, reference.stderr
+    started = []
+    resumed = run_sweep(resume=sweep_dir, hooks=SweepHooks(on_run_start=started.append))
+    assert resumed["status"] == "completed"
+    assert [(t.name, t.resume) for t in started] == [("trial-000", True), ("trial-001", True), ("trial-002", False)]
+    run_sweep(raw, spec=spec, sweep_dir=tmp_path / "ref")
     rows = read_csv(sweep_dir / "sweep.csv")
     assert without_seconds(rows) == without_seconds(read_csv(tmp_path / "ref" / "sweep.csv"))
     assert [r["status"] for r in rows] == ["completed"] * 3

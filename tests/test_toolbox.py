@@ -227,3 +227,42 @@ def test_diagnostics_are_written_and_inspected(cli, write_config, tmp_path):
     missing = cli("inspect", tmp_path / "p")
     assert missing.exit_code == 2 and "diagnostics" in missing.stderr
     assert summary["status"] in ("completed", "diverged")
+
+
+def test_schedule_sets_the_logged_rate_and_resumes_exactly(cli, write_config, tmp_path):
+    schedule = {"name": "step", "step_size": 2, "gamma": 0.5, "warmup_epochs": 1}
+    config = write_config(optimizer={"schedule": schedule}, train={"epochs": 6})
+    fit_json(cli, config, tmp_path / "a")
+    rates = [float(line.split(",")[-2]) for line in (tmp_path / "a/metrics.csv").read_text().splitlines()[1:]]
+    # warm-up: lr/2, then the step schedule counted from the end of the warm-up: lr, lr, lr/2, lr/2, lr/4
+    assert rates == pytest.approx([0.05, 0.1, 0.1, 0.05, 0.05, 0.025])
+    assert cli("fit", config, "--run-dir", tmp_path / "b", "--set", "train.epochs=3", "-q").exit_code == 0
+    resumed = cli("fit", "--resume", tmp_path / "b", "--set", "train.epochs=6", "-q")
+    assert resumed.exit_code == 0, resumed.stderr
+    a = (tmp_path / "a/metrics.csv").read_text().splitlines()
+    b = (tmp_path / "b/metrics.csv").read_text().splitlines()
+    assert [line.rsplit(",", 1)[0] for line in a] == [line.rsplit(",", 1)[0] for line in b]
+
+
+def test_plateau_schedule_lowers_the_rate_when_the_monitor_stalls(cli, write_config, tmp_path):
+    schedule = {"name": "plateau", "patience": 0, "factor": 0.5, "threshold": 0.5}
+    fit_json(cli, write_config(optimizer={"schedule": schedule}, train={"epochs": 4}), tmp_path / "p")
+    rates = [float(line.split(",")[-2]) for line in (tmp_path / "p/metrics.csv").read_text().splitlines()[1:]]
+    assert rates[0] == 0.1 and rates[-1] < rates[0]
+
+
+def test_lbfgs_trains_full_batch(cli, write_config, tmp_path):
+    refused = cli("validate", write_config("x.yaml", optimizer="lbfgs"))
+    assert refused.exit_code == 2 and "train.batch_size" in refused.stderr
+    config = write_config(
+        "l.yaml",
+        data={"dataset": "moons", "options": {"samples": 300, "noise": 0.1}},
+        model={"layers": [{"linear": 16}, "tanh", {"linear": 2}]},
+        optimizer="lbfgs",
+        train={"epochs": 5, "batch_size": "full"},
+    )
+    summary = fit_json(cli, config, tmp_path / "l")
+    assert summary["status"] == "completed" and summary["final"]["val"]["accuracy"] > 0.95
+    assert cli("fit", config, "--run-dir", tmp_path / "m", "--set", "train.epochs=2", "-q").exit_code == 0
+    resumed = cli("fit", "--resume", tmp_path / "m", "--set", "train.epochs=5", "--json")
+    assert json.loads(resumed.stdout)["final"] == summary["final"]

@@ -32,7 +32,6 @@ from .registry import Range, Registry
 OPTIMIZERS = Registry("optimizer")
 # Optimizers that need a closure (full-batch training). Kept apart from OPTIMIZERS until the
 # trainer and the config can drive them (see LBFGS); register them into OPTIMIZERS then.
-CLOSURE_OPTIMIZERS = Registry("optimizer")
 
 
 class Optimizer:
@@ -396,7 +395,7 @@ def _strong_wolfe(obj_func, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1
     return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], ls_func_evals
 
 
-@CLOSURE_OPTIMIZERS.register("lbfgs")
+@OPTIMIZERS.register("lbfgs")
 class LBFGS(Optimizer):
     """L-BFGS with a strong-Wolfe line search, full-batch only, as `torch.optim.LBFGS(line_search_fn="strong_wolfe")`.
 

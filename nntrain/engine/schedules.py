@@ -54,7 +54,18 @@ Mode = Literal["min", "max"]
 
 
 class Schedule:
-    """Base class: warm-up, stepping and state. Subclasses define `_main_lr` (or override `_main_step`)."""
+    """Base class: warm-up, stepping and state. Subclasses define `_main_lr` (or override `_main_step`).
+
+    Notes
+    -----
+    k = number of step() calls so far (`epoch`), w = warmup_epochs, m = k - w:
+
+    lr(k) = base_lr * (k + 1) / (w + 1)     for k < w   (linear warm-up, torch's LinearLR
+                                                          with start_factor 1/(w+1), total_iters w)
+    lr(k) = main schedule at its epoch m    for k >= w  (its epoch 0 gives base_lr)
+
+    The rate returned by step() at the end of epoch E (1-based) is lr(E), in force in epoch E + 1.
+    """
 
     name = "schedule"
     needs_metric = False  # True: step(metric) needs the monitored value of the epoch just finished
@@ -126,6 +137,8 @@ class Schedule:
         w = self.warmup_epochs
         if k < w:
             return self.base_lr * (k + 1) / (w + 1)
+        if k == w:  # exactly base_lr, as start() and step() give (a closed form may be 1 ulp off)
+            return self.base_lr
         return self._main_lr(k - w)
 
     # -- state
@@ -161,13 +174,13 @@ class Schedule:
         return {}
 
     def _load_main(self, state: dict[str, np.ndarray]) -> None:
-        # closed-form schedules: the rate follows from the epoch (a mismatch means other options)
+        # closed-form schedules: the rate follows from the epoch (a mismatch means other options);
+        # the saved rate is kept as it is, so the resumed run goes on bit for bit
         expected = self.lr_at(self.epoch)
         if not math.isclose(self.lr, expected, rel_tol=1e-12, abs_tol=0.0):
             raise ValueError(
                 f"{self.name} schedule state has lr {self.lr} at epoch {self.epoch}, but these options give {expected}"
             )
-        self.lr = expected
 
 
 @SCHEDULES.register("step")

@@ -4,6 +4,7 @@ Keys of the .npz:
   layers.<i>.weight, layers.<i>.bias   parameters; <i> = index in model.layers; weight: (in, out)
   layers.<i>.running_mean, .running_var  batch_norm's running statistics (not trained, but saved)
   optim.<key>                          optimizer state (optim.steps, optim.layers.0.weight.exp_avg, ...)
+  schedule.<key>                       learning-rate schedule state (epoch, base_lr, lr, plateau counters)
   data.scale.offset, data.scale.factor scaling statistics of the training split (x' = (x - offset) / factor)
   data.classes                         class names (classification), index = label
   data.target_scale.offset, .factor    regression targets' scaling (data.scale_target)
@@ -46,6 +47,7 @@ def save(path: Path, exp: Experiment, state: TrainingState) -> None:
     arrays = {
         **exp.network.state_dict(),
         **{f"optim.{k}": v for k, v in exp.optimizer.state_dict().items()},
+        **({f"schedule.{k}": v for k, v in exp.schedule.state_dict().items()} if exp.schedule is not None else {}),
         **exp.scaler.state_dict(),
         **exp.target_scaler.state_dict(),
         **exp.dataset.encoder.state_dict(),
@@ -96,12 +98,11 @@ def restore(exp: Experiment, arrays: dict[str, np.ndarray], training: bool) -> T
         state = TrainingState(int(arrays["meta.epoch"]), int(arrays["meta.best_epoch"]), float(arrays["meta.best_value"]))
         if training:
             optim = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
-            shapes = {p.key: p.value.shape for p in exp.network.params}
-            for key, value in optim.items():
-                param = key.rsplit(".", 1)[0]
-                if key != "steps" and shapes.get(param) != value.shape:
-                    raise ValueError(f"optimizer state {key} has shape {value.shape}, its parameter {shapes.get(param)}")
+            exp.optimizer.check_state(optim, {p.key: p.value.shape for p in exp.network.params})
             exp.optimizer.load_state_dict(optim)
+            if exp.schedule is not None:
+                exp.schedule.load_state_dict({k[len("schedule.") :]: v for k, v in arrays.items() if k.startswith("schedule.")})
+                exp.optimizer.lr = exp.schedule.lr
             exp.rngs["train"].bit_generator.state = json.loads(str(arrays["meta.rng"]))
     except (KeyError, ValueError, TypeError) as e:
         raise NntrainError(f"checkpoint is damaged or incomplete: {type(e).__name__}: {e}") from None

@@ -30,6 +30,7 @@ from ..engine.losses import LOSSES
 from ..engine.network import Network
 from ..engine.optim import OPTIMIZERS
 from ..engine.regularization import Penalty
+from ..engine.schedules import SCHEDULES, Schedule
 from ..errors import NntrainError
 from .metrics import Metrics
 
@@ -52,6 +53,7 @@ class Experiment:
     optimizer: object
     rngs: dict[str, np.random.Generator]
     penalty: Penalty = field(default_factory=Penalty)  # regularization: l1 / l2 on the weights
+    schedule: Schedule | None = None  # the learning rate per epoch (optimizer.schedule)
     saved: dict[str, np.ndarray] | None = None  # the checkpoint it was restored from, if any
     source: str | None = None  # that checkpoint's name (best, last, epoch-0010) or path
     _arrays: dict = field(default_factory=dict)
@@ -200,8 +202,8 @@ def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) ->
 
 def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> Network:
     """The config's layers and loss, sized for `dataset`; the output width is checked against the data."""
-    layers = [LAYERS[spec.type](**spec.model_dump(exclude={"type"})) for spec in config.model.layers]
-    loss = LOSSES[config.loss.name](**config.loss.model_dump(exclude={"name"}))
+    layers = [LAYERS[spec.type](**cfg.options(spec, "type")) for spec in config.model.layers]
+    loss = LOSSES[config.loss.name](**cfg.options(config.loss))
     network = Network(layers, loss, dataset.X.shape[1], config.dtype, rng, config.model.init, config.model.init_scale)
     need = loss.expected_width(dataset.n_classes, dataset.n_targets)
     n_classes = dataset.n_classes
@@ -303,7 +305,9 @@ def prepare(
         except ValueError as e:
             raise NntrainError(str(e), "loss.class_weights") from None
     _check_batch_norm_batches(config, len(splits["train"]))
-    optimizer = OPTIMIZERS[config.optimizer.name](**config.optimizer.model_dump(exclude={"name"}))
+    optimizer = OPTIMIZERS[config.optimizer.name](**cfg.options(config.optimizer))
+    spec = config.optimizer.schedule
+    schedule = SCHEDULES[spec.name](**cfg.options(spec)) if spec is not None else None
     splits = {k: splits[k] for k in SPLITS}
     penalty = Penalty(config.regularization.l1, config.regularization.l2)
-    return Experiment(config, dataset, splits, scaler, target_scaler, network, optimizer, rngs, penalty, saved)
+    return Experiment(config, dataset, splits, scaler, target_scaler, network, optimizer, rngs, penalty, schedule, saved)

@@ -101,6 +101,9 @@ class Trainer:
         self.hooks.on_start(self.run, self.exp, state.epoch)
         log = MetricsLog(self.run.metrics_file, self.columns(), keep_until=state.epoch if resumed else None)
         if not resumed:
+            if self.exp.schedule is not None:  # the schedule sets epoch 1's learning rate (warm-up starts low)
+                mode = "max" if self.higher_is_better else "min"
+                self.exp.optimizer.lr = self.exp.schedule.start(self.exp.optimizer.lr, mode=mode)
             checkpoint.save(self.run.checkpoint("last"), self.exp, state)  # an interrupted first epoch can resume
         self.diagnostics = None
         if self.exp.config.train.diagnostics:
@@ -161,6 +164,8 @@ class Trainer:
             if self.diagnostics is not None:
                 self.diagnostics.end_epoch(epoch)
             log.write(row)
+            if exp.schedule is not None:  # the next epoch's rate; saved with this epoch's checkpoint
+                exp.optimizer.lr = exp.schedule.step(row[exp.schedule.monitor or self.monitor])
             self._save(epoch, row, state)
             self.hooks.on_epoch(row)
             if stop:
@@ -176,6 +181,8 @@ class Trainer:
         (returning what it has) after the batch in progress when a stop is requested.
         """
         exp, stop = self.exp, self.hooks.stop
+        if exp.optimizer.needs_closure:
+            return self._train_epoch_full_batch(*batch_rows(0, n))
         batch = n if exp.config.train.batch_size == "full" else exp.config.train.batch_size
         batches = math.ceil(n / batch)
         metrics = exp.metrics()
@@ -196,6 +203,32 @@ class Trainer:
             self.hooks.on_batch(done, batches, loss)
             if stop:
                 break
+        return metrics.result()
+
+    def _train_epoch_full_batch(self, X: np.ndarray, y: np.ndarray, t: np.ndarray) -> dict | None:
+        """One optimizer step that evaluates the whole training set as often as it needs (L-BFGS).
+
+        The epoch's train loss and metrics are those at the start of the step, as a mini-batch
+        epoch reports losses before each update.
+        """
+        exp = self.exp
+        first = {}
+
+        def closure() -> float:
+            loss, z, _ = exp.network.loss_and_grad(X, t)
+            if exp.penalty:
+                loss += exp.penalty.value(exp.network.params)
+                exp.penalty.add_gradients(exp.network.params)
+            if not first:
+                first.update(loss=loss, z=z.copy())
+            return loss
+
+        exp.optimizer.step_closure(exp.network.params, closure)
+        if not math.isfinite(first["loss"]) or not math.isfinite(exp.optimizer.final_loss or 0.0):
+            return None
+        metrics = exp.metrics()
+        metrics.add(first["loss"], first["z"], y)
+        self.hooks.on_batch(1, 1, first["loss"])
         return metrics.result()
 
     def _save(self, epoch: int, row: dict, state: TrainingState) -> None:
