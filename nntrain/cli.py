@@ -362,6 +362,68 @@ def inspect(
 
 
 @app.command()
+def sweep(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config (its `sweep:` section is used too).", show_default=False)] = None,
+    set_: Sets = None,
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", metavar="KEY=V1,V2", help="Try every value (repeatable).")] = None,
+    random: Annotated[Optional[int], typer.Option("--random", min=1, help="Draw N random trials.")] = None,
+    log_uniform: Annotated[Optional[list[str]], typer.Option("--log-uniform", metavar="KEY=LO:HI", help="Random: log-uniform.")] = None,
+    uniform: Annotated[Optional[list[str]], typer.Option("--uniform", metavar="KEY=LO:HI", help="Random: uniform.")] = None,
+    choice: Annotated[Optional[list[str]], typer.Option("--choice", metavar="KEY=A,B", help="Random: one of the values.")] = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", min=2, help="K-fold cross-validation per trial.")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="What ranks trials (default: train.monitor).")] = None,
+    sweep_seed: Annotated[Optional[int], typer.Option("--sweep-seed", help="Seed of the random draws.")] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="same (default: comparable trials) | per_trial.")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials run at once, in worker processes.")] = 1,
+    runs_root: Annotated[Path, typer.Option("--runs-root", help="Where the sweep directory is created.")] = Path("runs"),
+    sweep_dir: Annotated[Optional[Path], typer.Option("--sweep-dir", help="Write the sweep here (must not exist).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this sweep directory.")] = None,
+    top: Annotated[Optional[int], typer.Option("--top", min=1, help="Show only the N best trials.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the trials; run nothing.")] = False,
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """Hyper-parameter search: grid and random trials, optionally cross-validated, ranked in a leaderboard."""
+    from . import sweep as sweeps
+
+    def options():
+        return sweeps.sweep_options(
+            grid=grid or (), random=random, log_uniform=log_uniform or (), uniform=uniform or (),
+            choice=choice or (), folds=folds, metric=metric, seed=sweep_seed, seeds=seeds,
+        )
+
+    if dry_run:
+        plan = _guard(debug, lambda: sweeps.plan_sweep(config, set_ or [], options(), log=_err))
+        trials = plan.to_dict()["trials"]
+        if json_:
+            _say(json.dumps(trials))
+        else:
+            for trial in trials:
+                _say(f"{trial['name']}  {' '.join(trial['overrides']) or '(base config)'}")
+        return
+
+    def run():
+        hooks = sweeps.SweepHooks(
+            on_run_end=lambda task, row: _err(f"{task.name}: {row.get('status')} {_fmt(row.get('value'))}"), log=_err
+        )
+        spec = options() if resume is None else None
+        return sweeps.run_sweep(
+            config, set_ or [], spec, runs_root=runs_root, sweep_dir=sweep_dir, jobs=jobs, resume=resume, hooks=hooks
+        )
+
+    result = _guard(debug, run)
+    if json_:
+        _say(json.dumps(result))
+    else:
+        _say(sweeps.format_leaderboard(result, top))
+        _say(f"sweep directory: {result['sweep_dir']}")
+    if result["status"] == "interrupted":
+        raise typer.Exit(EXIT_SIGNAL.get(result.get("signal"), 130))
+    if result["counts"].get("failed"):
+        raise typer.Exit(EXIT_CHECK_FAILED)
+
+
+@app.command()
 def schema():
     """Print the JSON Schema of the config file, for editors."""
     from .config import json_schema

@@ -46,16 +46,16 @@ import math
 import multiprocessing
 import os
 import re
-import shutil
 import signal
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import yaml
@@ -99,7 +99,7 @@ class SweepSpec:
     seed: int | None = None
     seeds: str = "same"
 
-    def keys(self) -> list[str]:
+    def swept_keys(self) -> list[str]:
         """The swept config keys, in the order of the trials' columns."""
         return [*self.grid, *self.log_uniform, *self.uniform, *self.choice]
 
@@ -306,7 +306,7 @@ def validate_spec(raw: dict | None) -> SweepSpec:
             raise NntrainError("draws from log_uniform, uniform or choice; give at least one of them", "sweep.random")
     elif spec.log_uniform or spec.uniform or spec.choice:
         kind = next(k for k in ("log_uniform", "uniform", "choice") if getattr(spec, k))
-        raise NntrainError(f"values are drawn only with random: N (--random N), the number of draws", f"sweep.{kind}")
+        raise NntrainError("values are drawn only with random: N (--random N), the number of draws", f"sweep.{kind}")
     if raw.get("folds") is not None:
         if not _is_int(raw["folds"]) or raw["folds"] < 2:
             raise NntrainError(f"must be an integer >= 2, got {raw['folds']!r}", "sweep.folds")
@@ -465,7 +465,7 @@ class SweepPlan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, where: str) -> "SweepPlan":
+    def from_dict(cls, data: dict, where: str) -> SweepPlan:
         try:
             trials = [
                 Trial(t["trial"], t["name"], t["values"], t["overrides"], t["seed"], [RunPlan(**r) for r in t["runs"]])
@@ -674,7 +674,7 @@ class SerialExecutor:
         with stop_on_signals() as signalled:
             try:
                 future.set_result(run_task(task, _AnyStop(signalled, self._stopped, self._external), self.on_epoch, self.log))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - the future carries any failure of the run
                 future.set_exception(e)
         return future
 
@@ -758,7 +758,7 @@ class LocalExecutor:
         try:
             for future in started:
                 future.result()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - BrokenProcessPool and whatever else stopped a worker
             self.pool.shutdown(wait=False, cancel_futures=True)
             raise NntrainError(
                 f"the worker processes did not start ({type(e).__name__}: {e}); a script that runs a sweep with"
@@ -882,7 +882,7 @@ def _cell(value) -> str:
 
 
 def csv_columns(plan: SweepPlan) -> list[str]:
-    columns = ["trial", *plan.spec.keys()]
+    columns = ["trial", *plan.spec.swept_keys()]
     if plan.spec.seeds == "per_trial":
         columns.append("seed")
     columns += [f"{plan.metric}_mean", f"{plan.metric}_std"]
@@ -896,7 +896,7 @@ def _write_csv(path: Path, plan: SweepPlan, trials: list[dict]) -> None:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(csv_columns(plan))
     for t in trials:
-        row = [t["trial"], *(_cell(t["values"].get(k)) for k in plan.spec.keys())]
+        row = [t["trial"], *(_cell(t["values"].get(k)) for k in plan.spec.swept_keys())]
         if plan.spec.seeds == "per_trial":
             row.append(t["seed"])
         row += [_cell(t["mean"]), _cell(t["std"])]
@@ -1129,7 +1129,7 @@ def sweep_result(plan: SweepPlan, sweep_dir: Path, rows: dict[str, dict], signal
         "metric": plan.metric,
         "higher_is_better": plan.higher_is_better,
         "folds": plan.spec.folds,
-        "keys": plan.spec.keys(),
+        "keys": plan.spec.swept_keys(),
         "counts": counts,
         "trials": trials,
         "leaderboard": [{k: t[k] for k in ("rank", "trial", "name", "values", "mean", "std")} for t in board if t["rank"]],

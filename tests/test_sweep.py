@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import small_config
+
 from nntrain.errors import NntrainError
 from nntrain.sweep import (
     THREAD_VARIABLES,
@@ -82,11 +82,11 @@ def test_cli_options_are_parsed_like_set_values():
     assert (spec["random"], spec["folds"]) == (4, 3)
     assert split_values("a,'b,c',[1,2]") == ["a", "'b,c'", "[1,2]"]
     for bad, words in [
-        (dict(grid=["optimizer.lr"]), ["--grid 'optimizer.lr'", "KEY=V1,V2"]),
-        (dict(grid=["optimizer.lr=0.1,,0.2"]), ["empty value"]),
-        (dict(grid=["optimizer.lr=0.1", "optimizer.lr=0.2"]), ["given twice"]),
-        (dict(log_uniform=["optimizer.lr=0.1"]), ["--log-uniform", "KEY=LOW:HIGH"]),
-        (dict(uniform=["optimizer.lr=a:b"]), ["--uniform", "two numbers"]),
+        ({"grid": ["optimizer.lr"]}, ["--grid 'optimizer.lr'", "KEY=V1,V2"]),
+        ({"grid": ["optimizer.lr=0.1,,0.2"]}, ["empty value"]),
+        ({"grid": ["optimizer.lr=0.1", "optimizer.lr=0.2"]}, ["given twice"]),
+        ({"log_uniform": ["optimizer.lr=0.1"]}, ["--log-uniform", "KEY=LOW:HIGH"]),
+        ({"uniform": ["optimizer.lr=a:b"]}, ["--uniform", "two numbers"]),
     ]:
         with pytest.raises(NntrainError) as e:
             sweep_options(**bad)
@@ -104,7 +104,7 @@ def test_grid_is_the_cartesian_product_and_every_trial_is_validated(tmp_path):
 
     assert plan.name == "net"  # the config file's stem
     assert "sweep" not in plan.base and plan.base["train"]["epochs"] == 2
-    assert plan.spec.keys() == ["optimizer.lr", "optimizer.momentum", "model.layers.0.units"]
+    assert plan.spec.swept_keys() == ["optimizer.lr", "optimizer.momentum", "model.layers.0.units"]
     assert plan.spec.folds == 2 and plan.metric == "val_loss"
     assert len(plan.trials) == 2 * 2 * 3
     assert [t.values for t in plan.trials[:4]] == [
@@ -117,7 +117,7 @@ def test_grid_is_the_cartesian_product_and_every_trial_is_validated(tmp_path):
     assert trial.name == "trial-005"
     assert trial.overrides == ["optimizer.lr=0.3", "optimizer.momentum=0.9", "model.layers.0.units=16"]
     assert [r.dir for r in trial.runs] == ["trial-005-fold-0", "trial-005-fold-1"]
-    raw_run, config = plan.run_config(trial.runs[1])
+    _, config = plan.run_config(trial.runs[1])
     assert (config.optimizer.lr, config.optimizer.momentum, config.model.layers[0].units) == (0.3, 0.9, 16)
     assert (config.data.split.folds, config.data.split.fold, config.train.epochs) == (2, 1, 2)
     assert config.seed == 0  # seeds: same -- every trial sees the same data, splits and folds

@@ -266,3 +266,16 @@ def test_lbfgs_trains_full_batch(cli, write_config, tmp_path):
     assert cli("fit", config, "--run-dir", tmp_path / "m", "--set", "train.epochs=2", "-q").exit_code == 0
     resumed = cli("fit", "--resume", tmp_path / "m", "--set", "train.epochs=5", "--json")
     assert json.loads(resumed.stdout)["final"] == summary["final"]
+
+
+def test_sweep_from_the_cli(cli, write_config, tmp_path):
+    config = write_config(train={"epochs": 2})
+    args = ["sweep", config, "--grid", "optimizer.lr=0.3,0.03", "--folds", "2", "--runs-root", tmp_path, "--json"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    sweep = json.loads(result.stdout)
+    assert sweep["counts"]["completed"] == 2 and len(sweep["trials"][0]["runs"]) == 2
+    assert [t["rank"] for t in sweep["leaderboard"]] == [1, 2]
+    assert (tmp_path / sweep["sweep_dir"]).joinpath("sweep.csv").exists() or (tmp_path / "x").exists() is False
+    bad = cli("sweep", config, "--grid", "optimizer.lrr=0.1", "--runs-root", tmp_path / "bad")
+    assert bad.exit_code == 2 and "did you mean 'lr'" in bad.stderr and not (tmp_path / "bad").exists()
