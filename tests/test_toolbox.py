@@ -276,6 +276,6 @@ def test_sweep_from_the_cli(cli, write_config, tmp_path):
     sweep = json.loads(result.stdout)
     assert sweep["counts"]["completed"] == 2 and len(sweep["trials"][0]["runs"]) == 2
     assert [t["rank"] for t in sweep["leaderboard"]] == [1, 2]
-    assert (tmp_path / sweep["sweep_dir"]).joinpath("sweep.csv").exists() or (tmp_path / "x").exists() is False
+    assert (tmp_path / sweep["sweep_dir"] / "sweep.csv").exists()  # an absolute sweep_dir replaces tmp_path
     bad = cli("sweep", config, "--grid", "optimizer.lrr=0.1", "--runs-root", tmp_path / "bad")
     assert bad.exit_code == 2 and "did you mean 'lr'" in bad.stderr and not (tmp_path / "bad").exists()
