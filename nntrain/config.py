@@ -403,8 +403,10 @@ def _describe(err: dict) -> tuple[str, str]:
             (isinstance(previous, int) and part in LAYERS)
             or (previous in ("loss", "optimizer") and i == 1)
             or (previous in SOURCE_KEYS and part in ("path", "files"))
+            or (previous == "schedule" and part in SCHEDULES)
+            or re.match(r"^(literal\[|dict\[|list\[|constrained-|function-|str$|int$|float$|bool$)", part)
         ):
-            continue
+            continue  # a union member's label, not a key the user wrote
         loc.append(str(part))
     msg = err["msg"].removeprefix("Value error, ")
     if msg.startswith("@"):  # see _at

@@ -279,3 +279,21 @@ def test_sweep_from_the_cli(cli, write_config, tmp_path):
     assert (tmp_path / sweep["sweep_dir"] / "sweep.csv").exists()  # an absolute sweep_dir replaces tmp_path
     bad = cli("sweep", config, "--grid", "optimizer.lrr=0.1", "--runs-root", tmp_path / "bad")
     assert bad.exit_code == 2 and "did you mean 'lr'" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ('model.layers=[{linear: 8}, {dropout: -0.1}, {linear: 3}]', "model.layers.1.p"),
+        ("train.early_stopping={patience: 0}", "train.early_stopping.patience"),
+        ("optimizer.schedule={name: cosin}", "optimizer.schedule"),
+        ("optimizer.schedule={name: step}", "optimizer.schedule.step_size"),
+        ("regularization.l2=-1", "regularization.l2"),
+        ("train.clip_grad_norm=0", "train.clip_grad_norm"),
+        ("loss={name: cross_entropy, class_weights: heavy}", "loss.class_weights"),
+    ],
+)
+def test_bad_toolbox_values_exit_2_naming_the_key(cli, write_config, override, key):
+    result = cli("validate", write_config(), "--set", override)
+    assert result.exit_code == 2 and key in result.stderr, result.stderr
+    assert "Traceback" not in result.output
