@@ -66,11 +66,23 @@ def test_disk_rows_gather_in_the_order_asked(tmp_path):
     np.save(tmp_path / "X.npy", X)
     rows = DiskRows(tmp_path / "X.npy")
     np.testing.assert_array_equal(rows[np.array([7, 2, 2, 9])], X[[7, 2, 2, 9]])
-    rows.release()  # dropping mapped pages keeps the data readable
-    np.testing.assert_array_equal(rows[np.array([0])], X[[0]])
+    np.testing.assert_array_equal(rows[np.array([0, 1, 2, 3])], X[:4])  # one read for a run of rows
+    np.testing.assert_array_equal(rows[np.arange(10)[::-1]], X[::-1])
+    np.testing.assert_array_equal(rows[2:5], X[2:5])
     stacked = StackedRows([rows, X[:3] + 100])
     np.testing.assert_array_equal(stacked[np.array([11, 0, 12, 9])], np.vstack([X[1] + 100, X[0], X[2] + 100, X[9]]))
     assert stacked.shape == (13, 4)
+
+
+def test_truncated_and_fortran_npy_are_refused(tmp_path):
+    np.save(tmp_path / "f.npy", np.asfortranarray(np.ones((5, 3), dtype=np.float32)))
+    with pytest.raises(NntrainError, match="Fortran"):
+        DiskRows(tmp_path / "f.npy")
+    np.save(tmp_path / "t.npy", np.ones((50, 3)))
+    data = (tmp_path / "t.npy").read_bytes()
+    (tmp_path / "t.npy").write_bytes(data[:-40])
+    with pytest.raises(NntrainError, match="truncated"):
+        DiskRows(tmp_path / "t.npy")
 
 
 def test_pickled_npy_is_refused(tmp_path):

@@ -1,4 +1,4 @@
-"""Feature matrices that stay on disk: .npy files read batch by batch, and several files as one.
+"""Feature matrices that stay on disk: .npy files read row by row, and several files as one.
 
 Both support what training needs of X: `shape`, `len()`, and `X[rows]` for an index array,
 which returns the rows as an in-memory array in the order asked.
@@ -6,51 +6,70 @@ which returns the rows as an in-memory array in the order asked.
 
 from __future__ import annotations
 
-import mmap
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import NntrainError
 
-# Pages of a mapped file count towards the process's resident memory once read; after this
-# many bytes the reader tells the kernel it does not need them, so memory stays bounded by
-# the batch, not the file. (They remain in the page cache: a second epoch is still fast.)
-RELEASE_EVERY = 256 * 2**20
-
-
 class DiskRows:
-    """A 2-D .npy file memory-mapped read-only; X[rows] gathers rows into memory."""
+    """A 2-D .npy file left on disk; X[rows] reads just those rows (os.pread) into memory.
+
+    Reading rows explicitly, instead of through a memory map, keeps the process's memory
+    bounded by what is asked for: a mapped file's pages count towards resident memory once
+    touched (and the kernel maps 64 KiB around every random row), so a shuffled epoch over
+    a mapped file ends up holding the whole file.
+    """
 
     def __init__(self, path: Path):
         try:
-            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(f)
+                self.offset = f.tell()
         except (ValueError, OSError, EOFError) as e:
             raise NntrainError(f"{path} is not a readable .npy array ({e})") from None
-        if self.array.ndim != 2 or self.array.dtype.kind not in "biuf":
-            raise NntrainError(f"{path}: X must be a 2-D numeric array, got shape {self.array.shape} {self.array.dtype}")
-        self.path = path
-        self.unreleased = 0
-
-    shape = property(lambda self: self.array.shape)
-    dtype = property(lambda self: self.array.dtype)
+        if dtype.hasobject:
+            raise NntrainError(f"{path} holds Python objects, which nntrain never unpickles")
+        if len(shape) != 2 or dtype.kind not in "biuf":
+            raise NntrainError(f"{path}: X must be a 2-D numeric array, got shape {shape} {dtype}")
+        if fortran and shape[0] > 1 and shape[1] > 1:
+            raise NntrainError(f"{path} is stored column by column (Fortran order); save it with np.save(np.ascontiguousarray(X))")
+        self.path, self.shape, self.dtype = Path(path), tuple(shape), dtype
+        self.row_bytes = dtype.itemsize * shape[1]
+        expected = self.offset + self.row_bytes * shape[0]
+        if self.path.stat().st_size < expected:
+            raise NntrainError(f"{path} is truncated: {self.path.stat().st_size} bytes, the header promises {expected}")
+        self.fd = None
 
     def __len__(self) -> int:
-        return len(self.array)
+        return self.shape[0]
 
     def __getitem__(self, rows) -> np.ndarray:
-        out = np.asarray(self.array[rows])
-        self.unreleased += out.nbytes
-        if self.unreleased > RELEASE_EVERY:
-            self.release()
-        return out
+        rows = np.arange(len(self))[rows] if not isinstance(rows, np.ndarray) else rows
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDONLY)
+        order = np.argsort(rows, kind="stable")
+        wanted = rows[order]
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        # Runs of consecutive rows are read with one call each; the rows land sorted, then go back in order.
+        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+        for first, last in zip(np.r_[0, breaks], np.r_[breaks, len(wanted)]):
+            view = memoryview(out[first:last]).cast("B")
+            done = os.preadv(self.fd, [view], self.offset + int(wanted[first]) * self.row_bytes)
+            if done != len(view):
+                raise NntrainError(f"{self.path}: could not read rows {wanted[first]}..{wanted[last - 1]} (file changed?)")
+        if not self.dtype.isnative:
+            out = out.astype(self.dtype.newbyteorder("="))
+        result = np.empty_like(out)
+        result[order] = out
+        return result
 
-    def release(self) -> None:
-        """Drop this process's mapped pages (Linux / macOS; elsewhere a no-op)."""
-        self.unreleased = 0
-        mapped = getattr(self.array, "_mmap", None)
-        if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
-            mapped.madvise(mmap.MADV_DONTNEED)
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
 
 
 class StackedRows:

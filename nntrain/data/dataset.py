@@ -194,16 +194,17 @@ def encode_labels(y: np.ndarray, task: str, classes: list[str] | None = None):
             raise NntrainError(
                 "the target has fractional values, which cannot be class labels; set data.task: regression", "data.task"
             )
-        y = np.array([str(int(v)) for v in y]) if len(y) else y.astype(str)
-        if classes is None:  # numeric labels sort as numbers: 2 before 10
-            classes = [str(v) for v in sorted({int(v) for v in y})]
+        y = y.astype(np.int64)  # numeric labels sort as numbers: 2 before 10
+    # One pass over the distinct labels, not over the rows: datasets can have millions of rows.
+    values, inverse = np.unique(y, return_inverse=True)
+    names = [str(v) for v in values.tolist()]
     if classes is None:
-        classes = sorted(set(y.tolist()))
+        classes = names
     index = {c: i for i, c in enumerate(classes)}
-    unknown = sorted(set(y.tolist()) - set(index))
+    unknown = [n for n in names if n not in index]
     if unknown:
         raise NntrainError(f"labels {unknown[:5]} are not among the run's classes {classes}")
-    return np.array([index[v] for v in y.tolist()], dtype=np.int64), classes
+    return np.array([index[n] for n in names], dtype=np.int64)[inverse.reshape(-1)], classes
 
 
 def split_indices(y: np.ndarray, task: str, val: float, test: float, rng: np.random.Generator) -> dict:

@@ -295,6 +295,8 @@ def prepare(
         scaler = Scaler(scale.name, tuple(scale.range or (0.0, 1.0))).fit_rows(dataset.X, splits["train"])
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
+    if not dataset.in_memory and config.train.batch_size == "full":
+        raise NntrainError("data read from disk trains in mini-batches; a full batch would load it all", "train.batch_size")
     network.rng = rngs["train"]  # dropout and noise draw from the training stream, which checkpoints save
     if saved is not None and "loss.weights" in saved:  # a saved run keeps the weights it trained with
         network.loss.weights = saved["loss.weights"]
