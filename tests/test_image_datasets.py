@@ -79,3 +79,15 @@ def test_training_before_download_says_how_to_download(cli, tiny_mnist, tmp_path
     config.write_text(yaml.safe_dump({"data": {"dataset": "mnist"}, "model": {"layers": [{"linear": 10}]}}))
     result = cli("fit", config, "--runs-root", tmp_path)
     assert result.exit_code == 2 and "nntrain datasets download mnist" in result.stderr
+
+
+def test_a_damaged_or_truncated_download_is_exit_2(cli, tiny_mnist, tmp_path):
+    assert cli("datasets", "download", "mnist").exit_code == 0
+    images = tmp_path / "cache" / "mnist" / download.DOWNLOADABLE["mnist"].files["train_images"][0]
+    images.write_bytes(images.read_bytes()[:-10])  # truncated after the download
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": {"dataset": "mnist"}, "model": {"layers": [{"linear": 10}]}}))
+    result = cli("fit", config, "--runs-root", tmp_path / "runs")
+    assert result.exit_code == 2 and "damaged" in result.stderr and "nntrain datasets download mnist" in result.stderr
+    assert not (tmp_path / "runs").exists()
+    assert "damaged" in cli("datasets").stdout
