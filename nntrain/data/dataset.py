@@ -261,9 +261,9 @@ class Scaler:
 
         Two passes over the rows (mean, then squared deviations) keep the variance accurate.
         """
-        if in_memory(X):
-            return self.fit(X[rows])
         chunk = max(1, chunk_bytes // (8 * X.shape[1]))
+        if in_memory(X) and len(rows) <= chunk:  # small enough to fit at once (values were checked when read)
+            return self.fit(np.asarray(X[rows], dtype=np.float64))
         chunks = lambda: (np.asarray(X[rows[i : i + chunk]], dtype=np.float64) for i in range(0, len(rows), chunk))
         total, low, high = 0.0, np.inf, -np.inf
         for start, part in zip(range(0, len(rows), chunk), chunks()):
@@ -293,10 +293,14 @@ class Scaler:
         self.factor = np.where(constant, 1.0, self.factor)
         return self
 
-    def transform(self, X: np.ndarray, dtype) -> np.ndarray:
+    def transform(self, X: np.ndarray, dtype, chunk_rows: int = 8192) -> np.ndarray:
+        """X scaled, as `dtype`; computed in float64 a chunk of rows at a time, so large X needs no float64 copy."""
         if self.offset is None:
             return X.astype(dtype)
-        return ((X - self.offset) / self.factor).astype(dtype)
+        out = np.empty(X.shape, dtype=dtype)
+        for start in range(0, len(X), chunk_rows):
+            out[start : start + chunk_rows] = (X[start : start + chunk_rows] - self.offset) / self.factor
+        return out
 
     def inverse(self, X: np.ndarray) -> np.ndarray:
         """Back to original units (float64)."""

@@ -286,7 +286,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise NntrainError(f"{path}: X has {len(X)} rows but y has {len(y)}")
     if y.dtype.kind not in "biufU":
         raise NntrainError(f"{path}: y must be numbers or strings, got dtype {y.dtype}")
-    X = X.astype(np.float64)
+    if X.dtype.kind != "f":  # integers become float64; float32 stays float32 (half the memory)
+        X = X.astype(np.float64)
     if not np.isfinite(X).all():
         row = int(np.argwhere(~np.isfinite(X))[0][0])
         raise NntrainError(f"{path}: X has a NaN or infinite value in row {row}")
