@@ -187,14 +187,22 @@ class SplitConfig(Strict):
     )
     fold: Annotated[int, Field(ge=0)] = Field(0, description="with folds: which fold (0-based) is the validation split")
 
+    def settle(self, key: str, value: float, why: str) -> None:
+        """A fraction that another setting decides: refused if the user set it otherwise, else recorded as `value`.
+
+        Recording it keeps the resolved config honest, and lets it validate again when a run is reloaded.
+        """
+        if key in self.model_fields_set and getattr(self, key) != value:
+            raise ValueError(_at(key, f"does not apply {why}"))
+        setattr(self, key, value)
+
     @model_validator(mode="after")
     def _leaves_training_rows(self):
         if self.folds is not None:
-            if "val" in self.model_fields_set:
-                raise ValueError(_at("val", "does not apply with folds: the validation split is one fold"))
             if self.fold >= self.folds:
                 raise ValueError(_at("fold", f"{self.fold} is not a fold of {self.folds} (0 to {self.folds - 1})"))
-            self.val = round((1 - self.test) / self.folds, 6)  # what a fold amounts to, for the record
+            # What one fold amounts to, for the record.
+            self.settle("val", round((1 - self.test) / self.folds, 6), "with folds: the validation split is one fold")
         if self.val + self.test >= 1:
             raise ValueError(f"val + test = {self.val + self.test:g} leaves no training rows; the sum must be < 1")
         return self
@@ -264,15 +272,18 @@ class DataConfig(Strict):
             raise ValueError(_at("dataset", "give either data.dataset, or data.train (with optional data.val, data.test)"))
         if self.dataset is not None and (self.val is not None or self.test is not None):
             raise ValueError(_at("val" if self.val is not None else "test", "needs data.train instead of data.dataset"))
-        if self.train is not None and "test" in self.split.model_fields_set:
-            raise ValueError(_at("split.test", "does not apply with data.train: the test set is data.test"))
-        if isinstance(self.dataset, str) and self.dataset in DOWNLOADABLE and "test" in self.split.model_fields_set:
-            raise ValueError(_at("split.test", f"does not apply to {self.dataset}: its official test set is used"))
+        try:
+            if self.train is not None:
+                self.split.settle("test", 0.0, "with data.train: the test set is data.test")
+            if isinstance(self.dataset, str) and self.dataset in DOWNLOADABLE:
+                self.split.settle("test", 0.0, f"to {self.dataset}: its official test set is used")
+            if self.val is not None:
+                self.split.settle("val", 0.0, "with data.val: the validation set is that file")
+        except ValueError as e:
+            raise ValueError(str(e).replace("@", "@split.", 1)) from None
         if not self.flatten:
             raise ValueError(_at("flatten", "false keeps images as (height, width), which needs convolutional layers;"
                                  " nntrain's layers take flat rows, so flatten must be true"))
-        if self.val is not None and "val" in self.split.model_fields_set:
-            raise ValueError(_at("split.val", "does not apply with data.val: the validation set is that file"))
         for key, source in self.sources().items():
             if isinstance(source, str) and not is_data_file(source):
                 if key != "dataset" and source in builtin_names():

@@ -118,6 +118,12 @@ def test_split_files_keep_their_rows(cli, tmp_path):
         assert [len(splits[k]) for k in ("train", "val", "test")] == [200, 50, 50]
         np.testing.assert_array_equal(splits["test"], np.arange(250, 300))
     assert summary["final"]["test"]["accuracy"] > 0.9
+    # the resolved config records what the files decided, so the run reloads: eval, predict, resume
+    evaluated = cli("eval", tmp_path / "run", "--json")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["samples"] == 50
+    resumed = cli("fit", "--resume", tmp_path / "run", "--set", "train.epochs=4", "-q")
+    assert resumed.exit_code == 0, resumed.stderr
     # the scaler saw the training file only
     with np.load(tmp_path / "run/checkpoints/last.npz") as ckpt:
         np.testing.assert_allclose(ckpt["data.scale.offset"], X[:200].astype(np.float64).mean(axis=0), rtol=1e-4)

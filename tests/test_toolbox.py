@@ -139,6 +139,12 @@ def test_folds_partition_the_non_test_rows(tmp_path):
     np.testing.assert_array_equal(union, np.setdiff1d(np.arange(300), tests[0]))  # folds partition the rest
 
 
+def test_a_cross_validation_run_reloads(cli, write_config, tmp_path):
+    fit_json(cli, write_config(data={"split": {"folds": 3, "fold": 1}}, train={"epochs": 1}), tmp_path / "f")
+    result = cli("eval", tmp_path / "f", "--split", "val", "--json")
+    assert result.exit_code == 0, result.stderr
+
+
 def test_fold_config_rules():
     from nntrain import config as cfg
 
