@@ -390,8 +390,14 @@ class Config(Strict):
                 SCHEDULES[self.optimizer.schedule.name](**options(self.optimizer.schedule))
             except ValueError as e:
                 raise ValueError(_at("optimizer.schedule", str(e))) from None
-        if OPTIMIZERS[self.optimizer.name].needs_closure and self.train.batch_size != "full":
-            raise ValueError(_at("train.batch_size", f"{self.optimizer.name} works on the whole training set: use 'full'"))
+        if OPTIMIZERS[self.optimizer.name].needs_closure:
+            if self.train.batch_size != "full":
+                raise ValueError(_at("train.batch_size", f"{self.optimizer.name} works on the whole training set: use 'full'"))
+            if self.train.clip_grad_norm is not None:
+                raise ValueError(_at("train.clip_grad_norm", f"does not apply to {self.optimizer.name}, which line-searches its own steps"))
+        plateau = getattr(self.optimizer.schedule, "monitor", None)
+        if plateau is not None and self.train.monitor is None:  # as early_stopping.monitor does
+            self.train.monitor = plateau
         return self
 
 

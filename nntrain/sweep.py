@@ -624,9 +624,14 @@ def run_task(
         stop=stop,
     )
     try:
+        summary = None
         if task.resume:
-            summary = api.resume(Path(task.run_dir), hooks=hooks)
-        else:
+            try:
+                summary = api.resume(Path(task.run_dir), hooks=hooks)
+            except NntrainError as e:  # a damaged interrupted run: start it again rather than fail every resume
+                moved = _move_aside(Path(task.run_dir))
+                hooks.log(f"cannot resume ({e}); moved to {moved.name}, running it again")
+        if summary is None:
             summary = api.fit(cfg.load_config(None, raw=copy.deepcopy(task.config)), run_dir=Path(task.run_dir), hooks=hooks)
     except KeyboardInterrupt:  # stopped before training began (api.fit) or a signal with no handler
         summary = {"status": "interrupted", "message": "stopped before training began", "run_dir": task.run_dir,
@@ -1139,7 +1144,7 @@ def sweep_result(plan: SweepPlan, sweep_dir: Path, rows: dict[str, dict], signal
 
 def _short(value) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}" if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4) else f"{value:.4f}".rstrip("0").rstrip(".") or "0"
+        return f"{value:.6g}"
     return _cell(value)
 
 
