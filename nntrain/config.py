@@ -376,6 +376,9 @@ class Config(Strict):
     )
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    sweep: dict[str, Any] | None = Field(
+        None, description="hyper-parameter search, read by `nntrain sweep` (checked there); `fit` ignores it"
+    )
 
     @model_validator(mode="after")
     def _components_accept_options(self):
@@ -543,8 +546,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 if last:
                     node[part] = value
                 else:
-                    if isinstance(node.get(part), str) and part in ("loss", "optimizer"):
-                        node[part] = {"name": node[part]}
+                    if node is raw and part in ("loss", "optimizer"):
+                        # --set optimizer.lr=... on a config that names no optimizer changes the default one
+                        if part not in node:
+                            node[part] = Config.model_fields[part].default_factory().name
+                        if isinstance(node[part], str):
+                            node[part] = {"name": node[part]}
                     node = node.setdefault(part, {})
             else:
                 raise NntrainError(f"--set {key}: '{'.'.join(parts[:depth])}' is a value, not a section")

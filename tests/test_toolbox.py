@@ -303,3 +303,17 @@ def test_bad_toolbox_values_exit_2_naming_the_key(cli, write_config, override, k
     result = cli("validate", write_config(), "--set", override)
     assert result.exit_code == 2 and key in result.stderr, result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_config_with_a_sweep_section_fits_and_sweeps(cli, tmp_path):
+    config = tmp_path / "s.yaml"
+    config.write_text(
+        "data: {dataset: spirals, options: {samples: 200}}\n"
+        "model: {layers: [{linear: 8}, relu, {linear: 3}]}\n"
+        "train: {epochs: 1}\n"
+        "sweep: {grid: {optimizer.lr: [0.01, 0.1]}}\n"
+    )
+    assert cli("fit", config, "--runs-root", tmp_path / "fit", "-q").exit_code == 0  # fit ignores the section
+    result = cli("sweep", config, "--runs-root", tmp_path / "sweep", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(t["values"]["optimizer.lr"] for t in json.loads(result.stdout)["trials"]) == [0.01, 0.1]
