@@ -156,10 +156,17 @@ def fit(
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Start from the parameters in this .npz.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this run directory from its last checkpoint.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")] = False,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", min=1, help="BLAS threads (default: what OMP/OPENBLAS/MKL_NUM_THREADS say).")
+    ] = None,
     json_: Json = False,
     debug: Debug = False,
 ):
     """Train a network from CONFIG into a new run directory (or continue one with --resume)."""
+    if threads is not None and "numpy" not in sys.modules:
+        # BLAS reads these once, when numpy loads; nntrain imports numpy only below this line.
+        for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[variable] = str(threads)
     from . import api
     from .train.trainer import Hooks, stop_on_signals
 

@@ -104,3 +104,24 @@ def test_signal_stops_cleanly_and_the_run_resumes(tmp_path, signum, code):
     assert summary["epochs_completed"] == EPOCHS
     with open(run / "metrics.csv", newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(1, EPOCHS + 1))
+
+
+def test_threads_option_reaches_blas(tmp_path):
+    """--threads sets the BLAS thread count before numpy loads (checked in a fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import contextlib, io, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from nntrain.cli import app\n"
+        "assert 'numpy' not in sys.modules\n"
+        f"CliRunner().invoke(app, ['fit', '{tmp_path / 'missing.yaml'}', '--threads', '1'])\n"
+        "import numpy\n"
+        "buffer = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buffer):\n"
+        "    numpy.show_runtime()\n"
+        "print('THREADS', buffer.getvalue().count(\"'num_threads': 1\"))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "THREADS 1" in out.stdout, (out.stdout, out.stderr)
