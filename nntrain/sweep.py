@@ -65,6 +65,7 @@ from . import config as cfg
 from .engine.registry import did_you_mean
 from .errors import NntrainError
 from .fileio import atomic_write
+from .train.rundir import new_directory
 from .train.trainer import Hooks, StopRequest, stop_on_signals
 
 SPEC_KEYS = ("grid", "random", "log_uniform", "uniform", "choice", "folds", "metric", "seed", "seeds")
@@ -913,24 +914,7 @@ def _write_csv(path: Path, plan: SweepPlan, trials: list[dict]) -> None:
 
 
 def _create_sweep_dir(runs_root: Path, name: str, path: Path | None) -> Path:
-    if path is not None:
-        path = Path(path)
-        if path.exists():
-            raise NntrainError(f"sweep directory '{path}' already exists; continue a sweep with --resume")
-    else:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path(runs_root) / f"{name}-sweep-{stamp}"
-        n = 2
-        while path.exists():
-            path = Path(runs_root) / f"{name}-sweep-{stamp}-{n}"
-            n += 1
-    try:
-        path.mkdir(parents=True)
-    except FileExistsError:
-        raise NntrainError(f"sweep directory '{path}' already exists") from None
-    except OSError as e:
-        raise NntrainError(f"cannot create sweep directory '{path}': {e}") from None
-    return path
+    return new_directory(runs_root, f"{name}-sweep", path, "sweep directory", "; continue a sweep with --resume")
 
 
 def load_plan(sweep_dir: Path) -> SweepPlan:

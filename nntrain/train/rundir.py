@@ -47,6 +47,28 @@ def text_array(text: str) -> np.ndarray:
     return np.array(text, dtype=np.str_)
 
 
+def new_directory(root: Path, stem: str, path: Path | None, what: str, hint: str = "") -> Path:
+    """Create `path` (refused if it exists), or root/<stem>-<YYYYmmdd-HHMMSS>, with -2, -3, ... when taken."""
+    if path is not None:
+        path = Path(path)
+        if path.exists():
+            raise NntrainError(f"{what} '{path}' already exists{hint}")
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / f"{stem}-{stamp}"
+        n = 2
+        while path.exists():  # two started in the same second
+            path = Path(root) / f"{stem}-{stamp}-{n}"
+            n += 1
+    try:
+        path.mkdir(parents=True)
+    except FileExistsError:
+        raise NntrainError(f"{what} '{path}' already exists{hint}") from None
+    except OSError as e:
+        raise NntrainError(f"cannot create {what} '{path}': {e}") from None
+    return path
+
+
 class RunDir:
     """Paths and writers of one run directory."""
 
@@ -62,23 +84,8 @@ class RunDir:
     @classmethod
     def create(cls, root: Path, name: str, path: Path | None = None) -> "RunDir":
         """A new directory: `path` if given (refused if it exists), else root/<name>-<YYYYmmdd-HHMMSS>."""
-        if path is not None:
-            path = Path(path)
-            if path.exists():
-                raise NntrainError(f"run directory '{path}' already exists; nntrain never writes into an old run")
-        else:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            path = Path(root) / f"{name}-{stamp}"
-            n = 2
-            while path.exists():  # two runs started in the same second
-                path = Path(root) / f"{name}-{stamp}-{n}"
-                n += 1
-        try:
-            (path / "checkpoints").mkdir(parents=True)
-        except FileExistsError:
-            raise NntrainError(f"run directory '{path}' already exists") from None
-        except OSError as e:
-            raise NntrainError(f"cannot create run directory '{path}': {e}") from None
+        path = new_directory(root, name, path, "run directory", "; nntrain never writes into an old run")
+        (path / "checkpoints").mkdir()
         return cls(path)
 
     @classmethod
