@@ -35,6 +35,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from .registry import Range, Registry
+from .workspace import arange, scratch
 
 LOSSES = Registry("loss")
 
@@ -49,6 +50,7 @@ class Loss:
     classes: int | None = None  # the number of classes the loss is made for, when it is fixed
     probabilities = False  # whether `predict` gives class probabilities (else raw scores)
     weights: np.ndarray | None = None  # resolved per-class weights (losses with `class_weights`)
+    workspace: dict | None = None  # reused arrays (see engine.workspace); set by Network.reuse_buffers
 
     def encode(self, y: np.ndarray, n_classes: int | None, dtype) -> np.ndarray:
         """Targets as this loss wants them. Classification y: (batch,) class indices."""
@@ -225,22 +227,29 @@ class CrossEntropy(_Weighted):
         return np.asarray(y, dtype=np.int64)
 
     def forward(self, z, t):
-        shifted = z - z.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
+        # One (batch, classes) array goes z - max -> exp -> probabilities -> (in backward) the gradient;
+        # in workspace mode it is the same array every batch. z itself is left as it is (metrics read it).
+        ws = self.workspace
+        dtype = z.dtype if z.dtype.kind == "f" else np.float64
+        shifted = np.subtract(z, z.max(axis=1, keepdims=True), out=scratch(ws, "probs", z.shape, dtype))
+        rows = arange(ws, len(t))
+        picked = shifted[rows, t]
+        exp = np.exp(shifted, out=shifted)
         total = exp.sum(axis=1, keepdims=True)
-        rows = np.arange(len(t))
         self.coef = self._coefficients(t, z.dtype)
         if self.coef is None:
-            loss = np.mean(np.log(total[:, 0]) - shifted[rows, t])
+            per_sample = np.log(total[:, 0])
+            per_sample -= picked
+            loss = np.add.reduce(per_sample) / len(per_sample)  # np.mean's sum and division, without its overhead
         else:
-            loss = np.dot(self.coef, np.log(total[:, 0]) - shifted[rows, t])
+            loss = np.dot(self.coef, np.log(total[:, 0]) - picked)
         exp /= total
         self.probs, self.t = exp, t
         return float(loss)
 
     def backward(self):
         grad = self.probs  # reused in place: the next forward computes new probabilities
-        grad[np.arange(len(self.t)), self.t] -= 1
+        grad[arange(self.workspace, len(self.t)), self.t] -= 1
         if self.coef is None:
             grad *= 1.0 / len(self.t)
         else:

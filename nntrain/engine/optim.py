@@ -45,16 +45,30 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.steps = 0
         self.state: dict[str, np.ndarray] = {}
+        self._buffer_keys: dict[str, tuple] = {}  # param key -> ((buffer name, state key), ...)
+        self._scratch: dict[tuple, np.ndarray] = {}  # temporaries by (shape, dtype); never saved
+
+    def scratch(self, like: np.ndarray) -> np.ndarray:
+        """A reusable uninitialized array shaped like `like` for an update's temporaries (not state)."""
+        key = (like.shape, like.dtype)
+        array = self._scratch.get(key)
+        if array is None:
+            array = self._scratch[key] = np.empty_like(like)
+        return array
 
     def step(self, params) -> None:
         self.steps += 1
+        keys = self._buffer_keys
         for p in params:
+            names = keys.get(p.key)
+            if names is None:
+                names = keys[p.key] = tuple((b, f"{p.key}.{b}") for b in self.buffers)
             buffers = {}
-            for b in self.buffers:
-                key = f"{p.key}.{b}"
-                if key not in self.state:  # filled on first use, like torch's lazy state
-                    self.state[key] = self.init_buffer(b, p.value)
-                buffers[b] = self.state[key]
+            for b, key in names:
+                value = self.state.get(key)
+                if value is None:  # filled on first use, like torch's lazy state
+                    value = self.state[key] = self.init_buffer(b, p.value)
+                buffers[b] = value
             g = p.grad
             if self.weight_decay and p.decay:
                 if self.decoupled_weight_decay:
@@ -96,6 +110,67 @@ class Optimizer:
                 )
 
 
+class _FlatState:
+    """Parameters, gradients and one per-parameter buffer that are views of one flat array each.
+
+    `build` succeeds when the parameters' values and gradients tile one flat array each, in
+    order (what Network's pack_parameters makes); it then moves the buffer (if any) into a flat
+    array too, keeping the values of buffers already in `state` (after a resume) and putting
+    the views into `state` under the usual keys, so state_dict and checkpoints see no difference.
+    `matches` checks, at every step, that nothing has been swapped since (new arrays, a loaded state).
+    """
+
+    def __init__(self, params, state, keys, values, grads, momentum, buffers):
+        self.params, self.state, self.keys = params, state, keys
+        self.value_views = [p.value for p in params]
+        self.grad_views = [p.grad for p in params]
+        self.values, self.grads, self.momentum, self.buffers = values, grads, momentum, buffers
+        # One group per layer (a layer's parameters are adjacent): (values, grads, buffer or None) views.
+        self.groups, start, offset, layer = [], 0, 0, None
+        for p in params:
+            owner = p.key.rsplit(".", 1)[0]
+            if owner != layer and offset > start:
+                self.groups.append(self._group(start, offset))
+                start = offset
+            layer, offset = owner, offset + p.value.size
+        if offset > start:
+            self.groups.append(self._group(start, offset))
+
+    def _group(self, start: int, stop: int) -> tuple:
+        buffer = None if self.momentum is None else self.momentum[start:stop]
+        return self.values[start:stop], self.grads[start:stop], buffer
+
+    @classmethod
+    def build(cls, params, state: dict, buffer: str | None) -> _FlatState | None:
+        from .network import contiguous_views  # a late import: network imports nothing from here
+
+        params = list(params)
+        values = contiguous_views([p.value for p in params])
+        grads = contiguous_views([p.grad for p in params])
+        if values is None or grads is None or values.dtype != grads.dtype or values.size != grads.size:
+            return None
+        keys = [f"{p.key}.{buffer}" for p in params] if buffer else []
+        momentum, views, offset = None, [], 0
+        if buffer:
+            momentum = np.zeros_like(values)
+            for p, key in zip(params, keys):
+                view = momentum[offset : offset + p.value.size].reshape(p.value.shape)
+                if key in state:
+                    view[...] = state[key]
+                state[key] = view
+                views.append(view)
+                offset += p.value.size
+        return cls(params, state, keys, values, grads, momentum, views)
+
+    def matches(self, params, state: dict) -> bool:
+        if state is not self.state or len(params) != len(self.value_views):
+            return False
+        for p, value, grad in zip(params, self.value_views, self.grad_views):
+            if p.value is not value or p.grad is not grad:
+                return False
+        return all(state.get(key) is view for key, view in zip(self.keys, self.buffers))
+
+
 @OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum, as `torch.optim.SGD`.
@@ -122,18 +197,47 @@ class SGD(Optimizer):
         self.momentum = momentum
         self.nesterov = nesterov
         self.buffers = ("momentum_buffer",) if momentum else ()
+        self._flat_state: _FlatState | None = None
+
+    def step(self, params) -> None:
+        flat = None if self.weight_decay else self._flat(params)
+        if flat is None:
+            return super().step(params)
+        # All parameters, gradients and momentum buffers are views of three flat arrays (see
+        # Network's pack_parameters): `update` on each layer's stretch of them (weight and bias
+        # together) is, element for element, the same operations as `update` on each parameter,
+        # in fewer calls; small parameters cost numpy's per-call overhead more than their arithmetic.
+        self.steps += 1
+        for values, grads, buffer in flat.groups:
+            if buffer is None:
+                self.update(values, grads)
+            else:
+                self.update(values, grads, momentum_buffer=buffer)
+
+    def _flat(self, params) -> _FlatState | None:
+        """The flat arrays behind `params` and their momentum buffers, or None when they are not packed."""
+        flat = self._flat_state
+        if flat is not None and flat.matches(params, self.state):
+            return flat
+        self._flat_state = flat = _FlatState.build(params, self.state, "momentum_buffer" if self.momentum else None)
+        return flat
 
     def update(self, p, g, momentum_buffer=None):
+        # In place, through one reused temporary per parameter shape: the same float operations, in the
+        # same order and dtype, as `p -= lr * v`, without allocating lr * v at every step.
+        tmp = self.scratch(p)
         if not self.momentum:
-            p -= self.lr * g
+            p -= np.multiply(g, self.lr, out=tmp)
             return
         v = momentum_buffer
         v *= self.momentum
         v += g
         if self.nesterov:
-            p -= self.lr * (g + self.momentum * v)
+            np.multiply(v, self.momentum, out=tmp)
+            tmp += g
+            p -= np.multiply(tmp, self.lr, out=tmp)
         else:
-            p -= self.lr * v
+            p -= np.multiply(v, self.lr, out=tmp)
 
 
 @OPTIMIZERS.register("adam")
@@ -168,7 +272,7 @@ class Adam(Optimizer):
         v += (1 - self.beta2) * g * g
         step_size = self.lr / (1 - self.beta1**self.steps)
         denom = np.sqrt(v)
-        denom /= np.sqrt(1 - self.beta2**self.steps)
+        denom /= math.sqrt(1 - self.beta2**self.steps)  # a Python float: float32 stays float32, as in torch
         denom += self.eps
         p -= step_size * (m / denom)
 

@@ -34,18 +34,36 @@ class Metrics:
         self.correct = 0
         self.sse = self.sae = self.y_sum = self.y_sq = 0.0
         self.shift = None  # targets are summed relative to the first batch's mean, so r2 keeps its precision
+        # What `add` computes, decided once (it runs for every training batch).
+        self._accuracy = "accuracy" in names
+        self._decide = self._accuracy or self.confusion is not None
+        self._regression = any(m in names for m in ("mse", "mae", "r2"))
+
+    def without_confusion(self) -> Metrics:
+        """Stop keeping the confusion matrix unless a metric needs it (the trainer's per-batch training metrics).
+
+        Counting it costs a dozen small numpy calls per batch, which shows at small batch sizes.
+        """
+        if not any(m in self.names for m in CONFUSION_METRICS):
+            self.confusion = None
+            self._decide = self._accuracy
+        return self
 
     def add(self, loss: float, z: np.ndarray, y: np.ndarray) -> None:
+        """One batch: its mean loss, the outputs z it was computed from, its labels / values y.
+
+        Nothing of z or y is kept (the trainer reuses their arrays for the next batch).
+        """
         batch = len(z)
-        if "accuracy" in self.names or self.confusion is not None:
+        if self._decide:
             predicted = self.loss_fn.decide(z)
             if self.confusion is not None:  # counted (and checked) before anything is added
                 self.confusion += self._count(np.asarray(y), np.asarray(predicted))
-            if "accuracy" in self.names:
+            if self._accuracy:
                 self.correct += int(np.count_nonzero(predicted == y))
         self.n += batch
         self.loss_sum += loss * batch
-        if any(m in self.names for m in ("mse", "mae", "r2")):
+        if self._regression:
             target = y.reshape(batch, -1)
             out = self.to_target_units(z) if self.to_target_units else z
             diff = out.astype(np.float64) - target
@@ -60,11 +78,13 @@ class Metrics:
     def _count(self, y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
         """One batch's confusion matrix: cell (true, predicted) is bin true * k + predicted of a bincount."""
         k = self.n_classes
-        y, predicted = y.reshape(-1).astype(np.int64), predicted.reshape(-1).astype(np.int64)
+        y, predicted = y.reshape(-1).astype(np.int64, copy=False), predicted.reshape(-1).astype(np.int64, copy=False)
         for what, labels in (("true", y), ("predicted", predicted)):
             if labels.size and (labels.min() < 0 or labels.max() >= k):
                 raise ValueError(f"{what} class indices must lie in [0, {k}); got {labels.min()}..{labels.max()}")
-        return np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)
+        codes = y * k
+        codes += predicted
+        return np.bincount(codes, minlength=k * k).reshape(k, k)
 
     def result(self) -> dict[str, float]:
         out = {"loss": self.loss_sum / self.n}

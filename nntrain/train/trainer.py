@@ -22,6 +22,35 @@ from .diagnostics import Diagnostics, probe_batch
 from .rundir import MetricsLog, RunDir
 
 
+class BatchGather:
+    """Shuffled mini-batches of in-memory arrays, gathered row by row into buffers reused for every batch.
+
+    `gather(rows)` takes the batch's row indices and returns views (X, y, t) of the buffers,
+    valid until the next call: nothing holds a batch beyond its own step. Compared with
+    gathering the whole epoch into a shuffled copy first, no second dataset-sized array is
+    kept, and each batch is read from memory once, into buffers that stay in cache.
+    """
+
+    def __init__(self, arrays: tuple[np.ndarray, ...], batch: int):
+        self.arrays = arrays
+        batch = max(1, min(batch, len(arrays[0])))
+        # An array passed twice (t is y for class indices) is gathered once: alias[i] is its first position.
+        self.alias = [next(j for j, b in enumerate(arrays) if b is a) for a in arrays]
+        self.buffers = [
+            np.empty((batch, *a.shape[1:]), a.dtype) if self.alias[i] == i else None for i, a in enumerate(arrays)
+        ]
+
+    def __call__(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        m = len(rows)
+        out = []
+        for source, buffer, alias in zip(self.arrays, self.buffers, self.alias):
+            if buffer is None:
+                out.append(out[alias])
+            else:  # mode "clip": the rows are valid indices, and the default ("raise") copies through a temporary
+                out.append(np.take(source, rows, axis=0, out=buffer[:m], mode="clip"))
+        return tuple(out)
+
+
 class StopRequest:
     """Set by SIGINT / SIGTERM; the loop stops after the batch in progress."""
 
@@ -131,20 +160,19 @@ class Trainer:
         n = len(exp.splits["train"])
         if exp.dataset.in_memory:
             X, y, t = exp.arrays("train")
-            # Shuffled copies live in buffers allocated once; each epoch gathers into them.
-            shuffled = (np.empty_like(X), np.empty_like(y), np.empty_like(t)) if train.shuffle else (X, y, t)
+            batch = n if train.batch_size == "full" else train.batch_size
+            gather = BatchGather((X, y, t), batch) if train.shuffle else None
         for epoch in range(state.epoch + 1, train.epochs + 1):
             if reason := self.out_of_patience(state):  # a resumed run that had already stopped early
                 return "completed", reason
             t0 = time.perf_counter()
-            order = exp.rngs["train"].permutation(n) if train.shuffle else np.arange(n)
+            order = self.epoch_order(n)
             if not exp.dataset.in_memory:  # data on disk: read each batch's rows when it comes
                 metrics = self._train_epoch(lambda s, e: exp.rows("train", order[s:e]), n)
+            elif gather is not None:  # each batch's shuffled rows gathered into buffers reused every batch
+                metrics = self._train_epoch(lambda s, e: gather(order[s:e]), n)
             else:
-                if train.shuffle:
-                    for source, target in zip((X, y, t), shuffled):
-                        np.take(source, order, axis=0, out=target)
-                metrics = self._train_epoch(lambda s, e: (shuffled[0][s:e], shuffled[1][s:e], shuffled[2][s:e]), n)
+                metrics = self._train_epoch(lambda s, e: (X[s:e], y[s:e], t[s:e]), n)
             if metrics is None:
                 return "diverged", (
                     f"the training loss became non-finite in epoch {epoch}; "
@@ -174,6 +202,10 @@ class Trainer:
                 return "completed", reason
         return "completed", None
 
+    def epoch_order(self, n: int) -> np.ndarray:
+        """The order in which this epoch visits the n training rows: one draw from the training stream."""
+        return self.exp.rngs["train"].permutation(n) if self.exp.config.train.shuffle else np.arange(n)
+
     def _train_epoch(self, batch_rows, n: int) -> dict | None:
         """One pass of mini-batch updates; the epoch's train loss and metrics, or None if the loss blew up.
 
@@ -185,24 +217,33 @@ class Trainer:
             return self._train_epoch_full_batch(*batch_rows(0, n))
         batch = n if exp.config.train.batch_size == "full" else exp.config.train.batch_size
         batches = math.ceil(n / batch)
-        metrics = exp.metrics()
-        for done, start in enumerate(range(0, n, batch), 1):
-            X, y, t = batch_rows(start, start + batch)
-            loss, z, _ = exp.network.loss_and_grad(X, t)
-            if exp.penalty:
-                loss += exp.penalty.value(exp.network.params)
-                exp.penalty.add_gradients(exp.network.params)
-            if not math.isfinite(loss):
-                return None
-            if self.diagnostics is not None:  # before clipping, so that clipping cannot hide an explosion
-                self.diagnostics.after_backward()
-            if exp.config.train.clip_grad_norm:
-                clip_grad_norm(exp.network.params, exp.config.train.clip_grad_norm)
-            exp.optimizer.step(exp.network.params)
-            metrics.add(loss, z, y)
-            self.hooks.on_batch(done, batches, loss)
-            if stop:
-                break
+        metrics = exp.metrics().without_confusion()  # the epoch's row needs no confusion matrix
+        network, optimizer, params = exp.network, exp.optimizer, exp.network.params
+        penalty = exp.penalty if exp.penalty else None
+        clip, diagnostics, on_batch = exp.config.train.clip_grad_norm, self.diagnostics, self.hooks.on_batch
+        # Layer outputs, gradients and the loss's arrays are reused from batch to batch (workspace
+        # mode): each batch's z is used by the metrics before the next batch overwrites it.
+        network.reuse_buffers(True)
+        try:
+            for done, start in enumerate(range(0, n, batch), 1):
+                X, y, t = batch_rows(start, start + batch)
+                loss, z, _ = network.loss_and_grad(X, t)
+                if penalty is not None:
+                    loss += penalty.value(params)
+                    penalty.add_gradients(params)
+                if not math.isfinite(loss):
+                    return None
+                if diagnostics is not None:  # before clipping, so that clipping cannot hide an explosion
+                    diagnostics.after_backward()
+                if clip:
+                    clip_grad_norm(params, clip)
+                optimizer.step(params)
+                metrics.add(loss, z, y)
+                on_batch(done, batches, loss)
+                if stop:
+                    break
+        finally:
+            network.reuse_buffers(False)
         return metrics.result()
 
     def _train_epoch_full_batch(self, X: np.ndarray, y: np.ndarray, t: np.ndarray) -> dict | None:
@@ -232,7 +273,11 @@ class Trainer:
         return metrics.result()
 
     def _save(self, epoch: int, row: dict, state: TrainingState) -> None:
-        """Checkpoints after an epoch: best.npz when the monitor improved, last.npz, epoch-NNNN.npz."""
+        """Checkpoints after an epoch: best.npz when the monitor improved, last.npz, epoch-NNNN.npz.
+
+        Each is serialized and written on its own (atomically, fsynced): hard-linking them to one
+        file would save a write, but a file damaged in place would then damage them all.
+        """
         state.epoch = epoch
         if self.improved(row[self.monitor], state):
             state.best_epoch, state.best_value = epoch, float(row[self.monitor])
