@@ -29,39 +29,29 @@ def scratch(store: dict | None, name: str, shape: tuple[int, ...], dtype) -> np.
     return array
 
 
-def zeros(store: dict, shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A read-only array of zeros of `shape`, kept in `store` (np.maximum against it is faster than against 0)."""
-    key = ("zeros", shape)
+def _constant(store: dict, key: tuple, dtype, make) -> np.ndarray:
+    """A read-only array made by make() once and kept in `store` under `key` (remade for another dtype)."""
     array = store.get(key)
-    if array is None or array.dtype != dtype:
+    if array is None or (dtype is not None and array.dtype != dtype):
         if len(store) >= MAX_ARRAYS:
             store.clear()
-        array = store[key] = np.zeros(shape, dtype)
+        array = store[key] = make()
         array.flags.writeable = False
     return array
+
+
+def zeros(store: dict, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A read-only array of zeros of `shape` (np.maximum against it is faster than against 0)."""
+    return _constant(store, ("zeros", shape), dtype, lambda: np.zeros(shape, dtype))
 
 
 def arange(store: dict | None, n: int) -> np.ndarray:
     """np.arange(n) (row indices for picking one entry per row), kept in `store` when there is one."""
     if store is None:
         return np.arange(n)
-    key = ("arange", n)
-    array = store.get(key)
-    if array is None:
-        if len(store) >= MAX_ARRAYS:
-            store.clear()
-        array = store[key] = np.arange(n)
-        array.flags.writeable = False
-    return array
+    return _constant(store, ("arange", n), None, lambda: np.arange(n))
 
 
 def ones(store: dict, n: int, dtype) -> np.ndarray:
-    """A read-only vector of n ones, kept in `store` (ones @ g sums g's rows through BLAS, faster than np.sum)."""
-    key = ("ones", n)
-    array = store.get(key)
-    if array is None or array.dtype != dtype:
-        if len(store) >= MAX_ARRAYS:
-            store.clear()
-        array = store[key] = np.ones(n, dtype)
-        array.flags.writeable = False
-    return array
+    """A read-only vector of n ones (ones @ g sums g's rows through BLAS, faster than np.sum)."""
+    return _constant(store, ("ones", n), dtype, lambda: np.ones(n, dtype))
