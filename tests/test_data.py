@@ -15,7 +15,7 @@ from nntrain.data.files import FeatureEncoder, read_csv, read_npz, read_table
 from nntrain.data.generators import GENERATORS
 from nntrain.engine.losses import LOSSES
 from nntrain.errors import NntrainError
-from nntrain.train.experiment import prepare, seed_streams
+from nntrain.train.experiment import load_dataset, prepare, seed_streams
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -782,7 +782,11 @@ def test_prepare_dtype_float32():
         assert y.dtype == np.int64  # cross_entropy's targets are the class indices themselves
         assert len(X) == len(exp.splits[split])
     assert all(p.value.dtype == np.float32 for p in exp.network.params)
-    assert exp.dataset.X.dtype == np.float64  # the raw data keeps full precision
+    # Held once: the data itself was scaled to float32, and splits are gathered from it.
+    raw = load_dataset(exp.config, seed_streams(exp.config.seed)["data"], None)
+    assert raw.X.dtype == np.float64 and exp.dataset.X.dtype == np.float32
+    np.testing.assert_array_equal(exp.dataset.X, exp.scaler.transform(raw.X, np.float32))
+    np.testing.assert_array_equal(exp.arrays("val")[0], exp.dataset.X[exp.splits["val"]])
 
 
 def test_prepare_dtype_float64():
@@ -797,7 +801,7 @@ def test_prepare_dtype_float64():
 def test_prepare_data_comes_from_the_data_stream():
     exp = prepare(config(seed=11))
     X, y = GENERATORS["spirals"](seed_streams(11)["data"], samples=300, classes=3, noise=0.2)
-    np.testing.assert_array_equal(exp.dataset.X, X)
+    np.testing.assert_array_equal(exp.dataset.X, exp.scaler.transform(X, np.float32))
     np.testing.assert_array_equal(exp.dataset.y, y)
     assert exp.dataset.task == "classification"
     assert exp.dataset.classes == ["0", "1", "2"]
@@ -808,7 +812,7 @@ def test_prepare_data_comes_from_the_data_stream():
 @pytest.mark.parametrize("scale", ["standardize", "minmax"])
 def test_prepare_scaler_fitted_on_train_split_only(scale):
     exp = prepare(config(data={"scale": scale, "split": {"val": 0.3, "test": 0.2}}))
-    X = exp.dataset.X
+    X = load_dataset(exp.config, seed_streams(exp.config.seed)["data"], None).X
     train = X[exp.splits["train"]]
     if scale == "standardize":
         np.testing.assert_allclose(exp.scaler.offset, train.mean(axis=0))
@@ -857,7 +861,8 @@ def test_prepare_network_change_does_not_change_data_or_splits():
 def test_prepare_split_change_does_not_change_data_or_weights():
     a = prepare(config(seed=6))
     b = prepare(config(seed=6, data={"split": {"val": 0.3, "test": 0.1}}))
-    np.testing.assert_array_equal(a.dataset.X, b.dataset.X)
+    raw = [load_dataset(e.config, seed_streams(6)["data"], None).X for e in (a, b)]  # before scaling
+    np.testing.assert_array_equal(*raw)
     for p, q in zip(a.network.params, b.network.params):
         np.testing.assert_array_equal(p.value, q.value)
 
@@ -951,3 +956,33 @@ def test_prepare_with_saved_classes_keeps_the_runs_order(tmp_path):
     assert exp.dataset.classes == ["yes", "no"]
     _, answers, _ = read_csv(tmp_path / "points.csv")
     np.testing.assert_array_equal(exp.dataset.y, (answers == "no").astype(int))
+
+
+@pytest.mark.parametrize("scale", ["standardize", "none"])
+def test_in_memory_fit_holds_the_data_once(tmp_path, scale):
+    """Scaling happens in place and batches, splits and evaluations are gathered by row: training
+    an in-memory float32 dataset allocates little beyond the data itself (tracemalloc sees numpy)."""
+    import tracemalloc
+
+    from nntrain.api import fit
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40000, 200), dtype=np.float32)  # 30.5 MiB: a second copy of it would show
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(np.int64))
+    data_bytes = X.nbytes
+    del X
+    raw = small_config(
+        model={"layers": [{"linear": 32}, "relu", {"linear": 2}]},
+        train={"epochs": 2, "batch_size": 256},
+    )
+    raw["data"] = {"dataset": str(tmp_path / "d.npz"), "scale": scale, "split": {"val": 0.1, "test": 0.1}}
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        summary = fit(load_config(None, [], raw=raw), run_dir=tmp_path / "run")
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert summary["status"] == "completed" and summary["final"]["test"]["accuracy"] > 0.9
+    # What comes on top is bounded by constants (chunks of a few MiB), not by the data's size.
+    assert peak < data_bytes + 15 * 2**20, f"peak {peak / 2**20:.1f} MiB for {data_bytes / 2**20:.1f} MiB of data"

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from nntrain.api import load_run
+from nntrain.train.experiment import load_dataset, seed_streams
 
 FEATURES = ["x0", "x1"]
 
@@ -39,7 +40,8 @@ def split_csv(run, split, path, with_label=True):
     """The raw rows of one split of a run, as a CSV with the training feature names."""
     exp = load_run(run)
     rows = exp.splits[split]
-    X, y = exp.dataset.X[rows], exp.dataset.y[rows]
+    raw = load_dataset(exp.config, seed_streams(exp.config.seed)["data"], None)  # exp.dataset.X is scaled
+    X, y = raw.X[rows], raw.y[rows]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(FEATURES + (["label"] if with_label else []))

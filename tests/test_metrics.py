@@ -182,3 +182,24 @@ def test_regression_metrics_unchanged():
     m = Metrics(loss, ["mae"], to_target_units=lambda out: out * 2)
     m.add(0.0, z / 2, y)
     assert m.result()["mae"] == pytest.approx(0.625, rel=1e-15)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "multiclass_hinge"])
+def test_class_weighted_loss_over_batches_equals_once(name):
+    """A weighted loss's batch means combine by the batches' weight sums: sum w l / sum w over all rows."""
+    loss = LOSSES[name](class_weights={"0": 5.0, "2": 0.5})
+    loss.set_class_weights(["0", "1", "2"], np.array([10, 10, 10]))
+    rng = np.random.default_rng(1)
+    n = 211
+    y = np.r_[np.zeros(20, dtype=np.int64), rng.integers(1, 3, n - 20)]  # class 0 only in the first batch
+    z = rng.standard_normal((n, 3))
+    once = Metrics(loss, ["accuracy"])
+    once.add(loss.forward(z, y), z, y)
+    batched = Metrics(loss, ["accuracy"])
+    for start, stop in [(0, 32), (32, 50), (50, 150), (150, n)]:
+        batched.add(loss.forward(z[start:stop], y[start:stop]), z[start:stop], y[start:stop])
+    assert batched.result()["loss"] == pytest.approx(once.result()["loss"], rel=1e-12)
+    w = np.array([5.0, 1.0, 0.5])[y]
+    per_row = LOSSES[name]()  # the same loss unweighted, row by row
+    losses = np.array([per_row.forward(z[i : i + 1], y[i : i + 1]) for i in range(n)])
+    assert once.result()["loss"] == pytest.approx(np.dot(w, losses) / w.sum(), rel=1e-12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,9 @@ SPLITS = ("train", "val", "test")
 class Dataset:
     """X: (rows, features); y: (rows,) int64 class indices, or (rows, k) float64 values.
 
-    X is float64 in memory, or rows on disk (`arrays.DiskRows`, `StackedRows`) read batch by batch.
+    X is a float array in memory, or rows on disk (`arrays.DiskRows`, `StackedRows`) read batch
+    by batch. In memory it holds the values as read until an Experiment is prepared from it,
+    which scales it in place (`train.experiment.prepare`): a dataset is held in memory once.
     """
 
     X: np.ndarray
@@ -256,7 +259,7 @@ class Scaler:
             return self
         return self._keep_constant_columns(spread)
 
-    def fit_rows(self, X, rows: np.ndarray, chunk_bytes: int = 32 * 2**20) -> "Scaler":
+    def fit_rows(self, X, rows: np.ndarray, chunk_bytes: int = 2 * 2**20) -> "Scaler":
         """Fit on X[rows] without holding them in memory at once (X on disk); checks every value is finite.
 
         Two passes over the rows (mean, then squared deviations) keep the variance accurate.
@@ -293,13 +296,18 @@ class Scaler:
         self.factor = np.where(constant, 1.0, self.factor)
         return self
 
-    def transform(self, X: np.ndarray, dtype, chunk_rows: int = 8192) -> np.ndarray:
-        """X scaled, as `dtype`; computed in float64 a chunk of rows at a time, so large X needs no float64 copy."""
+    def transform(self, X: np.ndarray, dtype, in_place: bool = False) -> np.ndarray:
+        """X scaled, as `dtype`. With `in_place`, X itself is overwritten when it already has that dtype.
+
+        Computed in float64 a few MiB of rows at a time, so a large X needs no float64 copy, and
+        the values do not depend on whether it is done in place or in chunks.
+        """
         if self.offset is None:
-            return X.astype(dtype)
-        out = np.empty(X.shape, dtype=dtype)
-        for start in range(0, len(X), chunk_rows):
-            out[start : start + chunk_rows] = (X[start : start + chunk_rows] - self.offset) / self.factor
+            return X.astype(dtype, copy=not in_place)
+        out = X if in_place and X.dtype == dtype else np.empty(X.shape, dtype=dtype)
+        chunk = max(1, 2**18 // max(1, math.prod(X.shape[1:])))  # temporaries of 2 MiB (float64)
+        for start in range(0, len(X), chunk):
+            out[start : start + chunk] = (X[start : start + chunk] - self.offset) / self.factor
         return out
 
     def inverse(self, X: np.ndarray) -> np.ndarray:

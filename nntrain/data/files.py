@@ -265,6 +265,16 @@ def _header(rows, path) -> list[str]:
     raise NntrainError(f"{path} is empty; a CSV needs a header row and data rows")
 
 
+def first_non_finite_row(X: np.ndarray, chunk_bytes: int = 2**20) -> int | None:
+    """The first row of X with a NaN or infinity, or None; checked in chunks (no X-sized temporary)."""
+    chunk = max(1, chunk_bytes // max(1, X.shape[1]))
+    for start in range(0, len(X), chunk):
+        finite = np.isfinite(X[start : start + chunk]).all(axis=1)
+        if not finite.all():
+            return start + int(np.argmin(finite))
+    return None
+
+
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Arrays `X` (rows, features) and `y` (rows,) from an .npz; never unpickles anything."""
     try:
@@ -288,8 +298,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise NntrainError(f"{path}: y must be numbers or strings, got dtype {y.dtype}")
     if X.dtype.kind != "f":  # integers become float64; float32 stays float32 (half the memory)
         X = X.astype(np.float64)
-    if not np.isfinite(X).all():
-        row = int(np.argwhere(~np.isfinite(X))[0][0])
+    row = first_non_finite_row(X)
+    if row is not None:
         raise NntrainError(f"{path}: X has a NaN or infinite value in row {row}")
     if y.dtype.kind != "U":
         y = y.astype(np.float64)

@@ -50,6 +50,9 @@ class Loss:
     classes: int | None = None  # the number of classes the loss is made for, when it is fixed
     probabilities = False  # whether `predict` gives class probabilities (else raw scores)
     weights: np.ndarray | None = None  # resolved per-class weights (losses with `class_weights`)
+    # sum_i w_{y_i} of the last forward's batch, None when unweighted: what that batch's mean loss
+    # weighs when batches are combined (Metrics), so the total is sum w l / sum w over all rows.
+    batch_weight: float | None = None
     workspace: dict | None = None  # reused arrays (see engine.workspace); set by Network.reuse_buffers
 
     def encode(self, y: np.ndarray, n_classes: int | None, dtype) -> np.ndarray:
@@ -202,11 +205,13 @@ class _Weighted(Loss):
     def _coefficients(self, labels: np.ndarray, dtype) -> np.ndarray | None:
         """Per-sample factors w_{y_i} / sum_i w_{y_i} in `dtype` (None: no weights, use 1 / batch)."""
         if self._weights is None:
+            self.batch_weight = None
             return None
         if self._cast is None or self._cast.dtype != dtype:
             self._cast = self._weights.astype(dtype)
         w = self._cast[labels]
         total = w.sum()
+        self.batch_weight = float(total)
         return w / total if total > 0 else np.zeros_like(w)
 
 

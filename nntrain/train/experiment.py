@@ -35,6 +35,7 @@ from ..errors import NntrainError
 from .metrics import Metrics
 
 STREAMS = ("data", "split", "init", "train")
+EVAL_BYTES = 4 * 2**20  # the inputs of one evaluation batch (Experiment.eval_batch)
 
 
 def seed_streams(seed: int) -> dict[str, np.random.Generator]:
@@ -56,36 +57,36 @@ class Experiment:
     schedule: Schedule | None = None  # the learning rate per epoch (optimizer.schedule)
     saved: dict[str, np.ndarray] | None = None  # the checkpoint it was restored from, if any
     source: str | None = None  # that checkpoint's name (best, last, epoch-0010) or path
-    _arrays: dict = field(default_factory=dict)
+    # In memory, dataset.X holds every row already scaled to dtype, and targets every row's t:
+    # splits and batches are gathered from them by row index, never copied whole.
+    targets: np.ndarray | None = None
 
     @property
     def dtype(self):
         return self.network.dtype
 
     def arrays(self, split: str):
-        """(X scaled to dtype, y labels/values, t targets encoded for the loss) of a whole split, kept in memory.
+        """(X scaled to dtype, y labels/values, t targets encoded for the loss) of a whole split, as a copy.
 
-        For data left on disk use `rows`, which reads only the rows asked for.
+        Training and evaluation gather rows a batch at a time instead (`rows`).
         """
-        if split not in self._arrays:
-            rows = self.splits[split]
-            self._arrays[split] = self.encode(self.dataset.X[rows], self.dataset.y[rows])
-        return self._arrays[split]
+        return self.rows(split, np.arange(len(self.splits[split])))
 
     def encode(self, X: np.ndarray, y: np.ndarray):
         """Raw features and labels -> (X scaled, y as is, t: targets in the loss's form and scale)."""
-        X = self.scaler.transform(X, self.dtype)
+        return self.scaler.transform(X, self.dtype), y, self.encode_targets(y)
+
+    def encode_targets(self, y: np.ndarray) -> np.ndarray:
+        """Labels or values -> t, the targets in the loss's form (and, for data.scale_target, scale)."""
         if self.dataset.task == "regression":
-            t = self.network.loss.encode(self.target_scaler.transform(y, self.dtype), None, self.dtype)
-        else:
-            t = self.network.loss.encode(y, self.dataset.n_classes, self.dtype)
-        return X, y, t
+            return self.network.loss.encode(self.target_scaler.transform(y, self.dtype), None, self.dtype)
+        return self.network.loss.encode(y, self.dataset.n_classes, self.dtype)
 
     def rows(self, split: str, positions: np.ndarray):
-        """(X, y, t) of the split's rows at `positions` (e.g. one shuffled batch), read and encoded now."""
-        if self.dataset.in_memory and split in self._arrays:
-            return tuple(a[positions] for a in self._arrays[split])
+        """(X, y, t) of the split's rows at `positions` (e.g. one shuffled batch), gathered (or read and encoded) now."""
         rows = self.splits[split][positions]
+        if self.targets is not None:
+            return self.dataset.X[rows], self.dataset.y[rows], self.targets[rows]
         X = self.dataset.X[rows]
         if not self.dataset.in_memory and not np.isfinite(X).all():  # files read lazily are checked as read
             bad = int(rows[np.argmin(np.isfinite(X).all(axis=1))])
@@ -104,21 +105,29 @@ class Experiment:
         units = self.to_target_units if self.target_scaler.offset is not None else None
         return Metrics(self.network.loss, self.metric_names(), units, n_classes=self.dataset.n_classes)
 
-    def evaluate(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int = 4096, confusion=False) -> dict:
+    def evaluate(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int | None = None, confusion=False) -> dict:
         """Loss and metrics of the network in eval mode over encoded arrays, in large batches.
 
         With `confusion` (classification), also the confusion matrix as lists: rows true, columns predicted.
         """
         return self._evaluate(lambda s, e: (X[s:e], y[s:e], t[s:e]), len(X), batch, confusion)
 
-    def evaluate_split(self, split: str, batch: int = 4096, confusion=False) -> dict:
-        """Loss and metrics on one split; data on disk is read a batch at a time."""
-        if self.dataset.in_memory:
-            return self.evaluate(*self.arrays(split), batch=batch, confusion=confusion)
+    def evaluate_split(self, split: str, batch: int | None = None, confusion=False) -> dict:
+        """Loss and metrics on one split, gathered (or, on disk, read) a batch at a time."""
         n = len(self.splits[split])
         return self._evaluate(lambda s, e: self.rows(split, np.arange(s, min(e, n))), n, batch, confusion)
 
-    def _evaluate(self, get, n: int, batch: int, confusion: bool = False) -> dict:
+    def eval_batch(self) -> int:
+        """Rows per evaluation batch: about EVAL_BYTES of inputs, 256 to 4096 rows.
+
+        Large enough for efficient matrix products, small enough that evaluating adds only a few
+        MiB to a training process whose data fills memory.
+        """
+        row_bytes = max(1, self.network.in_features) * self.dtype.itemsize
+        return int(min(4096, max(256, EVAL_BYTES // row_bytes)))
+
+    def _evaluate(self, get, n: int, batch: int | None, confusion: bool = False) -> dict:
+        batch = batch or self.eval_batch()
         metrics = self.metrics()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a broken model reports nan, no warnings
             for start in range(0, n, batch):
@@ -275,7 +284,8 @@ def prepare(
     the dataset has no rows and the data source is not read (see `saved_dataset`).
     """
     rngs = seed_streams(config.seed)
-    if with_data or saved is None:
+    with_data = with_data or saved is None
+    if with_data:
         classes = [str(c) for c in saved["data.classes"]] if saved is not None and "data.classes" in saved else None
         dataset = load_dataset(config, rngs["data"], base, classes)
     else:
@@ -312,4 +322,8 @@ def prepare(
     schedule = SCHEDULES[spec.name](**cfg.options(spec)) if spec is not None else None
     splits = {k: splits[k] for k in SPLITS}
     penalty = Penalty(config.regularization.l1, config.regularization.l2)
-    return Experiment(config, dataset, splits, scaler, target_scaler, network, optimizer, rngs, penalty, schedule, saved)
+    exp = Experiment(config, dataset, splits, scaler, target_scaler, network, optimizer, rngs, penalty, schedule, saved)
+    if with_data and dataset.in_memory:  # scaled once, in place where the dtype allows: the data is held in memory once
+        dataset.X = scaler.transform(dataset.X, network.dtype, in_place=True)
+        exp.targets = exp.encode_targets(dataset.y)
+    return exp

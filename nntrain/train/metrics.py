@@ -30,7 +30,7 @@ class Metrics:
         self.n_classes = n_classes
         self.confusion = None if n_classes is None else np.zeros((n_classes, n_classes), dtype=np.int64)
         self.n = 0
-        self.loss_sum = 0.0
+        self.loss_sum = self.loss_weight = 0.0  # batches' mean losses weighted by their rows (or class weights)
         self.correct = 0
         self.sse = self.sae = self.y_sum = self.y_sq = 0.0
         self.shift = None  # targets are summed relative to the first batch's mean, so r2 keeps its precision
@@ -52,6 +52,10 @@ class Metrics:
     def add(self, loss: float, z: np.ndarray, y: np.ndarray) -> None:
         """One batch: its mean loss, the outputs z it was computed from, its labels / values y.
 
+        Call it right after the loss's forward on this batch: a class-weighted loss's mean
+        counts with the batch's sum of weights (`loss.batch_weight`), so that the result is the
+        weighted mean over all rows whatever the batches.
+
         Nothing of z or y is kept (the trainer reuses their arrays for the next batch).
         """
         batch = len(z)
@@ -62,7 +66,10 @@ class Metrics:
             if self._accuracy:
                 self.correct += int(np.count_nonzero(predicted == y))
         self.n += batch
-        self.loss_sum += loss * batch
+        weight = getattr(self.loss_fn, "batch_weight", None)
+        weight = batch if weight is None else weight
+        self.loss_weight += weight
+        self.loss_sum += loss * weight
         if self._regression:
             target = y.reshape(batch, -1)
             out = self.to_target_units(z) if self.to_target_units else z
@@ -87,7 +94,7 @@ class Metrics:
         return np.bincount(codes, minlength=k * k).reshape(k, k)
 
     def result(self) -> dict[str, float]:
-        out = {"loss": self.loss_sum / self.n}
+        out = {"loss": self.loss_sum / self.loss_weight if self.loss_weight else 0.0}
         if "accuracy" in self.names:
             out["accuracy"] = self.correct / self.n
         if "balanced_accuracy" in self.names:

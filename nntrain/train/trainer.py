@@ -23,7 +23,7 @@ from .rundir import MetricsLog, RunDir
 
 
 class BatchGather:
-    """Shuffled mini-batches of in-memory arrays, gathered row by row into buffers reused for every batch.
+    """Mini-batches of in-memory arrays, gathered row by row into buffers reused for every batch.
 
     `gather(rows)` takes the batch's row indices and returns views (X, y, t) of the buffers,
     valid until the next call: nothing holds a batch beyond its own step. Compared with
@@ -158,21 +158,19 @@ class Trainer:
         """Run the remaining epochs; (status, message) says how it ended."""
         exp, train, stop = self.exp, self.exp.config.train, self.hooks.stop
         n = len(exp.splits["train"])
-        if exp.dataset.in_memory:
-            X, y, t = exp.arrays("train")
+        if exp.dataset.in_memory:  # each batch's rows gathered into buffers reused every batch
             batch = n if train.batch_size == "full" else train.batch_size
-            gather = BatchGather((X, y, t), batch) if train.shuffle else None
+            gather = BatchGather((exp.dataset.X, exp.dataset.y, exp.targets), batch)
         for epoch in range(state.epoch + 1, train.epochs + 1):
             if reason := self.out_of_patience(state):  # a resumed run that had already stopped early
                 return "completed", reason
             t0 = time.perf_counter()
             order = self.epoch_order(n)
-            if not exp.dataset.in_memory:  # data on disk: read each batch's rows when it comes
+            if exp.dataset.in_memory:
+                rows = exp.splits["train"][order]
+                metrics = self._train_epoch(lambda s, e: gather(rows[s:e]), n)
+            else:  # data on disk: read each batch's rows when it comes
                 metrics = self._train_epoch(lambda s, e: exp.rows("train", order[s:e]), n)
-            elif gather is not None:  # each batch's shuffled rows gathered into buffers reused every batch
-                metrics = self._train_epoch(lambda s, e: gather(order[s:e]), n)
-            else:
-                metrics = self._train_epoch(lambda s, e: (X[s:e], y[s:e], t[s:e]), n)
             if metrics is None:
                 return "diverged", (
                     f"the training loss became non-finite in epoch {epoch}; "
