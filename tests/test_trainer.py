@@ -19,15 +19,15 @@ def test_an_unexpected_error_leaves_a_failed_summary(tmp_path, monkeypatch):
     from nntrain.engine import optim
 
     calls = {"n": 0}
-    original = optim.SGD.update
+    original = optim.SGD.step
 
     def flaky(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] > 40:
+        if calls["n"] > 20:  # of 35 steps (5 epochs of 7 batches)
             raise OSError("disk on fire")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(optim.SGD, "update", flaky)
+    monkeypatch.setattr(optim.SGD, "step", flaky)
     config = cfg.load_config(None, [], raw=small_config())
     with pytest.raises(OSError):
         fit(config, runs_root=tmp_path)

@@ -27,6 +27,7 @@ from typing import Annotated
 
 import numpy as np
 
+from .blas import Axpby
 from .registry import Range, Registry
 
 OPTIMIZERS = Registry("optimizer")
@@ -125,20 +126,10 @@ class _FlatState:
         self.value_views = [p.value for p in params]
         self.grad_views = [p.grad for p in params]
         self.values, self.grads, self.momentum, self.buffers = values, grads, momentum, buffers
-        # One group per layer (a layer's parameters are adjacent): (values, grads, buffer or None) views.
-        self.groups, start, offset, layer = [], 0, 0, None
-        for p in params:
-            owner = p.key.rsplit(".", 1)[0]
-            if owner != layer and offset > start:
-                self.groups.append(self._group(start, offset))
-                start = offset
-            layer, offset = owner, offset + p.value.size
-        if offset > start:
-            self.groups.append(self._group(start, offset))
-
-    def _group(self, start: int, stop: int) -> tuple:
-        buffer = None if self.momentum is None else self.momentum[start:stop]
-        return self.values[start:stop], self.grads[start:stop], buffer
+        # The updates over the flat arrays, one pass each: p <- p + a g, v <- a g + b v, p <- p + a v.
+        self.p_from_g = Axpby(grads, values)
+        self.v_from_g = None if momentum is None else Axpby(grads, momentum)
+        self.p_from_v = None if momentum is None else Axpby(momentum, values)
 
     @classmethod
     def build(cls, params, state: dict, buffer: str | None) -> _FlatState | None:
@@ -204,15 +195,18 @@ class SGD(Optimizer):
         if flat is None:
             return super().step(params)
         # All parameters, gradients and momentum buffers are views of three flat arrays (see
-        # Network's pack_parameters): `update` on each layer's stretch of them (weight and bias
-        # together) is, element for element, the same operations as `update` on each parameter,
-        # in fewer calls; small parameters cost numpy's per-call overhead more than their arithmetic.
+        # Network's pack_parameters): `update`'s formulas, over all parameters at once, one
+        # fused pass per line (engine.blas) instead of two numpy passes and a temporary.
         self.steps += 1
-        for values, grads, buffer in flat.groups:
-            if buffer is None:
-                self.update(values, grads)
-            else:
-                self.update(values, grads, momentum_buffer=buffer)
+        if not self.momentum:
+            flat.p_from_g(-self.lr, 1.0)  # p <- p - lr g
+            return
+        flat.v_from_g(1.0, self.momentum)  # v <- momentum v + g
+        if self.nesterov:  # p <- p - lr (g + momentum v)
+            flat.p_from_g(-self.lr, 1.0)
+            flat.p_from_v(-self.lr * self.momentum, 1.0)
+        else:
+            flat.p_from_v(-self.lr, 1.0)  # p <- p - lr v
 
     def _flat(self, params) -> _FlatState | None:
         """The flat arrays behind `params` and their momentum buffers, or None when they are not packed."""
