@@ -10,6 +10,9 @@ in a child process per measurement, and reports each child's peak resident set s
 - on disk: `data.dataset: {X: X.npy, y: y.npy}` at two sizes (--small-gb and --gb), so that the
   figures show whether memory depends on the file size;
 - in memory: the same rows as an `.npz` (which nntrain loads whole) at --compare-gb sizes;
+- MNIST-shaped in memory: 60000 x 784 float32 features in an `.npz`, the network 784-256-128-10 and
+  batch 128 of the speed benchmark; the figure to read is peak RSS minus the data's size (the goal:
+  at most 100 MB on top of the data);
 - startup: `python -c 'import nntrain.cli'` (what `nntrain --help` loads) and `import nntrain.api`
   (what `fit` loads: numpy, the engine, the data code), for context.
 
@@ -74,6 +77,28 @@ train:
   batch_size: 256
 """
 
+MNIST_ROWS, MNIST_FEATURES = 60000, 784
+MNIST_CONFIG = """\
+# Written by benchmarks/memory.py
+name: {name}
+seed: 0
+data:
+  dataset: {dataset}
+  split: {{val: 0.1, test: 0.1}}
+  scale: standardize
+model:
+  layers:
+    - linear: 256
+    - relu
+    - linear: 128
+    - relu
+    - linear: 10
+loss: cross_entropy
+optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}
+train:
+  epochs: 1
+  batch_size: 128
+"""
 
 # ---------------------------------------------------------------- data
 
@@ -168,6 +193,26 @@ def make_npz(folder: Path, n: int) -> Path:
             np.lib.format.write_array(f, labels)
     os.replace(tmp, path)
     print(f"  wrote {path} ({path.stat().st_size / GiB:.2f} GiB)", file=sys.stderr)
+    return path
+
+
+def make_mnist_npz(folder: Path) -> Path:
+    """mnist-shaped.npz: 60000 x 784 float32 "pixels" in [0, 1) and 10 classes from a noisy linear rule."""
+    path = folder / "mnist-shaped.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if z["X"].shape == (MNIST_ROWS, MNIST_FEATURES):
+                print(f"  reusing {path}", file=sys.stderr)
+                return path
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        pass
+    rng = np.random.default_rng(SEED)
+    X = rng.random((MNIST_ROWS, MNIST_FEATURES), dtype=DTYPE)
+    weights = rng.normal(0, 1, (MNIST_FEATURES, CLASSES)).astype(DTYPE)
+    y = np.argmax((X - 0.5) @ weights + rng.standard_normal((MNIST_ROWS, CLASSES), dtype=DTYPE), axis=1)
+    tmp = path.with_suffix(".partial.npz")
+    np.savez(tmp, X=X, y=y.astype(np.int64))
+    os.replace(tmp, path)
     return path
 
 
@@ -285,9 +330,11 @@ def figures(m: dict) -> dict:
     }
 
 
-def train(name: str, dataset_yaml: str, size_bytes: int, rows: int, mode: str, folder: Path, sample: float) -> dict:
+def train(
+    name: str, dataset_yaml: str, size_bytes: int, rows: int, mode: str, folder: Path, sample: float, template=CONFIG
+) -> dict:
     config = folder / f"{name}.yaml"
-    config.write_text(CONFIG.format(name=name, dataset=dataset_yaml))
+    config.write_text(template.format(name=name, dataset=dataset_yaml))
     run_dir = folder / "runs" / name
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.parent.mkdir(exist_ok=True)
@@ -400,6 +447,9 @@ def main(argv=None) -> None:
         default=[0.5, 1.0],
         help="sizes of the in-memory .npz runs, GiB (default 0.5 1)",
     )
+    p.add_argument(
+        "--mnist", action=argparse.BooleanOptionalAction, default=True, help="run the MNIST-shaped in-memory case"
+    )
     p.add_argument("--dir", type=Path, default=Path("/tmp/nntrain-bench"), help="where data files and runs go")
     p.add_argument("--sample", type=float, default=0.05, help="seconds between /proc samples (default 0.05)")
     p.add_argument("--cleanup", action="store_true", help="delete the generated data files at the end")
@@ -451,13 +501,30 @@ def main(argv=None) -> None:
             train(f"memory-{n}", str(path.resolve()), path.stat().st_size, n, "in memory (.npz)", args.dir, args.sample)
         )
 
+    notes = growth(results)
+    if args.mnist:
+        print("MNIST-shaped data in memory:", file=sys.stderr)
+        path = make_mnist_npz(args.dir)
+        r = train(
+            "mnist-shaped", str(path.resolve()), path.stat().st_size, MNIST_ROWS, "in memory (.npz), MNIST-shaped",
+            args.dir, args.sample, MNIST_CONFIG,
+        )
+        results.append(r)
+        over = r["peak_rss_mib"] * MiB - r["file_bytes"]
+        notes.append(
+            f"- MNIST-shaped in memory (60000 x 784 float32, 784-256-128-10, batch 128, one epoch): peak RSS"
+            f" {r['peak_rss_mib']:.0f} MiB = the data ({r['file_bytes'] / 1e6:.1f} MB) + {over / 1e6:.1f} MB"
+            f" (goal: + 100 MB at most: {'met' if over <= 100e6 else 'NOT met'})"
+        )
+
     info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[0]
-    md = table(results) + "\n\n" + "\n".join(growth(results))
+    md = table(results) + "\n\n" + "\n".join(notes)
     header = (
         f"# nntrain memory benchmark\n\n"
         f"{info['date']} · {info['nproc']} CPUs, {info['mem_total_gib']} GiB RAM · Linux {info['kernel']} · "
         f"Python {info['python']}, numpy {info['numpy']}, nntrain {info['nntrain']} (git {info['git']}) · load average {info['loadavg_start']} at the start, {info['loadavg_end']} at the end\n\n"
-        f"One epoch, batch 256, network 256-128-relu-10, sgd momentum, split val/test 0.01, standardize. "
+        f"One epoch, batch 256, network 256-128-relu-10, sgd momentum, split val/test 0.01, standardize"
+        f" (the MNIST-shaped row: see its note). "
         f"Peak RSS is each child's own ru_maxrss; anon / file-backed are the peaks of RssAnon and RssFile sampled "
         f"from /proc every {args.sample}s. Sizes are X plus y on disk; the .npz holds float32 X.\n\n"
     )
@@ -471,7 +538,7 @@ def main(argv=None) -> None:
         print(f"wrote {RESULTS / 'memory.md'} and memory.json", file=sys.stderr)
 
     if args.cleanup:
-        for pattern in ("X-*.npy", "y-*.npy", "data-*.npz"):
+        for pattern in ("X-*.npy", "y-*.npy", "data-*.npz", "mnist-shaped.npz"):
             for f in args.dir.glob(pattern):
                 f.unlink()
         shutil.rmtree(args.dir / "runs", ignore_errors=True)
