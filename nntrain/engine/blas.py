@@ -1,14 +1,15 @@
-"""y <- a * x + b * y in place and in one pass over memory: BLAS's axpby, from the library numpy uses.
+"""y <- a * x + b * y in place, without temporaries: BLAS's scal and axpy, from the library numpy uses.
 
 An optimizer's update is a few elementwise passes over every parameter, and at small batch
 sizes those passes cost about as much as the matrix products: their cost is memory traffic.
-NumPy has no fused multiply-add, so `v = momentum * v + g` takes two passes (`v *= momentum;
-v += g`) and `p -= lr * v` two more, through a temporary. BLAS's ?axpby does each in one.
+NumPy has no fused multiply-add, so `p -= lr * v` takes two passes through a temporary
+(`lr * v`, then the subtraction); BLAS's axpy (y <- a x + y) takes one. OpenBLAS also splits
+scal (y <- b y) and axpy over its threads for long vectors, where a numpy ufunc runs on one core.
 
-NumPy's wheels ship OpenBLAS with renamed symbols (`scipy_cblas_saxpby64_`, 64-bit integers);
+NumPy's wheels ship OpenBLAS with renamed symbols (`scipy_cblas_saxpy64_`, 64-bit integers);
 they are looked up once with ctypes. Where they are not found (a numpy built against another
-BLAS, a platform without that library), `Axpby` does the same arithmetic with numpy calls, so
-results agree to the rounding of a fused multiply-add at most.
+BLAS, a platform without that library), `Axpby` does the same operations in the same order
+with numpy calls, so results agree to the rounding of a fused multiply-add at most.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-# (symbol, integer type): numpy's bundled OpenBLAS first (ILP64, renamed), then common builds.
-_SYMBOLS = (("scipy_cblas_{t}axpby64_", ctypes.c_int64), ("cblas_{t}axpby64_", ctypes.c_int64))
+# Symbol prefixes, tried in order: numpy's bundled OpenBLAS (ILP64, renamed), then a plain ILP64 build.
+_PREFIXES = ("scipy_cblas_", "cblas_")
 _TYPES = {np.dtype(np.float32): ("s", ctypes.c_float), np.dtype(np.float64): ("d", ctypes.c_double)}
 
 
@@ -36,43 +37,51 @@ def _bundled_libraries() -> list[Path]:
 
 @functools.cache
 def kernel(dtype) -> tuple | None:
-    """(C function, integer type, scalar type) of ?axpby for `dtype`, or None where there is none."""
+    """(scal, axpy) C functions for `dtype` (64-bit integer arguments), or None where there are none."""
     if np.dtype(dtype) not in _TYPES:
         return None
     letter, scalar = _TYPES[np.dtype(dtype)]
+    integer, pointer = ctypes.c_int64, ctypes.c_void_p
     for path in _bundled_libraries():
         try:
             library = ctypes.CDLL(str(path))
         except OSError:
             continue
-        for pattern, integer in _SYMBOLS:
-            function = getattr(library, pattern.format(t=letter), None)
-            if function is not None:
-                function.argtypes = [integer, scalar, ctypes.c_void_p, integer, scalar, ctypes.c_void_p, integer]
-                function.restype = None
-                return function, integer, scalar
+        for prefix in _PREFIXES:
+            scal = getattr(library, f"{prefix}{letter}scal64_", None)
+            axpy = getattr(library, f"{prefix}{letter}axpy64_", None)
+            if scal is not None and axpy is not None:
+                scal.argtypes = [integer, scalar, pointer, integer]
+                axpy.argtypes = [integer, scalar, pointer, integer, pointer, integer]
+                scal.restype = axpy.restype = None
+                return scal, axpy
     return None
 
 
 class Axpby:
     """y <- a * x + b * y for two fixed arrays: contiguous, same size and float dtype; y is written in place.
 
-    Bound to the arrays once (their addresses are taken here), so that each call costs little
-    more than the pass itself. Without BLAS: `y *= b` (skipped for b = 1), then `y += a * x`
-    through a reused temporary (`y += x` for a = 1) -- the order a plain numpy update uses.
+    Computed as `y *= b` (skipped for b = 1), then `y += a * x`, by BLAS or by numpy. Bound to
+    the arrays once (their addresses are taken here), so a call costs little more than its passes.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
         if x.size != y.size or x.dtype != y.dtype or not (x.flags.c_contiguous and y.flags.c_contiguous):
             raise ValueError("Axpby needs two C-contiguous arrays of one size and dtype")
         self.x, self.y = x.reshape(-1), y.reshape(-1)
-        found = kernel(x.dtype)
-        self._blas = None
-        if found is not None and x.size:
-            function, _, _ = found
-            n, px, py = x.size, self.x.ctypes.data, self.y.ctypes.data
-            self._blas = lambda a, b: function(n, a, px, 1, b, py, 1)
         self._tmp = None
+        self._blas = None
+        found = kernel(x.dtype)
+        if found is not None and x.size:
+            scal, axpy = found
+            n, px, py = x.size, self.x.ctypes.data, self.y.ctypes.data
+
+            def blas(a: float, b: float) -> None:
+                if b != 1:
+                    scal(n, b, py, 1)
+                axpy(n, a, px, 1, py, 1)
+
+            self._blas = blas
 
     @property
     def uses_blas(self) -> bool:

@@ -126,7 +126,7 @@ class _FlatState:
         self.value_views = [p.value for p in params]
         self.grad_views = [p.grad for p in params]
         self.values, self.grads, self.momentum, self.buffers = values, grads, momentum, buffers
-        # The updates over the flat arrays, one pass each: p <- p + a g, v <- a g + b v, p <- p + a v.
+        # The updates over the flat arrays, in place: p <- p + a g, v <- a g + b v, p <- p + a v.
         self.p_from_g = Axpby(grads, values)
         self.v_from_g = None if momentum is None else Axpby(grads, momentum)
         self.p_from_v = None if momentum is None else Axpby(momentum, values)
@@ -195,8 +195,8 @@ class SGD(Optimizer):
         if flat is None:
             return super().step(params)
         # All parameters, gradients and momentum buffers are views of three flat arrays (see
-        # Network's pack_parameters): `update`'s formulas, over all parameters at once, one
-        # fused pass per line (engine.blas) instead of two numpy passes and a temporary.
+        # Network's pack_parameters): `update`'s formulas over all parameters at once, through
+        # engine.blas (no temporaries, and BLAS spreads the passes over its threads).
         self.steps += 1
         if not self.momentum:
             flat.p_from_g(-self.lr, 1.0)  # p <- p - lr g
