@@ -12,16 +12,18 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
+    PlainValidator,
+    TypeAdapter,
     ValidationError,
     create_model,
     field_validator,
@@ -88,51 +90,86 @@ def options_of(fn) -> dict[str, tuple]:
     return fields
 
 
-def _tagged_models(registry, tag: str, **extra) -> dict[str, type[BaseModel]]:
+class OptionModels(Mapping):
+    """Name -> options model of each class in `registry`, each model built on first use.
+
+    Building all ~30 models up front was most of the time `nntrain validate` took to start,
+    and a config uses a handful; `nntrain schema` builds them all.
+    """
+
+    def __init__(self, registry, build):
+        self.registry, self.build = registry, build
+        self.built: dict[str, type[BaseModel]] = {}  # the models built so far
+
+    def __getitem__(self, name: str) -> type[BaseModel]:
+        if name not in self.built:
+            self.built[name] = self.build(name, self.registry[name])
+        return self.built[name]
+
+    def __iter__(self):
+        return iter(self.registry)
+
+    def __len__(self):
+        return len(self.registry)
+
+
+def _tagged_models(registry, tag: str, **extra) -> OptionModels:
     """One model per registered class: its tag, its constructor options, and `extra` fields (not passed to it)."""
-    models = {}
-    for name, cls in registry.items():
-        fields = options_of(cls.__init__)
-        models[name] = create_model(
+
+    def build(name, cls):
+        return create_model(
             f"{cls.__name__}Options",
             __base__=Strict,
             __doc__=(cls.__doc__ or "").strip().splitlines()[0],
             **{tag: (Literal[name], ...)},
-            **fields,
+            **options_of(cls.__init__),
             **extra,
         )
-    return models
+
+    return OptionModels(registry, build)
 
 
 LAYER_MODELS = _tagged_models(LAYERS, "type")
 LOSS_MODELS = _tagged_models(LOSSES, "name")
 SCHEDULE_MODELS = _tagged_models(SCHEDULES, "name")
-GENERATOR_MODELS = {
-    name: create_model(f"{name}Options", __base__=Strict, **options_of(fn)) for name, fn in GENERATORS.items()
-}
+GENERATOR_MODELS = OptionModels(
+    GENERATORS, lambda name, fn: create_model(f"{name}Options", __base__=Strict, **options_of(fn))
+)
 
 
 class _ShorthandSchema:
-    """JSON Schema of a component that also admits the shorthand forms, so editors accept them."""
+    """JSON Schema of a component: any of its models (chosen by the tag) or a shorthand form, so editors accept both."""
 
-    def __init__(self, names):
-        self.names = list(names)
+    def __init__(self, models: OptionModels, tag: str):
+        self.models, self.tag = models, tag
 
     def __get_pydantic_json_schema__(self, core_schema, handler):
-        one_key = {"type": "object", "minProperties": 1, "maxProperties": 1, "propertyNames": {"enum": self.names}}
-        return {"anyOf": [handler(core_schema), {"enum": self.names}, one_key]}
+        # The validator has no schema to show; the discriminated union of every model says what it accepts.
+        union = Annotated[Union[tuple(self.models.values())], Field(discriminator=self.tag)]
+        names = list(self.models)
+        one_key = {"type": "object", "minProperties": 1, "maxProperties": 1, "propertyNames": {"enum": names}}
+        return {"anyOf": [handler(TypeAdapter(union).core_schema), {"enum": names}, one_key]}
 
 
-def _union(models: dict, registry, tag: str, what: str):
-    """One of `models`, chosen by `tag`, accepting the shorthand forms `_expand` describes."""
-    union = Annotated[Union[tuple(models.values())], Field(discriminator=tag)]
-    return Annotated[union, BeforeValidator(lambda v: _expand(v, registry, tag, what)), _ShorthandSchema(registry)]
+def _union(models: OptionModels, tag: str, what: str):
+    """One of `models`, chosen by `tag`, accepting the shorthand forms `_expand` describes.
+
+    Not a pydantic discriminated union, which would build every model when the config's class
+    is defined: only the model named is built. Its errors keep their key paths (pydantic nests
+    a ValidationError raised here under the field's path).
+    """
+
+    def validate(value):
+        value = _expand(value, models.registry, tag, what)
+        return models[value[tag]].model_validate(value)
+
+    return Annotated[Any, PlainValidator(validate), _ShorthandSchema(models, tag)]
 
 
 OPTIMIZER_MODELS = _tagged_models(
     OPTIMIZERS,
     "name",
-    schedule=(_union(SCHEDULE_MODELS, SCHEDULES, "name", "schedule") | None, Field(None, description="learning-rate schedule")),
+    schedule=(_union(SCHEDULE_MODELS, "name", "schedule") | None, Field(None, description="learning-rate schedule")),
 )
 
 
@@ -308,7 +345,7 @@ class DataConfig(Strict):
 class ModelConfig(Strict):
     init: Literal[tuple(INITIALIZERS)] = Field("he", description="weight initializer for every linear layer")
     init_scale: Annotated[float, Field(gt=0)] = Field(0.01, description="std (normal) or limit (uniform)")
-    layers: Annotated[list[_union(LAYER_MODELS, LAYERS, "type", "layer")], Field(min_length=1)]
+    layers: Annotated[list[_union(LAYER_MODELS, "type", "layer")], Field(min_length=1)]
 
 
 class EarlyStoppingConfig(Strict):
@@ -368,10 +405,10 @@ class Config(Strict):
     dtype: Literal["float32", "float64"] = "float32"
     data: DataConfig
     model: ModelConfig
-    loss: _union(LOSS_MODELS, LOSSES, "name", "loss") = Field(
+    loss: _union(LOSS_MODELS, "name", "loss") = Field(
         default_factory=lambda: LOSS_MODELS["cross_entropy"](name="cross_entropy")
     )
-    optimizer: _union(OPTIMIZER_MODELS, OPTIMIZERS, "name", "optimizer") = Field(
+    optimizer: _union(OPTIMIZER_MODELS, "name", "optimizer") = Field(
         default_factory=lambda: OPTIMIZER_MODELS["adam"](name="adam")
     )
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
@@ -417,13 +454,11 @@ def _describe(err: dict) -> tuple[str, str]:
     loc = []
     parts = list(err["loc"])
     for i, part in enumerate(parts):
-        # Discriminated unions put the tag in the path (model.layers.0.linear.units): drop it.
+        # Unions put the member in the path (data.dataset.files.X): drop it. (Components need no
+        # such rule: `_union` validates them outside a union, so their paths hold only keys.)
         previous = parts[i - 1] if i else None
         if isinstance(part, str) and (
-            (isinstance(previous, int) and part in LAYERS)
-            or (previous in ("loss", "optimizer") and i == 1)
-            or (previous in SOURCE_KEYS and part in ("path", "files"))
-            or (previous == "schedule" and part in SCHEDULES)
+            (previous in SOURCE_KEYS and part in ("path", "files"))
             or re.match(r"^(literal\[|dict\[|list\[|constrained-|function-|str$|int$|float$|bool$)", part)
         ):
             continue  # a union member's label, not a key the user wrote

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -243,3 +245,34 @@ def test_schema_is_json_schema(cli):
     text = json.dumps(schema)
     for name in ("nesterov", "momentum", "batch_size", "checkpoint_every", "units"):
         assert name in text
+
+
+def test_schema_has_every_component_option_model(cli):
+    # Option models are built on first use; the schema must still offer every one of them.
+    from nntrain.engine.layers import LAYERS
+    from nntrain.engine.losses import LOSSES
+    from nntrain.engine.optim import OPTIMIZERS
+    from nntrain.engine.schedules import SCHEDULES
+
+    schema = json.loads(cli("schema").stdout)
+    for registry in (LAYERS, LOSSES, OPTIMIZERS, SCHEDULES):
+        for cls in registry.values():
+            assert f"{cls.__name__}Options" in schema["$defs"]
+    layer = schema["$defs"]["ModelConfig"]["properties"]["layers"]["items"]
+    assert set(layer["anyOf"][0]["discriminator"]["mapping"]) == set(LAYERS)
+    assert layer["anyOf"][1] == {"enum": list(LAYERS)}
+
+
+def test_checking_a_config_builds_only_its_models_and_no_downloader():
+    # What keeps `nntrain validate` quick to start: no HTTP client, and option models only for what the config names.
+    code = (
+        "import sys\n"
+        "import nntrain.cli, nntrain.config as cfg\n"
+        "cfg.validate({'data': {'dataset': 'xor'}, 'model': {'layers': [{'linear': 4}, 'tanh', {'linear': 2}]},"
+        " 'optimizer': {'name': 'sgd', 'schedule': {'step': 2}}})\n"
+        "print(sorted(cfg.LAYER_MODELS.built), sorted(cfg.LOSS_MODELS.built), sorted(cfg.OPTIMIZER_MODELS.built),"
+        " sorted(cfg.SCHEDULE_MODELS.built), sorted(m for m in ('http.client', 'urllib.request') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[0] == "['linear', 'tanh'] ['cross_entropy'] ['sgd'] ['step'] []"

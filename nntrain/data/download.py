@@ -16,12 +16,8 @@ Only the standard library is used (urllib); `file://` mirrors work too.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import re
-import secrets
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +28,6 @@ from .. import __version__
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
 from ..fileio import fsync_dir
-from .idx import read_idx
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
 CHUNK = 1 << 16
@@ -191,6 +186,8 @@ class _MirrorFailed(Exception):
 
 
 def _temp_name(filename: str) -> str:
+    import secrets
+
     return f".{filename}.part-{os.getpid()}-{secrets.token_hex(4)}"
 
 
@@ -236,6 +233,11 @@ def _fetch(url: str, dest: Path, sha256: str, timeout: float) -> int:
     _MirrorFailed for anything the mirror did wrong; NntrainError for a local problem
     (cannot write the cache). The temporary file is removed whatever happens.
     """
+    # Imported here, not at the top: every config check imports this module, only a download needs them.
+    import http.client
+    import urllib.error
+    import urllib.request
+
     tmp = dest.with_name(_temp_name(dest.name))
     request = urllib.request.Request(url, headers={"User-Agent": f"nntrain/{__version__}"})
     try:
@@ -379,6 +381,8 @@ def load(name, directory=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     NntrainError when a file is missing (with the command that downloads it), damaged
     (SHA-256), not a valid IDX file, or when images and labels do not match.
     """
+    from .idx import read_idx  # with gzip: only loading a downloaded dataset needs it
+
     spec = _spec(name)
     folder = dataset_dir(spec, directory)
     states = status(spec, directory)
