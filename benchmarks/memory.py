@@ -63,42 +63,19 @@ name: {name}
 seed: 0
 data:
   dataset: {dataset}
-  split: {{val: 0.01, test: 0.01}}
+  split: {{val: {split}, test: {split}}}
   scale: standardize
 model:
-  layers:
-    - linear: 128
-    - relu
-    - linear: 10
+  layers: [{hidden}relu, {{linear: 10}}]
 loss: cross_entropy
 optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}
 train:
   epochs: 1
-  batch_size: 256
+  batch_size: {batch}
 """
-
+SETUP = {"split": 0.01, "hidden": "{linear: 128}, ", "batch": 256}  # the on-disk and .npz runs
 MNIST_ROWS, MNIST_FEATURES = 60000, 784
-MNIST_CONFIG = """\
-# Written by benchmarks/memory.py
-name: {name}
-seed: 0
-data:
-  dataset: {dataset}
-  split: {{val: 0.1, test: 0.1}}
-  scale: standardize
-model:
-  layers:
-    - linear: 256
-    - relu
-    - linear: 128
-    - relu
-    - linear: 10
-loss: cross_entropy
-optimizer: {{name: sgd, lr: 0.05, momentum: 0.9}}
-train:
-  epochs: 1
-  batch_size: 128
-"""
+MNIST_SETUP = {"split": 0.1, "hidden": "{linear: 256}, relu, {linear: 128}, ", "batch": 128}  # epoch.py's network
 
 # ---------------------------------------------------------------- data
 
@@ -331,10 +308,10 @@ def figures(m: dict) -> dict:
 
 
 def train(
-    name: str, dataset_yaml: str, size_bytes: int, rows: int, mode: str, folder: Path, sample: float, template=CONFIG
+    name: str, dataset_yaml: str, size_bytes: int, rows: int, mode: str, folder: Path, sample: float, setup=SETUP
 ) -> dict:
     config = folder / f"{name}.yaml"
-    config.write_text(template.format(name=name, dataset=dataset_yaml))
+    config.write_text(CONFIG.format(name=name, dataset=dataset_yaml, **setup))
     run_dir = folder / "runs" / name
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.parent.mkdir(exist_ok=True)
@@ -507,7 +484,7 @@ def main(argv=None) -> None:
         path = make_mnist_npz(args.dir)
         r = train(
             "mnist-shaped", str(path.resolve()), path.stat().st_size, MNIST_ROWS, "in memory (.npz), MNIST-shaped",
-            args.dir, args.sample, MNIST_CONFIG,
+            args.dir, args.sample, MNIST_SETUP,
         )
         results.append(r)
         over = r["peak_rss_mib"] * MiB - r["file_bytes"]
