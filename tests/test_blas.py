@@ -40,7 +40,8 @@ def test_axpby_is_the_formula(path, dtype, a, b):
     assert kernel.uses_blas == (path == "blas")
     x_before = x.copy()
     kernel(a, b)
-    assert_allclose(y, expected, rtol=1e-6 if dtype == np.float32 else 1e-14, atol=1e-6 if dtype == np.float32 else 1e-14)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    assert_allclose(y, expected, rtol=tol, atol=tol)
     assert_array_equal(x, x_before)  # x is only read
 
 
@@ -89,5 +90,5 @@ def test_packed_sgd_matches_the_per_parameter_update(path, options):
 
 
 def reference_step(optimizer: SGD, params) -> None:
-    """One step through Optimizer.step (per parameter, plain numpy), bypassing SGD's packed route."""
-    super(SGD, optimizer).step(params)
+    """One step of `update` per parameter (plain numpy), bypassing the packed route."""
+    optimizer._step_each(params)

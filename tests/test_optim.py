@@ -288,3 +288,64 @@ def test_defaults_match_torch():
     assert (adam.lr, adam.beta1, adam.beta2, adam.eps, adam.weight_decay) == (1e-3, 0.9, 0.999, 1e-8, 0.0)
     assert (rms.lr, rms.alpha, rms.eps, rms.momentum, rms.centered) == (1e-2, 0.99, 1e-8, 0.0, False)
     assert rms.weight_decay == 0.0
+
+
+# ---------------------------------------------------------------- packed parameters
+
+PACKED_CASES = {
+    "sgd": {"lr": 0.05},
+    "sgd_momentum": {"lr": 0.05, "momentum": 0.9},
+    "sgd_nesterov_wd": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+    "adam": {"lr": 0.01},
+    "adam_wd": {"lr": 0.01, "weight_decay": 0.01},
+    "adamw": {"lr": 0.01},
+    "rmsprop": {"lr": 0.01, "momentum": 0.5, "centered": True, "weight_decay": 0.01},
+    "adagrad": {"lr": 0.05, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.01},
+}
+
+
+def _packed_network(dtype):
+    from nntrain.engine.layers import LAYERS
+    from nntrain.engine.losses import LOSSES
+    from nntrain.engine.network import Network
+
+    layers = [LAYERS["linear"](units=6), LAYERS["tanh"](), LAYERS["linear"](units=3)]
+    return Network(layers, LOSSES["cross_entropy"](), 4, dtype, np.random.default_rng(5))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", list(PACKED_CASES))
+def test_packed_parameters_take_the_per_parameter_steps(case, dtype):
+    """Over the flat arrays (one update for all parameters) the optimizer computes, element for element,
+    what it computes one parameter at a time; gradients are left as backward wrote them; and a state
+    saved mid-way continues on a new network exactly."""
+    name = case.split("_")[0]
+    options = PACKED_CASES[case]
+    flat_net, each_net = _packed_network(dtype), _packed_network(dtype)
+    flat_opt, each_opt = OPTIMIZERS[name](**options), OPTIMIZERS[name](**options)
+    rng = np.random.default_rng(6)
+    batches = [(rng.standard_normal((5, 4)).astype(dtype), rng.integers(0, 3, 5)) for _ in range(6)]
+    for i, (x, y) in enumerate(batches):
+        if i == 3:  # resume the flat one from a saved state, on a fresh network holding the saved values
+            state, values = _checkpoint(flat_opt.state_dict()), [p.value.copy() for p in flat_net.params]
+            flat_net, flat_opt = _packed_network(dtype), OPTIMIZERS[name](**options)
+            for p, v in zip(flat_net.params, values):
+                p.value[...] = v
+            flat_opt.load_state_dict(state)
+        flat_net.loss_and_grad(x, y)
+        each_net.loss_and_grad(x, y)
+        grads = [p.grad.copy() for p in flat_net.params]
+        flat_opt.step(flat_net.params)
+        each_opt._step_each(each_net.params)
+        assert flat_opt._flat_state is not None  # the flat route was taken
+        for p, g in zip(flat_net.params, grads):
+            assert_array_equal(p.grad, g, err_msg=f"{p.key}: step changed the gradient")
+        tight = {"rtol": 1e-6, "atol": 1e-7} if dtype == "float32" else {"rtol": 1e-13, "atol": 1e-15}
+        for p, q in zip(flat_net.params, each_net.params):
+            if name == "sgd":  # BLAS axpy may fuse a multiply and an add: a rounding apart at most
+                assert_allclose(p.value, q.value, **tight, err_msg=p.key)
+            else:
+                assert_array_equal(p.value, q.value, err_msg=p.key)
+    assert flat_opt.state_dict().keys() == each_opt.state_dict().keys()
+    for key, value in each_opt.state_dict().items():
+        assert_allclose(flat_opt.state_dict()[key], value, **tight, err_msg=key)

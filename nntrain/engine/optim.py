@@ -48,6 +48,7 @@ class Optimizer:
         self.state: dict[str, np.ndarray] = {}
         self._buffer_keys: dict[str, tuple] = {}  # param key -> ((buffer name, state key), ...)
         self._scratch: dict[tuple, np.ndarray] = {}  # temporaries by (shape, dtype); never saved
+        self._flat_state: _FlatState | None = None
 
     def scratch(self, like: np.ndarray) -> np.ndarray:
         """A reusable uninitialized array shaped like `like` for an update's temporaries (not state)."""
@@ -58,6 +59,32 @@ class Optimizer:
         return array
 
     def step(self, params) -> None:
+        """One update of every parameter from its gradient (p.grad is read, never changed)."""
+        flat = self._flat(params)
+        if flat is None:
+            return self._step_each(params)
+        # Parameters, gradients and buffers are views of one flat array each (see Network's
+        # pack_parameters and _FlatState): `update` runs once over all of them, element for
+        # element the same operations as per parameter, in a handful of numpy calls instead of
+        # a handful per parameter (which is what small batches pay for).
+        self.steps += 1
+        if self.decoupled_weight_decay:
+            flat.shrink(1 - self.lr * self.weight_decay)
+            g = flat.grads
+        else:
+            g = flat.gradient(self.weight_decay)
+        self.update(flat.values, g, **flat.buffers)
+
+    def _flat(self, params) -> _FlatState | None:
+        """The flat arrays behind `params` and this optimizer's buffers, or None when the parameters are not packed."""
+        flat = self._flat_state
+        if flat is not None and flat.matches(params, self.state):
+            return flat
+        self._flat_state = flat = _FlatState.build(params, self.state, self.buffers, self.init_buffer)
+        return flat
+
+    def _step_each(self, params) -> None:
+        """`step` one parameter at a time: for parameters that are not views of one flat array."""
         self.steps += 1
         keys = self._buffer_keys
         for p in params:
@@ -112,27 +139,32 @@ class Optimizer:
 
 
 class _FlatState:
-    """Parameters, gradients and one per-parameter buffer that are views of one flat array each.
+    """Parameters, gradients and each per-parameter buffer as views of one flat array each.
 
     `build` succeeds when the parameters' values and gradients tile one flat array each, in
-    order (what Network's pack_parameters makes); it then moves the buffer (if any) into a flat
-    array too, keeping the values of buffers already in `state` (after a resume) and putting
-    the views into `state` under the usual keys, so state_dict and checkpoints see no difference.
-    `matches` checks, at every step, that nothing has been swapped since (new arrays, a loaded state).
+    order (what Network's pack_parameters makes); it then moves the optimizer's buffers into
+    flat arrays too, keeping the values of buffers already in `state` (after a resume) and
+    putting the views into `state` under the usual keys, so state_dict and checkpoints see no
+    difference. `matches` checks, at every step, that nothing has been swapped since (new
+    arrays, a loaded state).
     """
 
-    def __init__(self, params, state, keys, values, grads, momentum, buffers):
-        self.params, self.state, self.keys = params, state, keys
+    def __init__(self, params, state, values, grads, buffers: dict[str, np.ndarray], views: dict[str, np.ndarray]):
+        self.state, self.views = state, views  # views: state key -> the view put into `state`
         self.value_views = [p.value for p in params]
         self.grad_views = [p.grad for p in params]
-        self.values, self.grads, self.momentum, self.buffers = values, grads, momentum, buffers
-        # The updates over the flat arrays, in place: p <- p + a g, v <- a g + b v, p <- p + a v.
-        self.p_from_g = Axpby(grads, values)
-        self.v_from_g = None if momentum is None else Axpby(grads, momentum)
-        self.p_from_v = None if momentum is None else Axpby(momentum, values)
+        self.values, self.grads, self.buffers = values, grads, buffers
+        self.decayed: list[slice] = []  # where the parameters marked `decay` lie in the flat arrays
+        offset = 0
+        for p in params:
+            if p.decay:
+                self.decayed.append(slice(offset, offset + p.value.size))
+            offset += p.value.size
+        self._decayed_grads = None  # g + weight_decay p, when weight decay adds to the gradient
+        self._kernels: dict[tuple[int, int], Axpby] = {}
 
     @classmethod
-    def build(cls, params, state: dict, buffer: str | None) -> _FlatState | None:
+    def build(cls, params, state: dict, names: tuple[str, ...], init) -> _FlatState | None:
         from .network import contiguous_views  # a late import: network imports nothing from here
 
         params = list(params)
@@ -140,18 +172,17 @@ class _FlatState:
         grads = contiguous_views([p.grad for p in params])
         if values is None or grads is None or values.dtype != grads.dtype or values.size != grads.size:
             return None
-        keys = [f"{p.key}.{buffer}" for p in params] if buffer else []
-        momentum, views, offset = None, [], 0
-        if buffer:
-            momentum = np.zeros_like(values)
-            for p, key in zip(params, keys):
-                view = momentum[offset : offset + p.value.size].reshape(p.value.shape)
-                if key in state:
-                    view[...] = state[key]
-                state[key] = view
-                views.append(view)
+        buffers, views = {}, {}
+        for name in names:
+            buffers[name] = flat = np.empty_like(values)
+            offset = 0
+            for p in params:
+                key = f"{p.key}.{name}"
+                view = flat[offset : offset + p.value.size].reshape(p.value.shape)
+                view[...] = state[key] if key in state else init(name, p.value)
+                state[key] = views[key] = view
                 offset += p.value.size
-        return cls(params, state, keys, values, grads, momentum, views)
+        return cls(params, state, values, grads, buffers, views)
 
     def matches(self, params, state: dict) -> bool:
         if state is not self.state or len(params) != len(self.value_views):
@@ -159,7 +190,35 @@ class _FlatState:
         for p, value, grad in zip(params, self.value_views, self.grad_views):
             if p.value is not value or p.grad is not grad:
                 return False
-        return all(state.get(key) is view for key, view in zip(self.keys, self.buffers))
+        return all(state.get(key) is view for key, view in self.views.items())
+
+    def gradient(self, weight_decay: float) -> np.ndarray:
+        """The flat gradient, or g + weight_decay p on the decayed parameters (in an array of its own:
+        the parameters' gradients stay as backward left them)."""
+        if not weight_decay or not self.decayed:
+            return self.grads
+        if self._decayed_grads is None:
+            self._decayed_grads = np.empty_like(self.grads)
+        g = self._decayed_grads
+        np.copyto(g, self.grads)
+        for part in self.decayed:
+            g[part] += weight_decay * self.values[part]
+        return g
+
+    def shrink(self, factor: float) -> None:
+        """p <- factor p on the decayed parameters (decoupled weight decay)."""
+        if factor == 1:
+            return
+        for part in self.decayed:
+            self.values[part] *= factor
+
+    def axpby(self, x: np.ndarray, y: np.ndarray) -> Axpby:
+        """The in-place update y <- a x + b y between two of these flat arrays, bound once (engine.blas)."""
+        key = (id(x), id(y))  # arrays this object holds, so their ids stay theirs
+        kernel = self._kernels.get(key)
+        if kernel is None:
+            kernel = self._kernels[key] = Axpby(x, y)
+        return kernel
 
 
 @OPTIMIZERS.register("sgd")
@@ -188,33 +247,25 @@ class SGD(Optimizer):
         self.momentum = momentum
         self.nesterov = nesterov
         self.buffers = ("momentum_buffer",) if momentum else ()
-        self._flat_state: _FlatState | None = None
 
     def step(self, params) -> None:
-        flat = None if self.weight_decay else self._flat(params)
+        flat = self._flat(params)
         if flat is None:
-            return super().step(params)
-        # All parameters, gradients and momentum buffers are views of three flat arrays (see
-        # Network's pack_parameters): `update`'s formulas over all parameters at once, through
-        # engine.blas (no temporaries, and BLAS spreads the passes over its threads).
+            return self._step_each(params)
+        # `update`'s formulas over all parameters at once (see Optimizer.step), through
+        # engine.blas: no temporaries, and BLAS spreads the passes over its threads.
         self.steps += 1
+        g, p = flat.gradient(self.weight_decay), flat.values
         if not self.momentum:
-            flat.p_from_g(-self.lr, 1.0)  # p <- p - lr g
+            flat.axpby(g, p)(-self.lr, 1.0)  # p <- p - lr g
             return
-        flat.v_from_g(1.0, self.momentum)  # v <- momentum v + g
+        v = flat.buffers["momentum_buffer"]
+        flat.axpby(g, v)(1.0, self.momentum)  # v <- momentum v + g
         if self.nesterov:  # p <- p - lr (g + momentum v)
-            flat.p_from_g(-self.lr, 1.0)
-            flat.p_from_v(-self.lr * self.momentum, 1.0)
+            flat.axpby(g, p)(-self.lr, 1.0)
+            flat.axpby(v, p)(-self.lr * self.momentum, 1.0)
         else:
-            flat.p_from_v(-self.lr, 1.0)  # p <- p - lr v
-
-    def _flat(self, params) -> _FlatState | None:
-        """The flat arrays behind `params` and their momentum buffers, or None when they are not packed."""
-        flat = self._flat_state
-        if flat is not None and flat.matches(params, self.state):
-            return flat
-        self._flat_state = flat = _FlatState.build(params, self.state, "momentum_buffer" if self.momentum else None)
-        return flat
+            flat.axpby(v, p)(-self.lr, 1.0)  # p <- p - lr v
 
     def update(self, p, g, momentum_buffer=None):
         # In place, through one reused temporary per parameter shape: the same float operations, in the
@@ -260,15 +311,16 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def update(self, p, g, exp_avg, exp_avg_sq):
-        m, v = exp_avg, exp_avg_sq
-        m += (1 - self.beta1) * (g - m)
+        # The formulas above, operation for operation, through one reused temporary (no allocations).
+        m, v, tmp = exp_avg, exp_avg_sq, self.scratch(p)
+        m += np.multiply(np.subtract(g, m, out=tmp), 1 - self.beta1, out=tmp)  # m += (1 - beta1) (g - m)
         v *= self.beta2
-        v += (1 - self.beta2) * g * g
+        v += np.multiply(np.multiply(g, 1 - self.beta2, out=tmp), g, out=tmp)  # v += (1 - beta2) g g
         step_size = self.lr / (1 - self.beta1**self.steps)
-        denom = np.sqrt(v)
+        denom = np.sqrt(v, out=tmp)
         denom /= math.sqrt(1 - self.beta2**self.steps)  # a Python float: float32 stays float32, as in torch
         denom += self.eps
-        p -= step_size * (m / denom)
+        p -= np.multiply(np.divide(m, denom, out=tmp), step_size, out=tmp)  # p -= step_size (m / denom)
 
 
 @OPTIMIZERS.register("rmsprop")
