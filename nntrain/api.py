@@ -67,6 +67,7 @@ def fit(
         raise KeyboardInterrupt
     for note in exp.dataset.notes:
         hooks.log(note)
+    _warn_line_search(exp, hooks)
     run = RunDir.create(Path(runs_root), config.name or "run", run_dir)
     run.config_file.write_text(cfg.to_yaml(config))
     save_npz(run.splits_file, exp.splits)
@@ -108,7 +109,20 @@ def resume(
     state = checkpoint.restore(exp, arrays, training=True)
     atomic_write(run.config_file, cfg.to_yaml(config).encode())
     hooks.log(f"resuming {run.path} from {path.name} (epoch {state.epoch})")
+    _warn_line_search(exp, hooks)
     return Trainer(exp, run, hooks).fit(state)
+
+
+def _warn_line_search(exp: Experiment, hooks: Hooks) -> None:
+    """An optimizer that line-searches (lbfgs) compares many evaluations of one loss: say so when layers change it."""
+    changing = list(dict.fromkeys(layer.name for layer in exp.network.layers if not layer.repeatable))
+    if exp.optimizer.needs_closure and changing:
+        hooks.log(
+            f"warning: {exp.optimizer.name} evaluates the loss many times per step, but in training"
+            f" {' and '.join(changing)} give{'s' if len(changing) == 1 else ''} a different loss at every evaluation"
+            " (new random masks or noise), so its line search compares different objectives; deterministic"
+            " layers suit it (docs/config.md#lbfgs)"
+        )
 
 
 def _differences(a: cfg.Config, b: cfg.Config) -> list[str]:

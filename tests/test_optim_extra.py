@@ -463,3 +463,36 @@ def test_lbfgs_trains_an_nntrain_network():
     assert losses[0] == pytest.approx(np.log(2), abs=0.2)
     assert opt.final_loss < 0.25 * losses[0]
     assert (net.loss.decide(net.forward(X)) == y).mean() > 0.9
+
+
+@pytest.mark.parametrize(
+    "layers, warned",
+    [
+        ([{"linear": 8}, "tanh", {"dropout": 0.1}, {"linear": 3}], "dropout gives"),
+        (
+            [{"linear": 8}, {"gaussian_noise": 0.1}, "tanh", {"dropout": 0.1}, {"linear": 3}],
+            "gaussian_noise and dropout give",
+        ),
+        ([{"linear": 8}, {"batch_norm": {}}, "tanh", {"linear": 3}], None),  # same loss at every evaluation
+        ([{"linear": 8}, "tanh", {"linear": 3}], None),
+    ],
+)
+def test_lbfgs_warns_about_layers_that_change_the_loss_between_evaluations(tmp_path, layers, warned):
+    from conftest import small_config
+
+    from nntrain import config as cfg
+    from nntrain.api import fit, resume
+    from nntrain.train.trainer import Hooks
+
+    raw = small_config(model={"layers": layers}, optimizer="lbfgs", train={"epochs": 1, "batch_size": "full"})
+    messages = []
+    summary = fit(cfg.load_config(None, [], raw=raw), run_dir=tmp_path / "run", hooks=Hooks(log=messages.append))
+    assert summary["status"] == "completed"
+    warnings = [m for m in messages if m.startswith("warning: lbfgs")]
+    if warned is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warned in warnings[0]
+        resumed = []
+        resume(tmp_path / "run", overrides=["train.epochs=2"], hooks=Hooks(log=resumed.append))
+        assert any(m.startswith("warning: lbfgs") for m in resumed)

@@ -53,6 +53,9 @@ class Layer:
     overwrite_input = False  # workspace mode: the next forward may write into its input (set by the Network)
     overwrite_grad = False  # workspace mode: the next backward may write into its incoming gradient
     output_reusable = False  # the next layer may overwrite this layer's (training) output
+    # False: a training-mode forward draws random numbers, so two evaluations of the same batch
+    # differ (what a line search, which evaluates the loss many times, must know).
+    repeatable = True
 
     def __init__(self):
         self.params: dict[str, np.ndarray] = {}
@@ -260,6 +263,7 @@ class Dropout(Layer):
     Eval: identity. Masks are drawn from `self.rng` (the network's generator).
     """
 
+    repeatable = False  # training: new masks at every forward
     output_reusable = True  # a new array; backward keeps what it needs elsewhere
 
     def __init__(self, *, p: Annotated[float, Range(ge=0, lt=1)] = 0.5):
@@ -288,6 +292,7 @@ class GaussianNoise(Layer):
     then cast to x's dtype (float32 and float64 runs see the same noise, rounded).
     """
 
+    repeatable = False  # training: new noise at every forward
     output_reusable = True  # a new array; backward keeps what it needs elsewhere
 
     def __init__(self, *, std: Annotated[float, Range(ge=0)] = 0.1):
