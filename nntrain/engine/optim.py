@@ -50,9 +50,11 @@ class Optimizer:
         self._scratch: dict[tuple, np.ndarray] = {}  # temporaries by (shape, dtype); never saved
         self._flat_state: _FlatState | None = None
 
-    def scratch(self, like: np.ndarray) -> np.ndarray:
-        """A reusable uninitialized array shaped like `like` for an update's temporaries (not state)."""
-        key = (like.shape, like.dtype)
+    def scratch(self, like: np.ndarray, slot: int = 0) -> np.ndarray:
+        """A reusable uninitialized array shaped like `like` for an update's temporaries (not state).
+
+        `slot` tells apart the temporaries one update needs at the same time."""
+        key = (like.shape, like.dtype, slot)
         array = self._scratch.get(key)
         if array is None:
             array = self._scratch[key] = np.empty_like(like)
@@ -349,21 +351,23 @@ class RMSprop(Optimizer):
         self.buffers = ("square_avg",) + ("momentum_buffer",) * (momentum > 0) + ("grad_avg",) * centered
 
     def update(self, p, g, square_avg, momentum_buffer=None, grad_avg=None):
+        # The formulas above, operation for operation, through two reused temporaries (no allocations).
         s, b, a = square_avg, momentum_buffer, grad_avg
+        tmp, d = self.scratch(p), self.scratch(p, 1)
         s *= self.alpha
-        s += (1 - self.alpha) * g * g
+        s += np.multiply(np.multiply(g, 1 - self.alpha, out=tmp), g, out=tmp)  # s += (1 - alpha) g g
         if self.centered:
-            a += (1 - self.alpha) * (g - a)
-            d = np.sqrt(s - a * a)
+            a += np.multiply(np.subtract(g, a, out=tmp), 1 - self.alpha, out=tmp)  # a += (1 - alpha) (g - a)
+            np.sqrt(np.subtract(s, np.multiply(a, a, out=tmp), out=d), out=d)  # d = sqrt(s - a a)
         else:
-            d = np.sqrt(s)
+            np.sqrt(s, out=d)
         d += self.eps
         if self.momentum:
             b *= self.momentum
-            b += g / d
-            p -= self.lr * b
+            b += np.divide(g, d, out=tmp)
+            p -= np.multiply(b, self.lr, out=tmp)  # p -= lr b
         else:
-            p -= self.lr * (g / d)
+            p -= np.multiply(np.divide(g, d, out=tmp), self.lr, out=tmp)  # p -= lr (g / d)
 
 
 @OPTIMIZERS.register("adamw")
@@ -427,11 +431,13 @@ class Adagrad(Optimizer):
         return np.full_like(value, self.initial_accumulator_value)
 
     def update(self, p, g, sum):
+        # The formulas above, operation for operation, through two reused temporaries (no allocations).
         clr = self.lr / (1 + (self.steps - 1) * self.lr_decay)
-        sum += g * g
-        std = np.sqrt(sum)
+        tmp, std = self.scratch(p), self.scratch(p, 1)
+        sum += np.multiply(g, g, out=tmp)
+        np.sqrt(sum, out=std)
         std += self.eps
-        p -= clr * (g / std)
+        p -= np.multiply(np.divide(g, std, out=tmp), clr, out=tmp)  # p -= clr (g / std)
 
 
 # ---------------------------------------------------------------- L-BFGS
