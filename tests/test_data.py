@@ -773,6 +773,19 @@ def config(**sections):
     return load_config(None, [], raw=small_config(**sections))
 
 
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.float64, bool])
+def test_encode_labels_counting_path_equals_sorting_path(dtype):
+    """Small non-negative integer labels are encoded by counting; the result is np.unique's."""
+    rng = np.random.default_rng(0)
+    y = rng.choice([0, 1] if dtype is bool else [0, 3, 7, 12], size=500).astype(dtype)
+    for classes in (None, ["0", "1", "3", "5", "7", "12"] if dtype is not bool else ["0", "1"]):
+        got, got_classes = encode_labels(y, "classification", classes)
+        values, inverse = np.unique(y.astype(np.int64), return_inverse=True)
+        want_classes = classes or [str(v) for v in values.tolist()]
+        assert got_classes == want_classes and got.dtype == np.int64
+        assert [want_classes[i] for i in got] == [str(int(v)) for v in y]
+
+
 def test_prepare_dtype_float32():
     exp = prepare(config())
     assert exp.dtype == np.float32

@@ -126,11 +126,9 @@ def read_array_files(x_path: Path, y_path: Path) -> RawData:
         raise NntrainError(f"{y_path} has shape {y.shape}; it needs one row per row of {x_path} ({len(X)})")
     if y.dtype.kind not in "biufU":
         raise NntrainError(f"{y_path}: y must be numbers or strings, got dtype {y.dtype}")
-    if y.dtype.kind != "U":
-        y = y.astype(np.float64)
-        if not np.isfinite(y).all():
-            raise NntrainError(f"{y_path}: y has a NaN or infinite value in row {int(np.argmin(np.isfinite(y)))}")
-    return RawData(X, y)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise NntrainError(f"{y_path}: y has a NaN or infinite value in row {int(np.argmin(np.isfinite(y)))}")
+    return RawData(X, y.astype(np.int64) if y.dtype.kind in "bu" else y)  # integers stay integers: no float copy
 
 
 def read_raw(dataset: str, options: dict, target, rng, base: Path | None = None, missing: str = "error") -> RawData:
@@ -192,14 +190,20 @@ def encode_labels(y: np.ndarray, task: str, classes: list[str] | None = None):
         raise NntrainError(
             f"a classification target must be one column of labels, or one-hot rows; got shape {y.shape}", "data.task"
         )
+    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+        raise NntrainError(
+            "the target has fractional values, which cannot be class labels; set data.task: regression", "data.task"
+        )
     if y.dtype.kind != "U":
-        if not np.all(np.mod(y, 1) == 0):
-            raise NntrainError(
-                "the target has fractional values, which cannot be class labels; set data.task: regression", "data.task"
-            )
-        y = y.astype(np.int64)  # numeric labels sort as numbers: 2 before 10
+        y = y.astype(np.int64, copy=False)  # numeric labels sort as numbers: 2 before 10
     # One pass over the distinct labels, not over the rows: datasets can have millions of rows.
-    values, inverse = np.unique(y, return_inverse=True)
+    if y.dtype.kind == "i" and len(y) and 0 <= y.min() and y.max() < 2**20:
+        # Small non-negative integers (the usual class labels): counted, not sorted, so that no
+        # row-sized temporaries beyond the result are made.
+        values = np.flatnonzero(np.bincount(y))
+        inverse = None
+    else:
+        values, inverse = np.unique(y, return_inverse=True)
     names = [str(v) for v in values.tolist()]
     if classes is None:
         classes = names
@@ -207,7 +211,12 @@ def encode_labels(y: np.ndarray, task: str, classes: list[str] | None = None):
     unknown = [n for n in names if n not in index]
     if unknown:
         raise NntrainError(f"labels {unknown[:5]} are not among the run's classes {classes}")
-    return np.array([index[n] for n in names], dtype=np.int64)[inverse.reshape(-1)], classes
+    mapping = np.array([index[n] for n in names], dtype=np.int64)
+    if inverse is not None:
+        return mapping[inverse.reshape(-1)], classes
+    lookup = np.zeros(int(values[-1]) + 1, dtype=np.int64)
+    lookup[values] = mapping
+    return lookup[y], classes
 
 
 def _present(y: np.ndarray) -> np.ndarray:
@@ -219,13 +228,17 @@ def split_indices(y: np.ndarray, task: str, val: float, test: float, rng: np.ran
     """Row indices of each split, sorted; stratified by class for classification."""
     groups = [np.flatnonzero(y == c) for c in _present(y)] if task == "classification" else [np.arange(len(y))]
     parts = {name: [] for name in SPLITS}
-    for rows in groups:
-        rows = rng.permutation(rows)
+    for i in range(len(groups)):
+        rows = rng.permutation(groups[i])
+        groups[i] = None  # each group's indices go once shuffled: millions of rows need not be held twice
         n_test, n_val = round(test * len(rows)), round(val * len(rows))
         parts["test"].append(rows[:n_test])
         parts["val"].append(rows[n_test : n_test + n_val])
         parts["train"].append(rows[n_test + n_val :])
-    return {name: np.sort(np.concatenate(p)).astype(np.int64) for name, p in parts.items()}
+    splits = {}
+    for name in SPLITS:
+        splits[name] = np.sort(np.concatenate(parts.pop(name))).astype(np.int64, copy=False)
+    return splits
 
 
 def fold_indices(y: np.ndarray, task: str, rows: np.ndarray, folds: int, fold: int, rng) -> tuple:
