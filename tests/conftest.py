@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from nntrain.cli import app
+from nntrain.engine.network import Param
 
 
 @pytest.fixture
@@ -51,3 +54,36 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+# --- optimizer and schedule tests ---------------------------------------------------------
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file (a reference fixture), read into memory."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def npz_round_trip(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What a checkpoint does with a state dict: save to .npz and load back (plain arrays, no pickle)."""
+    buf = io.BytesIO()
+    np.savez(buf, **state)
+    buf.seek(0)
+    return load_arrays(buf)
+
+
+def param(values, decay=True, key="layers.0.weight", dtype=np.float64) -> Param:
+    """A standalone Param (float64 by default) with a zero gradient buffer."""
+    value = np.array(values, dtype=dtype)
+    return Param(key, value, np.zeros_like(value), decay)
+
+
+def run_steps(opt, p: Param, grads) -> list[np.ndarray]:
+    """Feed `grads` to opt.step one by one; the parameter after each step."""
+    out = []
+    for g in grads:
+        p.grad[...] = g
+        opt.step([p])
+        out.append(p.value.copy())
+    return out

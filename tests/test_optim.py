@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import npz_round_trip, param, run_steps
 from numpy.testing import assert_allclose, assert_array_equal
 
-from nntrain.engine.network import Param
 from nntrain.engine.optim import OPTIMIZERS, SGD, Adam, RMSprop
 
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_optim.npz"
 
 
-def param(values, decay=True, key="layers.0.weight") -> Param:
-    """A float64 Param with a zero gradient buffer."""
-    value = np.array(values, dtype=np.float64)
-    return Param(key, value, np.zeros_like(value), decay)
 
 
-def run(opt, p: Param, grads) -> list[np.ndarray]:
-    """Feed `grads` to opt.step one by one; the parameter after each step."""
-    out = []
-    for g in grads:
-        p.grad[...] = g
-        opt.step([p])
-        out.append(p.value.copy())
-    return out
 
 
 # ---------------------------------------------------------------- worked examples (by hand)
@@ -38,7 +25,7 @@ def run(opt, p: Param, grads) -> list[np.ndarray]:
 def test_sgd_plain_step():
     """p <- p - lr g."""
     # 1.0 - 0.1 * 0.5 = 0.95;  -2.0 - 0.1 * (-4.0) = -1.6
-    (after,) = run(SGD(lr=0.1), param([1.0, -2.0]), [[0.5, -4.0]])
+    (after,) = run_steps(SGD(lr=0.1), param([1.0, -2.0]), [[0.5, -4.0]])
     assert_allclose(after, [0.95, -1.6], rtol=1e-15)
 
 
@@ -46,7 +33,7 @@ def test_sgd_momentum_two_steps():
     """v starts at 0, so step 1 is plain SGD; step 2 adds momentum * v."""
     # step 1: v = 0.5;              p = 1 - 0.1 * 0.5  = 0.95
     # step 2: v = 0.9 * 0.5 + 0.5 = 0.95;  p = 0.95 - 0.1 * 0.95 = 0.855
-    steps = run(SGD(lr=0.1, momentum=0.9), param([1.0]), [[0.5], [0.5]])
+    steps = run_steps(SGD(lr=0.1, momentum=0.9), param([1.0]), [[0.5], [0.5]])
     assert_allclose(np.ravel(steps), [0.95, 0.855], rtol=1e-15)
 
 
@@ -54,7 +41,7 @@ def test_sgd_nesterov_two_steps():
     """Nesterov steps along g + momentum * v."""
     # step 1: v = 0.5;   p = 1 - 0.1 * (0.5 + 0.9 * 0.5)  = 1 - 0.095  = 0.905
     # step 2: v = 0.95;  p = 0.905 - 0.1 * (0.5 + 0.9 * 0.95) = 0.905 - 0.1355 = 0.7695
-    steps = run(SGD(lr=0.1, momentum=0.9, nesterov=True), param([1.0]), [[0.5], [0.5]])
+    steps = run_steps(SGD(lr=0.1, momentum=0.9, nesterov=True), param([1.0]), [[0.5], [0.5]])
     assert_allclose(np.ravel(steps), [0.905, 0.7695], rtol=1e-15)
 
 
@@ -78,7 +65,7 @@ def test_adam_two_steps():
     # step 2 (g = -1): m = 0.9 * 0.05 - 0.1 = -0.055, v = 0.999 * 0.00025 + 0.001 = 0.00124975
     #   m_hat = -0.055 / (1 - 0.81) = -0.28947368..., v_hat = 0.00124975 / (1 - 0.998001) = 0.62518759...
     #   sqrt(v_hat) = 0.79068805...;  p = 0.900000002 + 0.1 * 0.28947368 / 0.79068805 = 0.93661035...
-    steps = run(Adam(lr=0.1), param([1.0]), [[0.5], [-1.0]])
+    steps = run_steps(Adam(lr=0.1), param([1.0]), [[0.5], [-1.0]])
     assert_allclose(np.ravel(steps), [0.900000002, 0.9366103542405653], rtol=1e-12)
 
 
@@ -86,7 +73,7 @@ def test_adam_first_step_is_lr_times_sign():
     """With bias correction, step 1 moves every entry by lr * g / (|g| + eps) ~ lr * sign(g), whatever |g|."""
     g = np.array([1e-3, -1e-3, 1.0, -1.0, 1e3, -1e3, 37.5])
     p = param(np.zeros_like(g))
-    (after,) = run(Adam(lr=0.01), p, [g])
+    (after,) = run_steps(Adam(lr=0.01), p, [g])
     assert_allclose(after, -0.01 * np.sign(g), rtol=1e-5)
 
 
@@ -95,14 +82,14 @@ def test_adam_bias_correction_with_other_betas():
     # beta1 = beta2 = 0.5, g = 2: m = 0.5 * 2 = 1, v = 0.5 * 4 = 2
     # corrected: m_hat = 1 / 0.5 = 2, v_hat = 2 / 0.5 = 4 -> step = 1e-3 * 2 / (2 + 1e-8)
     # uncorrected it would be 1e-3 * 1 / sqrt(2) = 7.07e-4
-    (after,) = run(Adam(lr=1e-3, beta1=0.5, beta2=0.5), param([0.0]), [[2.0]])
+    (after,) = run_steps(Adam(lr=1e-3, beta1=0.5, beta2=0.5), param([0.0]), [[2.0]])
     assert_allclose(after, [-1e-3 * 2.0 / (2.0 + 1e-8)], rtol=1e-14)
 
 
 def test_rmsprop_plain_step():
     """p <- p - lr g / (sqrt(s) + eps), s = (1 - alpha) g^2 after one step."""
     # s = 0.01 * 0.25 = 0.0025, sqrt = 0.05;  p = 1 - 0.01 * 0.5 / (0.05 + 1e-8) = 0.90000002
-    (after,) = run(RMSprop(lr=0.01), param([1.0]), [[0.5]])
+    (after,) = run_steps(RMSprop(lr=0.01), param([1.0]), [[0.5]])
     assert_allclose(after, [0.900000019999996], rtol=1e-14)
 
 
@@ -111,7 +98,7 @@ def test_rmsprop_momentum_two_steps():
     # step 1: d = 0.05 + 1e-8, b = 0.5 / d = 9.9999998;  p = 1 - 0.01 * b = 0.90000002
     # step 2: s = 0.99 * 0.0025 + 0.0025 = 0.004975, d = 0.07053369, g / d = 7.08881105
     #         b = 0.9 * 9.9999998 + 7.08881105 = 16.08880925;  p = 0.90000002 - 0.1608880925 = 0.73911193
-    steps = run(RMSprop(lr=0.01, momentum=0.9), param([1.0]), [[0.5], [0.5]])
+    steps = run_steps(RMSprop(lr=0.01, momentum=0.9), param([1.0]), [[0.5], [0.5]])
     assert_allclose(np.ravel(steps), [0.900000019999996, 0.7391119275494087], rtol=1e-12)
 
 
@@ -119,7 +106,7 @@ def test_rmsprop_centered_step():
     """Centered: the denominator uses s - a^2, a the running mean of g."""
     # a = 0.01 * 0.5 = 0.005, s = 0.0025, s - a^2 = 0.002475, sqrt = 0.04974938
     # p = 1 - 0.01 * 0.5 / 0.04974938 = 1 - 0.10050376 = 0.89949624
-    (after,) = run(RMSprop(lr=0.01, centered=True), param([1.0]), [[0.5]])
+    (after,) = run_steps(RMSprop(lr=0.01, centered=True), param([1.0]), [[0.5]])
     assert_allclose(after, [0.899496238676095], rtol=1e-12)
 
 
@@ -191,13 +178,6 @@ def _params(rng):
     ]
 
 
-def _checkpoint(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """What a checkpoint does with a state dict: save to .npz and load back (plain arrays, no pickle)."""
-    buf = io.BytesIO()
-    np.savez(buf, **state)
-    buf.seek(0)
-    with np.load(buf, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
 
 
 @pytest.mark.parametrize("case", list(OPTIONS))
@@ -217,7 +197,7 @@ def test_state_dict_round_trip_continues_exactly(case):
 
     first, params = OPTIMIZERS[name](**options), _params(np.random.default_rng(1))
     feed(first, params, grads[:3])
-    saved_state = _checkpoint(first.state_dict())
+    saved_state = npz_round_trip(first.state_dict())
     saved_values = [p.value.copy() for p in params]
     del first
 
@@ -254,7 +234,7 @@ def test_load_state_dict_copies_arrays():
     params = _params(np.random.default_rng(0))
     opt = Adam()
     opt.step(params)
-    state = _checkpoint(opt.state_dict())
+    state = npz_round_trip(opt.state_dict())
     before = {k: v.copy() for k, v in state.items()}
     other = Adam()
     other.load_state_dict(state)
@@ -327,7 +307,7 @@ def test_packed_parameters_take_the_per_parameter_steps(case, dtype):
     batches = [(rng.standard_normal((5, 4)).astype(dtype), rng.integers(0, 3, 5)) for _ in range(6)]
     for i, (x, y) in enumerate(batches):
         if i == 3:  # resume the flat one from a saved state, on a fresh network holding the saved values
-            state, values = _checkpoint(flat_opt.state_dict()), [p.value.copy() for p in flat_net.params]
+            state, values = npz_round_trip(flat_opt.state_dict()), [p.value.copy() for p in flat_net.params]
             flat_net, flat_opt = _packed_network(dtype), OPTIMIZERS[name](**options)
             for p, v in zip(flat_net.params, values):
                 p.value[...] = v

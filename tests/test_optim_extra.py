@@ -6,12 +6,12 @@ run by hand; torch is not needed here).
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_arrays, npz_round_trip, param, run_steps
 from numpy.testing import assert_allclose, assert_array_equal
 
 from nntrain.engine.network import Param
@@ -20,37 +20,17 @@ from nntrain.engine.optim import LBFGS, OPTIMIZERS, Adagrad, Adam, AdamW
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_optim_extra.npz"
 
 
-def _load(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
 
 
-TORCH = _load(FIXTURE)
+TORCH = load_arrays(FIXTURE)
 CASES = [str(c) for c in TORCH["cases"]]
 LBFGS_CASES = [str(c) for c in TORCH["lbfgs.cases"]]
 
 
-def param(values, decay=True, key="layers.0.weight", dtype=np.float64) -> Param:
-    value = np.array(values, dtype=dtype)
-    return Param(key, value, np.zeros_like(value), decay)
 
 
-def run(opt, p: Param, grads) -> list[np.ndarray]:
-    out = []
-    for g in grads:
-        p.grad[...] = g
-        opt.step([p])
-        out.append(p.value.copy())
-    return out
 
 
-def checkpoint(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Save to .npz and load back, as a checkpoint does (plain arrays, no pickle)."""
-    buf = io.BytesIO()
-    np.savez(buf, **state)
-    buf.seek(0)
-    with np.load(buf, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
 
 
 # ---------------------------------------------------------------- registration, defaults, traits
@@ -100,7 +80,7 @@ def test_adagrad_two_steps():
     """sum accumulates g^2; p <- p - lr g / (sqrt(sum) + eps)."""
     # step 1: sum = 0.25, p = 1 - 0.1 * 0.5 / (0.5 + 1e-10) = 0.9000000000199999...
     # step 2: sum = 0.25 + 1 = 1.25, p = p1 - 0.1 * (-1) / (sqrt(1.25) + 1e-10) = p1 + 0.0894427190...
-    steps = run(Adagrad(lr=0.1), param([1.0]), [[0.5], [-1.0]])
+    steps = run_steps(Adagrad(lr=0.1), param([1.0]), [[0.5], [-1.0]])
     p1 = 1 - 0.1 * 0.5 / (0.5 + 1e-10)
     assert_allclose(np.ravel(steps), [p1, p1 + 0.1 / (np.sqrt(1.25) + 1e-10)], rtol=1e-15)
 
@@ -110,7 +90,7 @@ def test_adagrad_lr_decay_and_initial_accumulator():
     # step 1: clr = 0.1, sum = 1 + 1 = 2 -> p = -0.1 / sqrt(2)
     # step 2: clr = 0.1 / 1.5, sum = 3   -> p -= (0.1 / 1.5) / sqrt(3)
     opt = Adagrad(lr=0.1, lr_decay=0.5, initial_accumulator_value=1.0, eps=0.0 + 1e-300)
-    steps = run(opt, param([0.0]), [[1.0], [1.0]])
+    steps = run_steps(opt, param([0.0]), [[1.0], [1.0]])
     first = -0.1 / np.sqrt(2)
     assert_allclose(np.ravel(steps), [first, first - (0.1 / 1.5) / np.sqrt(3)], rtol=1e-14)
     assert_allclose(opt.state_dict()["layers.0.weight.sum"], [3.0], rtol=0)
@@ -130,8 +110,8 @@ def test_adamw_decay_is_decoupled():
 def test_adamw_is_not_adam_with_l2():
     """AdamW never adds wd p to the gradient: with weight_decay 0 it is Adam, otherwise it differs from Adam's L2."""
     grads = [[0.5], [-1.0], [0.25]]
-    adam = run(Adam(lr=0.1), param([1.0]), grads)
-    assert_array_equal(run(AdamW(lr=0.1, weight_decay=0.0), param([1.0]), grads), adam)
+    adam = run_steps(Adam(lr=0.1), param([1.0]), grads)
+    assert_array_equal(run_steps(AdamW(lr=0.1, weight_decay=0.0), param([1.0]), grads), adam)
     # decoupled: each step multiplies by (1 - 0.1 * 0.5) first, then the same Adam step as without decay
     p, expected = param([1.0]), []
     opt, plain = AdamW(lr=0.1, weight_decay=0.5), Adam(lr=0.1)
@@ -145,7 +125,7 @@ def test_adamw_is_not_adam_with_l2():
         opt.step([p])
         expected = before * (1 - 0.1 * 0.5) + q.value
         assert_allclose(p.value, expected, rtol=1e-15)
-    assert not np.allclose(p.value, run(Adam(lr=0.1, weight_decay=0.5), param([1.0]), grads)[-1])
+    assert not np.allclose(p.value, run_steps(Adam(lr=0.1, weight_decay=0.5), param([1.0]), grads)[-1])
 
 
 # ---------------------------------------------------------------- torch.optim reference: adagrad, adamw
@@ -240,7 +220,7 @@ def test_state_dict_round_trip_continues_exactly(name, options):
 
     first, params = OPTIMIZERS[name](**options), fresh()
     feed(first, params, grads[:3])
-    saved = checkpoint(first.state_dict())
+    saved = npz_round_trip(first.state_dict())
     resumed = OPTIMIZERS[name](**options)
     resumed.load_state_dict(saved)
     feed(resumed, params, grads[3:])
@@ -258,7 +238,7 @@ def test_check_state_per_parameter_shapes():
     opt = AdamW()
     opt.step(params)
     shapes = {p.key: p.value.shape for p in params}
-    opt.check_state(checkpoint(opt.state_dict()), shapes)
+    opt.check_state(npz_round_trip(opt.state_dict()), shapes)
     with pytest.raises(ValueError, match="layers.0.bias.exp_avg"):
         opt.check_state(opt.state_dict(), {**shapes, "layers.0.bias": (4,)})
 
@@ -342,7 +322,7 @@ def test_lbfgs_resume_continues_exactly(case):
     first, params, closure = lbfgs_for(case)
     for _ in range(2):
         first.step_closure(params, closure)
-    saved = checkpoint(first.state_dict())
+    saved = npz_round_trip(first.state_dict())
     values = [p.value.copy() for p in params]
     del first
 
@@ -381,7 +361,7 @@ def test_lbfgs_state_dict_layout():
     # s_i . y_i = 1 / ro_i for every stored pair
     ys = np.einsum("ij,ij->i", state["lbfgs.old_dirs"], state["lbfgs.old_stps"])
     assert_allclose(1 / ys, state["lbfgs.ro"], rtol=1e-12)
-    opt.check_state(checkpoint(state), {p.key: p.value.shape for p in params})
+    opt.check_state(npz_round_trip(state), {p.key: p.value.shape for p in params})
 
 
 def test_lbfgs_refuses_state_of_another_network_or_incomplete():

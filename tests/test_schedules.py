@@ -6,13 +6,13 @@ run by hand; torch is not needed here).
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_arrays, npz_round_trip
 from numpy.testing import assert_allclose, assert_array_equal
 
 from nntrain.engine.optim import AdamW
@@ -21,21 +21,12 @@ from nntrain.engine.schedules import SCHEDULES, Schedule
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_schedules.npz"
 
 
-def _load(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
 
 
-TORCH = _load(FIXTURE)
+TORCH = load_arrays(FIXTURE)
 CASES = [str(c) for c in TORCH["cases"]]
 
 
-def checkpoint(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    buf = io.BytesIO()
-    np.savez(buf, **state)
-    buf.seek(0)
-    with np.load(buf, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
 
 
 def build(case: str) -> Schedule:
@@ -186,7 +177,7 @@ def test_state_round_trip_continues_exactly(case, stop):
     first = build(case)
     first.start(float(TORCH[f"{case}.base_lr"]), mode=str(TORCH[f"{case}.mode"]))
     before = trajectory(first, case, 1, stop)
-    saved = checkpoint(first.state_dict())
+    saved = npz_round_trip(first.state_dict())
     del first
 
     resumed = build(case)
@@ -207,7 +198,7 @@ def test_resume_after_any_epoch():
             first.start(base_lr, mode=mode)
             before = trajectory(first, case, 1, stop)
             resumed = build(case)
-            resumed.load_state_dict(checkpoint(first.state_dict()))
+            resumed.load_state_dict(npz_round_trip(first.state_dict()))
             after = trajectory(resumed, case, stop + 1)
             assert_allclose(
                 before + after, TORCH[f"{case}.lr"][1:], rtol=1e-12, atol=1e-15, err_msg=f"{case}, stop {stop}"
@@ -233,7 +224,7 @@ def test_resume_is_bit_for_bit_at_every_epoch(name, options):
         first = SCHEDULES[name](**options)
         lrs = [first.start(0.2)] + [first.step(v) for v in values[:stop]]
         resumed = SCHEDULES[name](**options)
-        resumed.load_state_dict(checkpoint(first.state_dict()))
+        resumed.load_state_dict(npz_round_trip(first.state_dict()))
         assert lrs + [resumed.step(v) for v in values[stop:]] == expected, stop
 
 
@@ -246,7 +237,7 @@ def test_state_dict_is_plain_arrays():
     assert all(isinstance(v, np.ndarray) and v.dtype != object for v in state.values())
     assert int(state["epoch"]) == 1 and float(state["best"]) == 0.5 and str(state["mode"]) == "max"
     fresh = SCHEDULES["plateau"](patience=3, cooldown=1)
-    fresh.load_state_dict(checkpoint(state))
+    fresh.load_state_dict(npz_round_trip(state))
     assert fresh.mode == "max" and fresh.best == 0.5 and fresh.lr == 0.1
 
 
