@@ -69,7 +69,7 @@ def fit(
         hooks.log(note)
     _warn_line_search(exp, hooks)
     run = RunDir.create(Path(runs_root), config.name or "run", run_dir)
-    run.config_file.write_text(cfg.to_yaml(config))
+    atomic_write(run.config_file, cfg.to_yaml(config).encode())
     save_npz(run.splits_file, exp.splits)
     return Trainer(exp, run, hooks).fit()
 

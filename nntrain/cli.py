@@ -1,7 +1,8 @@
 """The `nntrain` command line. The only module that prints or exits.
 
 Exit codes: 0 success; 1 a check failed (gradcheck, --fail-under/--fail-over, divergence);
-2 bad usage, config, data or checkpoint; 130 interrupted by SIGINT; 143 by SIGTERM.
+2 bad usage, config, data or checkpoint; 70 internal error (a bug in nntrain); 74 an output could
+not be written (disk full, read-only, permissions); 130 interrupted by SIGINT; 143 by SIGTERM.
 """
 
 # No `from __future__ import annotations` here: typer would then evaluate every command's
@@ -27,6 +28,7 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE; an error nntrain did not foresee is a bug, never "a check failed"
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
@@ -57,11 +59,11 @@ def _guard(debug: bool, action):
 
     try:
         return action()
-    except NntrainError as e:
+    except NntrainError as e:  # WriteError (a subclass) has its own code
         if debug:
             traceback.print_exc()
         _err(f"error: {e}")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         _err("interrupted")
         raise typer.Exit(EXIT_SIGNAL[signal.SIGINT]) from None
@@ -73,8 +75,10 @@ def _guard(debug: bool, action):
     except Exception as e:  # a bug in nntrain: say so briefly, the traceback is one flag away
         if debug:
             traceback.print_exc()
-        _err(f"internal error: {type(e).__name__}: {e} (run again with --debug for the traceback)")
-        raise typer.Exit(EXIT_CHECK_FAILED) from None
+        from .errors import shorten
+
+        _err(f"internal error (a bug in nntrain): {type(e).__name__}: {shorten(str(e), 300)} (run again with --debug for the traceback)")
+        raise typer.Exit(EXIT_INTERNAL) from None
 
 
 def _fmt(value) -> str:
@@ -279,7 +283,7 @@ def predict(
     """Predictions for the rows of a CSV: class and probabilities, or values."""
     from . import api
 
-    from .errors import NntrainError
+    from .errors import WriteError
 
     def run():
         text = api.predict_run(run_dir, input_csv, checkpoint)
@@ -289,7 +293,7 @@ def predict(
         try:
             out.write_text(text)
         except OSError as e:
-            raise NntrainError(f"cannot write predictions to {out}: {e}") from None
+            raise WriteError(out, e, "writing the predictions") from None
 
     _guard(debug, run)
 

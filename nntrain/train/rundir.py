@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import re
-import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -21,25 +20,13 @@ import numpy as np
 
 from ..errors import NntrainError
 from ..fileio import atomic_write
+from ..npzfile import load_npz  # noqa: F401 - where checkpoints and splits are read
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(path, buffer.getvalue())
-
-
-def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an .npz, never unpickling; NntrainError if the file is missing or unreadable."""
-    if Path(path).is_file() and not zipfile.is_zipfile(path):
-        raise NntrainError(f"'{path}' is not an .npz file (not a zip archive: truncated, or another format)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise NntrainError(f"'{path}' does not exist") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise NntrainError(f"'{path}' is not a readable checkpoint ({type(e).__name__}: {e})") from None
 
 
 def text_array(text: str) -> np.ndarray:
