@@ -348,6 +348,11 @@ def validate(
     def check():
         c = cfg.load_config(config, set_ or [])
         prepare(c, config.parent)
+        if c.sweep is not None:  # fit ignores the section, but a check of the config covers it
+            from .sweep import plan_sweep
+
+            trials = plan_sweep(config, set_ or [], None, check_data=False).trials
+            _err(f"sweep: {len(trials)} trial{'s' if len(trials) != 1 else ''}, each config valid")
         return cfg.to_yaml(c)
 
     sys.stdout.write(_guard(debug, check))
@@ -491,6 +496,7 @@ def datasets_show(
 ):
     """Rows, features, classes and their balance, and feature ranges of a built-in dataset."""
     from . import config as cfg
+    from . import safe_yaml
     from .data.catalog import describe
     from .train.experiment import seed_streams
 
@@ -500,11 +506,12 @@ def datasets_show(
         if not sep:
             _err(f"error: --set '{item}' must look like OPTION=VALUE, e.g. --set samples=500")
             raise typer.Exit(EXIT_USAGE)
-        raw_options[key] = cfg.parse_yaml(value)
+        raw_options[key] = value
 
     def show():
+        options = {key: safe_yaml.parse_value(value, f"--set {key}: the value") for key, value in raw_options.items()}
         # Validated as data.options would be; generated with seed 0's data stream, as `seed: 0` trains on.
-        options = cfg.validate_dataset_options(name, raw_options)
+        options = cfg.validate_dataset_options(name, options)
         return describe(name, options, seed_streams(0)["data"])
 
     info = _guard(debug, show)

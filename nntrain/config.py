@@ -41,7 +41,8 @@ from .engine.losses import LOSSES
 from .engine.optim import OPTIMIZERS
 from .engine.registry import Range, did_you_mean
 from .engine.schedules import SCHEDULES
-from .errors import NntrainError
+from . import safe_yaml
+from .errors import NntrainError, short_repr, shorten
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1")
 REGRESSION_METRICS = ("mse", "mae", "r2")
@@ -200,14 +201,16 @@ def _expand(value, registry, tag: str, what: str):
                     raise ValueError(f"'{name}' takes no options, so '{name}: {arg}' means nothing")
                 value = {tag: name, first: arg}
     if not isinstance(value, dict):
-        raise ValueError(f"expected a {what} name or mapping, got {value!r}")
+        raise ValueError(f"expected a {what} name or mapping, got {short_repr(value)}")
     # Mapping-valued options are keyed by class names, which YAML may read as numbers (0: 2.0).
     value = {k: ({str(a): b for a, b in v.items()} if isinstance(v, dict) else v) for k, v in value.items()}
     if tag not in value:
         raise ValueError(f"a {what} needs '{tag}' (one of: {', '.join(registry)})")
     name = value[tag]
+    if not isinstance(name, str):
+        raise ValueError(_at(tag, f"got {short_repr(name)}, which is not a name; allowed: {', '.join(registry)}"))
     if name not in registry:
-        raise ValueError(f"unknown {what} '{name}'{did_you_mean(name, registry)}; allowed: {', '.join(registry)}")
+        raise ValueError(f"unknown {what} '{shorten(name)}'{did_you_mean(name, registry)}; allowed: {', '.join(registry)}")
     return value
 
 
@@ -398,8 +401,8 @@ class RegularizationConfig(Strict):
 
 
 class Config(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = Field(
-        None, description="run name (letters, digits, '.', '_', '-'); default: the config file's stem"
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)] | None = Field(
+        None, description="run name (letters, digits, '.', '_', '-'; at most 100); default: the config file's stem"
     )
     seed: Annotated[int, Field(ge=0)] = 0
     dtype: Literal["float32", "float64"] = "float32"
@@ -471,12 +474,12 @@ def _describe(err: dict) -> tuple[str, str]:
     if err["type"] == "missing":
         msg = "required key is missing"
     elif err["type"] == "literal_error":
-        msg = f"got {err['input']!r}; allowed: {err['ctx']['expected']}"
+        msg = f"got {short_repr(err['input'])}; allowed: {err['ctx']['expected']}"
         if isinstance(err["input"], str):
             allowed = [a.strip(" '") for a in err["ctx"]["expected"].replace(" or ", ", ").split(",")]
-            msg = f"got {err['input']!r}{did_you_mean(err['input'], allowed)}; allowed: {err['ctx']['expected']}"
+            msg = f"got {short_repr(err['input'])}{did_you_mean(err['input'], allowed)}; allowed: {err['ctx']['expected']}"
     elif not err["type"].startswith("value_error") and "input" in err and not isinstance(err["input"], (dict, list)):
-        msg = f"{msg} (got {err['input']!r})"
+        msg = f"{msg} (got {short_repr(err['input'])})"
     return where, msg
 
 
@@ -505,51 +508,8 @@ def validate(raw: dict) -> Config:
         raise NntrainError("invalid config:\n  " + "\n  ".join(lines)) from None
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads 1e-3 as a number (YAML 1.1 wants 1.0e-3 and gives a string) and
-    refuses a key given twice in one mapping (YAML keeps the last one, silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key '{key}' appears twice in the same section", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str):
-    return yaml.load(text, Loader=_Loader)
-
-
 def read_yaml(path: Path) -> dict:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NntrainError(f"config file '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise NntrainError(f"cannot read config file '{path}': {e}") from None
-    try:
-        raw = parse_yaml(text)
-    except yaml.YAMLError as e:
-        raise NntrainError(f"'{path}' is not valid YAML: {e}") from None
+    raw = safe_yaml.read(path, "config file")
     return {} if raw is None else raw
 
 
@@ -559,10 +519,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise NntrainError(f"--set '{item}' must look like KEY=VALUE, e.g. --set optimizer.lr=0.01")
-        try:
-            value = parse_yaml(text)
-        except yaml.YAMLError:
-            value = text
+        value = safe_yaml.parse_value(text, f"--set {shorten(key)}: the value")
         node = raw
         parts = key.split(".")
         for depth, part in enumerate(parts):
@@ -608,7 +565,7 @@ def load_config(path: Path | None, overrides: list[str] = (), raw: dict | None =
     raw = apply_overrides(raw, list(overrides))
     config = validate(raw)
     if config.name is None and path is not None:  # the file's stem, made safe for a directory name
-        config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-.") or "run"
+        config.name = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem)[:100].strip("-.") or "run"
     return config
 
 

@@ -62,6 +62,7 @@ import yaml
 
 from . import __version__
 from . import config as cfg
+from . import safe_yaml
 from .engine.registry import did_you_mean
 from .errors import NntrainError
 from .fileio import atomic_write
@@ -118,10 +119,7 @@ class SweepSpec:
 
 def _parse_value(text: str):
     """A value as --set parses it: YAML (1e-3 is a number), else the text itself."""
-    try:
-        return cfg.parse_yaml(text)
-    except yaml.YAMLError:
-        return text
+    return safe_yaml.parse_value(text, "the value")
 
 
 def split_values(text: str) -> list[str]:
@@ -922,10 +920,7 @@ def load_plan(sweep_dir: Path) -> SweepPlan:
     path = Path(sweep_dir) / "sweep.yaml"
     if not path.is_file():
         raise NntrainError(f"'{sweep_dir}' is not a sweep directory (no sweep.yaml)")
-    try:
-        data = cfg.parse_yaml(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise NntrainError(f"cannot read '{path}': {e}") from None
+    data = safe_yaml.read(path, "sweep file")
     if not isinstance(data, dict):
         raise NntrainError(f"'{path}' is not a sweep file (not a mapping)")
     return SweepPlan.from_dict(data, str(path))

@@ -95,6 +95,11 @@ BAD_CONFIGS = {
     ),
     "missing data file": (lambda c: c.__setitem__("data", {"dataset": "nope.csv"}), ["data.dataset", "nope.csv"]),
     "missing model": (lambda c: c.pop("model"), ["model", "required"]),
+    "optimizer name a mapping": (setter("optimizer", {"name": {"a": 1}}), ["optimizer.name", "not a name", "allowed: sgd"]),
+    "loss name a list": (setter("loss", {"name": [1]}), ["loss.name", "not a name", "allowed: mse"]),
+    "name too long for a directory": (setter("name", "n" * 300), ["name", "at most 100 characters", "(300 characters)"]),
+    "units beyond any machine": (with_layers({"linear": 2**62}, "relu", {"linear": 3}), ["model.layers.0.units", "1000000"]),
+    "samples beyond any machine": (setter("data", "options", {"samples": 2**62}), ["data.options.samples", "100000000"]),
 }
 
 
@@ -276,3 +281,80 @@ def test_checking_a_config_builds_only_its_models_and_no_downloader():
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[0] == "['linear', 'tanh'] ['cross_entropy'] ['sgd'] ['step'] []"
+
+
+# --- hostile YAML: refused fast, in a few lines, by every command that reads a config -----------
+
+def alias_bomb(under: str) -> str:
+    """~400 bytes whose aliases expand to 9^9 values, placed under the list-valued key `under`."""
+    lines = ['l0: &l0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+BOMB_KEYS = {
+    "train.metrics": "train:\n  metrics: *l8\n",
+    "model.layers": "model:\n  layers: *l8\n",
+    "loss.class_weights": "loss: {name: cross_entropy, class_weights: *l8}\n",
+    "schedule milestones": "optimizer: {name: sgd, lr: 0.1, schedule: {name: step, milestones: *l8}}\n",
+}
+
+
+@pytest.mark.parametrize("key", list(BOMB_KEYS))
+@pytest.mark.parametrize("command", ["validate", "fit"])
+def test_alias_bomb_is_refused_quickly(cli, tmp_path, key, command):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb(key) + BOMB_KEYS[key])
+    args = ["--runs-root", tmp_path / "runs"] if command == "fit" else []
+    result = cli(command, path, *args)
+    assert_clean_error(result, "bomb.yaml", "more than 100,000 values")
+    assert len(result.stderr) < 300
+
+
+def test_alias_bomb_in_a_runs_config_is_refused_on_resume(cli, write_config, tmp_path):
+    run = tmp_path / "run"
+    assert cli("fit", write_config(train={"epochs": 1}), "--run-dir", run, "-q").exit_code == 0
+    (run / "config.yaml").write_text(alias_bomb("train.metrics") + (run / "config.yaml").read_text().replace(
+        "  metrics:\n  - accuracy\n", "  metrics: *l8\n"))
+    assert "*l8" in (run / "config.yaml").read_text()
+    assert_clean_error(cli("fit", "--resume", run, "--set", "train.epochs=2"), "config.yaml", "more than 100,000 values")
+
+
+@pytest.mark.parametrize(
+    "value, needles",
+    [
+        ("[" * 5000 + "]" * 5000, ["--set model.layers", "nested more than 64 levels"]),
+        ("&a [1,1,1,1,1,1,1,1,1,1]", ["model.layers"]),  # a plain anchor is fine YAML, then a bad layer list
+    ],
+)
+def test_hostile_set_values(cli, write_config, tmp_path, value, needles):
+    assert_clean_error(cli("validate", write_config(), "--set", f"model.layers={value}"), *needles)
+
+
+@pytest.mark.parametrize("text", ["seed: 0\n" + "a: " * 2000 + "1\n", "[" * 2000 + "]" * 2000, "? [a, b]\n: 1\n"])
+def test_odd_yaml_is_refused(cli, tmp_path, text):
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    result = cli("validate", path)
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.output
+
+
+def test_huge_values_are_shortened_in_messages(cli, write_config, tmp_path):
+    huge = "x" * 10_000_000
+    for args in (["--set", f"train.epochs={huge}"], ["--set", f"name={huge}"], ["--set", f"data.dataset={huge}.csv"]):
+        result = cli("validate", write_config(), *args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.stderr[:500]
+        assert len(result.stderr) < 2000 and "characters" in result.stderr
+
+
+def test_a_large_config_file_is_refused_without_parsing(cli, tmp_path):
+    path = tmp_path / "large.yaml"
+    path.write_text("".join(f"key{i}: {i}\n" for i in range(1_000_000)))
+    assert_clean_error(cli("validate", path), "large.yaml", "larger than 1,048,576 bytes")
+
+
+def test_validate_checks_the_sweep_section(cli, write_config):
+    good = cli("validate", write_config(sweep={"grid": {"optimizer.lr": [0.1, 0.01]}}))
+    assert good.exit_code == 0 and "sweep: 2 trials, each config valid" in good.stderr
+    assert_clean_error(cli("validate", write_config(sweep={"grdi": {}})), "sweep", "did you mean 'grid'")
+    assert_clean_error(cli("validate", write_config(sweep={"grid": {"optimizer.lr": [0.1, -1]}})), "trial-001", "optimizer.lr")

@@ -13,9 +13,9 @@ import numpy as np
 from ..engine.registry import Range
 
 GENERATORS = {}
-Samples = Annotated[int, Range(ge=4)]
+Samples = Annotated[int, Range(ge=4, le=100_000_000)]
 Noise = Annotated[float, Range(ge=0)]
-Classes = Annotated[int, Range(ge=2)]
+Classes = Annotated[int, Range(ge=2, le=1000)]
 
 
 def generator(task: str):

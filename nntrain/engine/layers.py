@@ -97,7 +97,7 @@ class Linear(Layer):
     def __init__(
         self,
         *,
-        units: Annotated[int, Range(ge=1)],
+        units: Annotated[int, Range(ge=1, le=1_000_000)],  # bounded so that sizes stay far from int64 overflow
         init: InitName | None = None,
         init_scale: Annotated[float, Range(gt=0)] | None = None,
     ):

@@ -24,6 +24,8 @@ class Range:
 
 def did_you_mean(name: str, choices) -> str:
     """A ' (did you mean 'x'?)' suffix for a misspelled name, or ''."""
+    if len(str(name)) > 100:  # no name is that long, and comparing megabytes takes a while
+        return ""
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
