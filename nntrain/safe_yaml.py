@@ -27,53 +27,54 @@ MAX_DEPTH = 64
 MAX_NODES = 100_000
 INT_LIMIT = 1 << 63
 
-_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def loader(base=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """nntrain's loader on `base`: libyaml's CSafeLoader where PyYAML has it, else the Python SafeLoader."""
 
+    class Loader(base):
+        """A safe loader that reads 1e-3 as a number (YAML 1.1 wants 1.0e-3 and gives a string),
+        refuses a key given twice in one mapping (YAML keeps the last one, silently), takes only
+        plain values as keys, and only integers that fit in 64 bits."""
 
-class _Loader(_Base):
-    """SafeLoader that reads 1e-3 as a number (YAML 1.1 wants 1.0e-3 and gives a string), refuses
-    a key given twice in one mapping (YAML keeps the last one, silently), takes only plain
-    values as keys, and only integers that fit in 64 bits."""
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "a key must be a plain value (a name or a number), not a list or a mapping",
+                        key_node.start_mark,
+                    )
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key '{key}' appears twice in the same section", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
+        def construct_yaml_int(self, node):
+            # Python refuses to convert more than 4300 digits; past 25 characters it is out of range anyway.
+            value = super().construct_yaml_int(node) if len(node.value) <= 25 else None
+            if value is None or not -INT_LIMIT <= value < INT_LIMIT:
+                text = node.value if len(node.value) <= 25 else f"of {len(node.value):,} characters"
                 raise yaml.constructor.ConstructorError(
-                    None, None, "a key must be a plain value (a name or a number), not a list or a mapping", key_node.start_mark
+                    None, None, f"the integer {text} does not fit in 64 bits (|n| < 2**63)", node.start_mark
                 )
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key '{key}' appears twice in the same section", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+            return value
 
-    def construct_yaml_int(self, node):
-        # Python refuses to convert more than 4300 digits; anything past 25 characters is out of range anyway.
-        value = super().construct_yaml_int(node) if len(node.value) <= 25 else None
-        if value is None or not -INT_LIMIT <= value < INT_LIMIT:
-            text = node.value if len(node.value) <= 25 else f"of {len(node.value):,} characters"
-            raise yaml.constructor.ConstructorError(
-                None, None, f"the integer {text} does not fit in 64 bits (|n| < 2**63)", node.start_mark
-            )
-        return value
+    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+    return Loader
 
 
-_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
 )
+_Loader = loader()
 
 
 def _check_events(text: str) -> None:
@@ -95,6 +96,11 @@ def _check_events(text: str) -> None:
                 sizes[anchor] = total - start + 1
         elif isinstance(event, yaml.ScalarEvent):
             total += 1
+            if not event.value.isascii():  # PyYAML's Python parser turns "\ud800" into half a character
+                try:
+                    event.value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise NntrainError(f"has a string with an invalid character (line {event.start_mark.line + 1})") from None
             if event.anchor is not None:
                 sizes[event.anchor] = 1
         elif isinstance(event, yaml.AliasEvent):

@@ -107,3 +107,29 @@ def test_read_checks_size_encoding_and_existence(tmp_path):
     bom = tmp_path / "bom.yaml"
     bom.write_bytes(b"\xef\xbb\xbfseed: 3\r\n")
     assert safe_yaml.read(bom) == {"seed": 3}
+
+
+@pytest.fixture(params=["libyaml", "python"])
+def either_loader(request, monkeypatch):
+    """The same checks with PyYAML's pure-Python loader, which nntrain uses where PyYAML lacks libyaml."""
+    if request.param == "python":
+        import yaml
+
+        monkeypatch.setattr(safe_yaml, "_Loader", safe_yaml.loader(yaml.SafeLoader))
+    return request.param
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ('name: "\\ud800"', "invalid character"),
+        ("[" * 3000 + "]" * 3000, "nested more than"),
+        ("? [a, b]\n: 1\n", "plain value"),
+        ("a: 99999999999999999999\n", "64 bits"),
+        ("a: 1\na: 2\n", "appears twice"),
+    ],
+)
+def test_both_loaders_refuse_the_same(either_loader, text, needle):
+    message = refused(text)
+    assert needle in message or (either_loader == "libyaml" and "not valid YAML" in message)
+    assert safe_yaml.parse("lr: 1e-3\nn: 3\n") == {"lr": 0.001, "n": 3}
