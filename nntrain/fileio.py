@@ -1,32 +1,217 @@
-"""Writing files so that a crash leaves the old version or the new one, never a torn file."""
+"""Every file nntrain writes goes through here, and every refused write becomes a WriteError.
+
+  atomic_write(path, data)   replace a file as a whole: a temporary file in the same folder,
+                             fsynced, renamed over the old one, the folder fsynced. A crash
+                             leaves the old file or the new one; a failed write leaves the old
+                             file and no temporary file.
+  LineLog(path, initial)     an append-only text file (metrics.csv, diagnostics.csv): each
+                             append goes to the kernel at once (no buffer to lose); `rollback()`
+                             truncates the file back to the last `commit()`, which needs no
+                             free space, so a failed epoch leaves no row behind.
+  make_dir(path)             create a folder.
+  remove(path)               delete a file (a missing one is fine).
+  read_text(path)            a UTF-8 file's text; NntrainError (exit 2) naming the file if it
+                             cannot be read or is not UTF-8.
+
+An OSError of any of them is raised as errors.WriteError(path, error, what) naming the file the
+caller asked for (never the temporary one): exit code 74 when the machine refused (disk full,
+quota, read-only file system, permissions, I/O error), 2 when the path itself is wrong.
+
+`_write(fd, data, path)` is the one place bytes are handed to the operating system; fault
+injection (tests) replaces it.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+
+from .errors import NntrainError, WriteError
+
+TEMP_PATTERN = re.compile(r"\..+\.tmp-\d+")  # what atomic_write leaves behind only when killed mid-write
+_activity: ContextVar[str | None] = ContextVar("nntrain_write_activity", default=None)
+
+
+@contextmanager
+def activity(what: str):
+    """Name what the writes inside are for ("saving the checkpoint of epoch 5"), for their WriteErrors' "while ..."."""
+    token = _activity.set(what)
+    try:
+        yield
+    finally:
+        _activity.reset(token)
+
+
+def _what(what: str | None) -> str:
+    return what or _activity.get() or "writing"
+
+
+def _write(fd: int, data: bytes, path: Path) -> None:
+    """Write all of `data` to `fd` (the file `path`): the lowest-level write, looping over short writes."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable, as far as the platform allows (best effort: never raises)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # some platforms cannot open directories
         return
     try:
         os.fsync(fd)
+    except OSError:  # file systems that cannot fsync a directory; the rename itself has happened
+        pass
     finally:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def _unlink_quietly(path: Path) -> None:
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        os.unlink(path)
+    except OSError:  # already gone, or the file system refuses even that: nothing more to do
+        pass
+
+
+def atomic_write(path: Path, data: bytes, what: str | None = None) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a part.
+
+    WriteError if it cannot be done; the old file (if any) is then left as it was, and the
+    temporary file is removed.
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            _write(fd, data, path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise WriteError(path, e, _what(what)) from None
+    except BaseException:  # interrupted (KeyboardInterrupt) or a bug: no temporary file left behind either
+        _unlink_quietly(tmp)
+        raise
     fsync_dir(path.parent)
+
+
+class LineLog:
+    """An append-only text file, created (atomically) with `initial` text: a header and any kept rows.
+
+    `append(text)` writes at once, unbuffered; a failed append leaves nothing of itself. `commit()`
+    marks what is there as kept; `rollback()` truncates back to the last commit (or the initial
+    text), dropping the rows of an epoch whose checkpoint could not be written. `sync()` fsyncs.
+    """
+
+    def __init__(self, path: Path, initial: str, what: str = "writing"):
+        self.path, self.what = Path(path), what
+        self.fd = None
+        atomic_write(self.path, initial.encode(), f"creating {self.path.name}")
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+            self.committed = self.offset = os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError as e:
+            self.close()
+            raise WriteError(self.path, e, f"opening {self.path.name} for appending") from None
+
+    def append(self, text: str, what: str | None = None) -> None:
+        data = text.encode()
+        try:
+            _write(self.fd, data, self.path)
+        except OSError as e:
+            self._truncate(self.offset)  # a partial row would be read as a row
+            raise WriteError(self.path, e, what or self.what) from None
+        self.offset += len(data)
+
+    def sync(self, what: str | None = None) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as e:
+            raise WriteError(self.path, e, what or self.what) from None
+
+    def commit(self) -> None:
+        self.committed = self.offset
+
+    def rollback(self) -> None:
+        """Drop what was appended since the last commit (best effort: truncating needs no space)."""
+        if self.fd is not None and self.offset != self.committed:
+            self._truncate(self.committed)
+
+    def _truncate(self, offset: int) -> None:
+        try:
+            os.ftruncate(self.fd, offset)
+            self.offset = offset
+        except OSError:  # the file keeps the extra bytes; a resume drops rows after its checkpoint anyway
+            pass
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            try:
+                os.close(fd)
+            except OSError:  # every append was already written (and synced where it mattered)
+                pass
+
+
+def make_dir(path: Path, what: str = "creating the folder", parents: bool = False) -> None:
+    """mkdir; FileExistsError passes through (the caller says what it means), any other OSError is a WriteError."""
+    try:
+        Path(path).mkdir(parents=parents)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        raise WriteError(path, e, what) from None
+
+
+def remove(path: Path, what: str = "removing it") -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise WriteError(path, e, what) from None
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """Delete the temporary files a killed atomic_write left in `folder` (.NAME.tmp-PID); the removed paths."""
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise WriteError(folder, e, "looking for leftover temporary files") from None
+    removed = []
+    for name in names:
+        if TEMP_PATTERN.fullmatch(name):
+            remove(Path(folder) / name, "removing a temporary file left by an interrupted write")
+            removed.append(Path(folder) / name)
+    return removed
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """The text of a UTF-8 file; NntrainError (exit 2) naming it if it cannot be read or is not UTF-8."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise NntrainError(
+            f"cannot read {what} '{path}': it is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+        ) from None
+    except OSError as e:
+        reason = e.strerror or os.strerror(e.errno or 0) or str(e)
+        if e.errno == errno.ENOENT:
+            reason = "it does not exist"
+        raise NntrainError(f"cannot read {what} '{path}': {reason}") from None

@@ -64,7 +64,7 @@ from . import __version__
 from . import config as cfg
 from . import safe_yaml
 from .engine.registry import did_you_mean
-from .errors import NntrainError
+from .errors import NntrainError, WriteError
 from .fileio import atomic_write
 from .train.rundir import new_directory
 from .train.trainer import Hooks, StopRequest, stop_on_signals
@@ -627,6 +627,8 @@ def run_task(
         if task.resume:
             try:
                 summary = api.resume(Path(task.run_dir), hooks=hooks)
+            except WriteError:  # a full or read-only disk: starting again would fail the same way, and lose the run
+                raise
             except NntrainError as e:  # a damaged interrupted run: start it again rather than fail every resume
                 moved = _move_aside(Path(task.run_dir))
                 hooks.log(f"cannot resume ({e}); moved to {moved.name}, running it again")
@@ -930,7 +932,10 @@ def _move_aside(path: Path) -> Path:
     n = 1
     while (target := path.with_name(f"{path.name}.failed-{n}")).exists():
         n += 1
-    path.rename(target)
+    try:
+        path.rename(target)
+    except OSError as e:
+        raise WriteError(path, e, f"moving it aside to {target.name}") from None
     return target
 
 

@@ -228,3 +228,44 @@ def test_resume_refuses_weights_and_run_dir(cli, setup, tmp_path):
     result = cli("fit", "--resume", a, "--weights", a / "checkpoints" / "best.npz")
     assert result.exit_code == 2
     assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "diagnostics.csv"])
+@pytest.mark.parametrize("damage", [b"\xff\xfe not utf-8\n", "4,caf\u00e9\n".encode("latin-1")])
+def test_an_unreadable_csv_of_the_run_is_an_error_naming_it(cli, setup, tmp_path, name, damage):
+    config, _ = setup(diagnostics=True)
+    b = tmp_path / "B"
+    start_b(cli, config, b)
+    with open(b / name, "ab") as f:
+        f.write(damage)
+    before = (b / name).read_bytes()
+    result = cli("fit", "--resume", b, "--set", "train.epochs=6")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    assert f"cannot read the {name.split('.')[0]} file '{b / name}'" in result.stderr
+    assert (b / name).read_bytes() == before  # left as it was
+    if name == "diagnostics.csv":
+        result = cli("inspect", b)
+        assert result.exit_code == 2 and str(b / name) in result.stderr and "Traceback" not in result.output
+
+
+def test_a_foreign_metrics_file_is_refused_not_emptied(cli, setup, tmp_path):
+    config, _ = setup()
+    b = tmp_path / "B"
+    start_b(cli, config, b)
+    (b / "metrics.csv").write_text("step,loss\n1,0.5\n")
+    result = cli("fit", "--resume", b, "--set", "train.epochs=6")
+    assert result.exit_code == 2 and "not this run's metrics file" in result.stderr
+    assert (b / "metrics.csv").read_text() == "step,loss\n1,0.5\n"
+
+
+def test_a_torn_last_metrics_row_is_dropped_on_resume(cli, setup, tmp_path):
+    """Killed mid-row: what is left of '12,0.3,...' is '1', which reads as epoch 1 and must not be kept."""
+    config, a = setup()
+    b = tmp_path / "B"
+    start_b(cli, config, b)
+    with open(b / "metrics.csv", "a") as f:
+        f.write("1")
+    result = cli("fit", "--resume", b, "--set", "train.epochs=6", "-q")
+    assert result.exit_code == 0, result.output
+    assert without_seconds(read_rows(a)) == without_seconds(read_rows(b))

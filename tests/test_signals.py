@@ -123,3 +123,102 @@ def test_threads_option_reaches_blas(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     # numpy was not loaded before fit ran, the variables were set, and numpy loaded afterwards with them
     assert out.stdout.split() == ["False", "1", "1", "True"], (out.stdout, out.stderr)
+
+
+# ---------------------------------------------------------------- SIGKILL at a precise write
+
+# Runs `nntrain fit ...` in a fresh process that SIGKILLs itself at the n-th write of file NAME:
+# "before" (its temporary file exists, empty), "mid" (half of it written) or "after" (written and
+# fsynced, not yet renamed into place; for metrics.csv / diagnostics.csv: the row is complete).
+KILLER = """
+import os, signal, sys
+from nntrain import fileio
+from nntrain.cli import app
+
+name, nth, when = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+original, seen = fileio._write, []
+
+def write(fd, data, path):
+    if path.name == name:
+        seen.append(path)
+        if len(seen) == nth:
+            if when == "mid":
+                original(fd, bytes(data)[: len(data) // 2], path)
+            if when == "after":
+                original(fd, data, path)
+            if when != "before":
+                os.fsync(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+    original(fd, data, path)
+
+fileio._write = write
+app(sys.argv[4:])
+"""
+
+KILL_CONFIG = {
+    "name": "small",
+    "seed": 0,
+    "data": {"dataset": "spirals", "options": {"samples": 300, "classes": 3, "noise": 0.2}},
+    "model": {"layers": [{"linear": 16}, "relu", {"linear": 3}]},
+    "loss": "cross_entropy",
+    "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
+    "train": {"epochs": 4, "batch_size": 32, "checkpoint_every": 2, "diagnostics": True},
+}
+
+
+def snapshot(run):
+    """File names, checkpoint arrays, CSV rows without seconds, summary without seconds / run_dir."""
+    files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+    checkpoints = {p.name: load(p) for p in sorted((run / "checkpoints").glob("*.npz"))}
+    tables = {}
+    for name in ("metrics.csv", "diagnostics.csv"):
+        with open(run / name, newline="") as f:
+            tables[name] = [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
+    summary = json.loads((run / "summary.json").read_text())
+    return files, checkpoints, tables, {k: v for k, v in summary.items() if k not in ("seconds", "run_dir")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    config = folder / "small.yaml"
+    config.write_text(yaml.safe_dump(KILL_CONFIG))
+    run = folder / "run"
+    done = subprocess.run([*NNTRAIN, "fit", str(config), "--run-dir", str(run), "-q"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return config, snapshot(run)
+
+
+@pytest.mark.parametrize(
+    "name, nth, when",
+    [
+        ("last.npz", 3, "before"),  # epoch 2: epoch-0002.npz and best.npz written, last.npz not yet
+        ("last.npz", 3, "after"),  # epoch 2's last.npz complete in its temporary file, not renamed
+        ("epoch-0002.npz", 1, "before"),  # (once written after last.npz: a kill here lost epoch-0002.npz for good)
+        ("epoch-0002.npz", 1, "mid"),  # a torn temporary epoch-0002.npz
+        ("best.npz", 2, "mid"),  # epoch 2's best.npz half written
+        ("metrics.csv", 3, "mid"),  # half of epoch 2's row
+        ("diagnostics.csv", 3, "after"),  # epoch 2's diagnostics rows, before its metrics row
+        ("summary.json", 1, "before"),  # every epoch done, the summary not written
+    ],
+)
+def test_a_kill_at_any_write_resumes_to_exactly_the_uninterrupted_run(tmp_path, uninterrupted, name, nth, when):
+    config, expected = uninterrupted
+    run = tmp_path / "run"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, name, str(nth), when, "fit", str(config), "--run-dir", str(run), "-q"],
+        capture_output=True, text=True, env=ENV, timeout=60,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    leftovers = [p for p in run.rglob("*") if ".tmp-" in p.name]
+    assert bool(leftovers) == (not name.endswith(".csv"))  # an atomic write killed midway leaves its temporary file
+    resumed = subprocess.run([*NNTRAIN, "fit", "--resume", str(run), "-q"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert not [p for p in run.rglob("*") if ".tmp-" in p.name]  # removed by the resume
+    files, checkpoints, tables, summary = snapshot(run)
+    assert files == expected[0]
+    for key, arrays in expected[1].items():
+        assert sorted(arrays) == sorted(checkpoints[key]), key
+        assert not [k for k in arrays if not np.array_equal(arrays[k], checkpoints[key][k])], key
+    assert tables == expected[2]
+    assert summary == expected[3]

@@ -126,7 +126,4 @@ def write_idx(path, array, compress: bool = True) -> None:
     raw = header + np.ascontiguousarray(array, dtype=DTYPES[code]).tobytes()
     if compress:
         raw = gzip.compress(raw, mtime=0)
-    try:
-        atomic_write(path, raw)
-    except OSError as e:
-        raise NntrainError(f"cannot write {path}: {e}") from None
+    atomic_write(path, raw)  # a refused write is a WriteError naming the file

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NntrainError
-from ..fileio import atomic_write
+from ..fileio import LineLog, read_text
 
 DIAGNOSTICS_FILE = "diagnostics.csv"
 COLUMNS = [
@@ -146,6 +146,8 @@ class Diagnostics:
                          after the finite-loss check, before gradient clipping and the step
       end_epoch(epoch)   once per finished epoch, after its last optimizer step (e.g. just
                          before metrics.csv's row is written); writes and returns the rows
+      sync(), commit()   before / after the epoch's last.npz is written; rollback() instead
+                         when it could not be, dropping the epoch's rows from the file
       close()            when training ends (in a finally)
 
     `run_dir` None keeps everything in memory (end_epoch still returns the rows).
@@ -195,8 +197,22 @@ class Diagnostics:
         writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(kept)
-        atomic_write(self.path, text.getvalue().encode())
-        self.file = open(self.path, "a", newline="")  # noqa: SIM115 - open for the whole run, closed by close()
+        # Appended unbuffered, an epoch at a time; rolled back when that epoch's checkpoint fails.
+        self.file = LineLog(self.path, text.getvalue(), "writing the diagnostics")
+
+    def commit(self) -> None:
+        """The rows written so far belong to a checkpointed epoch: keep them."""
+        if self.file is not None:
+            self.file.commit()
+
+    def rollback(self) -> None:
+        """Drop the rows written since the last commit (their epoch has no checkpoint)."""
+        if self.file is not None:
+            self.file.rollback()
+
+    def sync(self) -> None:
+        if self.file is not None:
+            self.file.sync("writing the diagnostics")
 
     def close(self) -> None:
         if self.file is not None:
@@ -287,8 +303,8 @@ class Diagnostics:
             text = io.StringIO(newline="")
             writer = csv.DictWriter(text, fieldnames=COLUMNS)
             writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
-            self.file.write(text.getvalue())  # the whole epoch at once: a crash tears at most one epoch
-            self.file.flush()
+            # The whole epoch at once: a crash tears at most one epoch; a failed write leaves none of it.
+            self.file.append(text.getvalue(), f"writing the diagnostics of epoch {int(epoch)}")
         self._reset()
         return rows
 
@@ -303,8 +319,16 @@ def _fmt(value):
 
 
 def _read_raw(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    """The rows of a diagnostics file, as strings; NntrainError (exit 2) naming it when unreadable or foreign."""
+    text = read_text(path, "the diagnostics file")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        fields, rows = reader.fieldnames, list(reader)
+    except csv.Error as e:
+        raise NntrainError(f"cannot read the diagnostics file '{path}': {e}") from None
+    if fields is not None and list(fields) != COLUMNS:
+        raise NntrainError(f"'{path}' is not a diagnostics file (columns {fields}, expected {COLUMNS})")
+    return rows
 
 
 def _parse_float(text: str) -> float | None:
@@ -323,16 +347,7 @@ def read_diagnostics(run_dir: Path) -> list[dict]:
         path = path / DIAGNOSTICS_FILE
     if not path.is_file():
         raise NntrainError(f"'{path}' does not exist: the run was not trained with train.diagnostics: true")
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames != COLUMNS:
-                raise NntrainError(
-                    f"'{path}' is not a diagnostics file (columns {reader.fieldnames}, expected {COLUMNS})"
-                )
-            raw = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise NntrainError(f"cannot read '{path}': {e}") from None
+    raw = _read_raw(path)
     rows = []
     for r in raw:
         try:

@@ -1,9 +1,11 @@
 """The run directory: config.yaml, metrics.csv, summary.json, splits.npz and atomic checkpoints.
 
 A run directory is created once and never written into again except by `--resume`.
-Every file that replaces an older version (checkpoints, summary) is written to a
-temporary file in the same directory, flushed, fsynced, renamed over the old one and the
-directory fsynced, so a crash leaves either the old file or the new one, never a torn one.
+Every write goes through nntrain.fileio: files that replace an older version (checkpoints,
+summary) are written atomically (a temporary file, fsynced, renamed over the old one, the
+directory fsynced), so a crash leaves either the old file or the new one, never a torn one;
+metrics.csv is an append-only LineLog whose rows of an epoch that could not be checkpointed
+are rolled back. A refused write is a WriteError naming the file.
 Checkpoints are plain .npz files, read with allow_pickle=False.
 """
 
@@ -12,21 +14,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import NntrainError
-from ..fileio import atomic_write
+from ..errors import NntrainError, shorten
+from ..fileio import LineLog, atomic_write, make_dir, read_text, remove_temp_files
 from ..npzfile import load_npz  # noqa: F401 - where checkpoints and splits are read
 
 
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def save_npz(path: Path, arrays: dict[str, np.ndarray], what: str | None = None) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue(), what)
 
 
 def text_array(text: str) -> np.ndarray:
@@ -35,24 +38,25 @@ def text_array(text: str) -> np.ndarray:
 
 
 def new_directory(root: Path, stem: str, path: Path | None, what: str, hint: str = "") -> Path:
-    """Create `path` (refused if it exists), or root/<stem>-<YYYYmmdd-HHMMSS>, with -2, -3, ... when taken."""
+    """Create `path` (refused if it exists), or root/<stem>-<YYYYmmdd-HHMMSS>, with -2, -3, ... when taken.
+
+    WriteError (exit 74, or 2 for a wrong path) when it cannot be created.
+    """
     if path is not None:
         path = Path(path)
-        if path.exists():
+        if os.path.exists(path):  # os.path's exists is False for a path the system refuses (a name too long)
             raise NntrainError(f"{what} '{path}' already exists{hint}")
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path(root) / f"{stem}-{stamp}"
         n = 2
-        while path.exists():  # two started in the same second
+        while os.path.exists(path):  # two started in the same second
             path = Path(root) / f"{stem}-{stamp}-{n}"
             n += 1
     try:
-        path.mkdir(parents=True)
+        make_dir(path, f"creating the {what}", parents=True)
     except FileExistsError:
         raise NntrainError(f"{what} '{path}' already exists{hint}") from None
-    except OSError as e:
-        raise NntrainError(f"cannot create {what} '{path}': {e}") from None
     return path
 
 
@@ -72,7 +76,7 @@ class RunDir:
     def create(cls, root: Path, name: str, path: Path | None = None) -> "RunDir":
         """A new directory: `path` if given (refused if it exists), else root/<name>-<YYYYmmdd-HHMMSS>."""
         path = new_directory(root, name, path, "run directory", "; nntrain never writes into an old run")
-        (path / "checkpoints").mkdir()
+        make_dir(path / "checkpoints", "creating the run directory")
         return cls(path)
 
     @classmethod
@@ -95,38 +99,82 @@ class RunDir:
         return sorted(p for p in self.checkpoints.glob("*.npz") if re.fullmatch(r"last|best|epoch-\d+", p.stem))
 
     def write_summary(self, summary: dict) -> None:
-        atomic_write(self.summary_file, (json.dumps(summary, indent=2) + "\n").encode())
+        atomic_write(self.summary_file, (json.dumps(summary, indent=2) + "\n").encode(), "writing the summary")
+
+    def remove_temp_files(self) -> list[Path]:
+        """Delete the temporary files of writes a kill cut short (.NAME.tmp-PID); only a resume calls this."""
+        return remove_temp_files(self.path) + remove_temp_files(self.checkpoints)
 
 
 class MetricsLog:
-    """metrics.csv, one row per epoch, flushed as written so a killed run keeps its history."""
+    """metrics.csv, one row per epoch, appended unbuffered so a killed run keeps its history.
+
+    `write(row)` appends a row; `commit()` after the epoch's last.npz is written; `rollback()`
+    drops the rows written since (their epoch has no checkpoint). Resuming (`keep_until`: the
+    checkpoint's epoch) keeps the rows up to that epoch and drops later or torn ones.
+    """
 
     def __init__(self, path: Path, columns: list[str], keep_until: int | None = None):
         self.path, self.columns = Path(path), columns
         rows = []
         if keep_until is not None and self.path.exists():
             # Resuming: drop rows after the checkpoint's epoch (written before a crash).
-            rows = [r for r in read_metrics(self.path) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= keep_until]
-        text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write(self.path, text.getvalue().encode())
-        self.file = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=columns, extrasaction="ignore")
+            rows = [r for r in read_metrics(self.path, columns) if int(r["epoch"]) <= keep_until]
+        self.file = LineLog(self.path, _csv_text(columns, rows, header=True))
 
     def write(self, row: dict) -> None:
-        self.writer.writerow({k: _fmt(v) for k, v in row.items()})
-        self.file.flush()
+        self.file.append(_csv_text(self.columns, [{k: _fmt(v) for k, v in row.items()}]),
+                         f"writing the metrics of epoch {row.get('epoch')}")  # fmt: skip
+
+    def sync(self) -> None:
+        self.file.sync("writing the metrics")
+
+    def commit(self) -> None:
+        self.file.commit()
+
+    def rollback(self) -> None:
+        self.file.rollback()
 
     def close(self) -> None:
         self.file.close()
+
+
+def _csv_text(columns: list[str], rows: list[dict], header: bool = False) -> str:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
 
 
 def _fmt(value):
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
-def read_metrics(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def read_metrics(path: Path, columns: list[str] | None = None) -> list[dict]:
+    """The complete rows of metrics.csv (a torn last line is skipped), as strings.
+
+    With `columns`, a header that differs from them is an error (the file is not this run's).
+    NntrainError (exit 2) naming the file when it cannot be read or is not UTF-8 CSV.
+    """
+    text = read_text(path, "the metrics file")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        fields = reader.fieldnames
+        rows = list(reader)
+    except csv.Error as e:
+        raise NntrainError(f"cannot read the metrics file '{path}': {e}") from None
+    if fields is None:  # an empty file: no rows
+        return []
+    if columns is not None and list(fields) != list(columns):
+        raise NntrainError(
+            f"'{path}' is not this run's metrics file (columns {shorten(','.join(fields), 120)}, expected {shorten(','.join(columns), 120)});"
+            " move it away to resume without the earlier rows"
+        )
+    return [
+        r
+        for r in rows
+        if None not in r and all(v is not None for v in r.values()) and (r.get("epoch") or "").isdigit()
+    ]
+

@@ -14,6 +14,8 @@ import numpy as np
 
 from .. import __version__
 from .. import config as cfg
+from ..errors import NntrainError, WriteError
+from ..fileio import activity, remove
 from . import checkpoint
 from .checkpoint import TrainingState
 from .experiment import Experiment
@@ -124,35 +126,66 @@ class Trainer:
         )
 
     def fit(self, state: TrainingState | None = None) -> dict:
-        """Train from `state` (a fresh start when None) to the configured epoch count; return the summary."""
+        """Train from `state` (a fresh start when None) to the configured epoch count; return the summary.
+
+        A failure (a WriteError when the disk is full or read-only, or any other error) leaves
+        the run as of its newest last.npz: metrics.csv and diagnostics.csv hold no row after
+        that epoch, and summary.json says `failed` with that epoch, or, when even the summary
+        cannot be written, is removed rather than left stale; the error then says so.
+        """
         resumed = state is not None
         state = state or TrainingState()
         self.hooks.on_start(self.run, self.exp, state.epoch)
-        log = MetricsLog(self.run.metrics_file, self.columns(), keep_until=state.epoch if resumed else None)
-        if not resumed:
-            if self.exp.schedule is not None:  # the schedule sets epoch 1's learning rate (warm-up starts low)
-                mode = "max" if self.higher_is_better else "min"
-                self.exp.optimizer.lr = self.exp.schedule.start(self.exp.optimizer.lr, mode=mode)
-            checkpoint.save(self.run.checkpoint("last"), self.exp, state)  # an interrupted first epoch can resume
-        self.diagnostics = None
-        if self.exp.config.train.diagnostics:
-            keep = state.epoch if resumed else None
-            self.diagnostics = Diagnostics(self.exp.network, probe_batch(self.exp), self.run.path, keep_until=keep)
         started = time.perf_counter()
+        log = self.diagnostics = None
         try:
+            if resumed:  # temporary files of writes a kill cut short
+                self.run.remove_temp_files()
+            log = MetricsLog(self.run.metrics_file, self.columns(), keep_until=state.epoch if resumed else None)
+            if not resumed:
+                if self.exp.schedule is not None:  # the schedule sets epoch 1's learning rate (warm-up starts low)
+                    mode = "max" if self.higher_is_better else "min"
+                    self.exp.optimizer.lr = self.exp.schedule.start(self.exp.optimizer.lr, mode=mode)
+                with activity("saving the initial checkpoint (epoch 0)"):  # an interrupted first epoch can resume
+                    checkpoint.save(self.run.checkpoint("last"), self.exp, state)
+            if self.exp.config.train.diagnostics:
+                keep = state.epoch if resumed else None
+                self.diagnostics = Diagnostics(self.exp.network, probe_batch(self.exp), self.run.path, keep_until=keep)
             # Overflow on the way to a NaN loss is reported once, as divergence, not as numpy warnings.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 status, message = self._epochs(state, log)
-        except Exception as e:  # a bug or an I/O error: leave a summary that says so, then let it surface
-            self.run.write_summary(self.summary("failed", state, time.perf_counter() - started, repr(e), evaluate=False))
+        except Exception as e:  # a refused write, a bug: leave a summary that says so, then let it surface
+            message = str(e) if isinstance(e, NntrainError) else repr(e)
+            self._write_summary(self.summary("failed", state, time.perf_counter() - started, message, evaluate=False), e)
             raise
         finally:
-            log.close()
+            if log is not None:
+                log.close()
             if self.diagnostics is not None:
                 self.diagnostics.close()
         summary = self.summary(status, state, time.perf_counter() - started, message)
-        self.run.write_summary(summary)
+        self._write_summary(summary)
         return summary
+
+    def _write_summary(self, summary: dict, error: Exception | None = None) -> None:
+        """Write summary.json; when that fails, remove the old one rather than leave it stale, and raise.
+
+        While handling `error` (what stopped training) the summary's failure is added to that
+        error's message instead of replacing it.
+        """
+        try:
+            self.run.write_summary(summary)
+        except WriteError as failed:
+            note = "; summary.json could not be written either"
+            try:
+                remove(self.run.summary_file, "removing the outdated summary")
+            except WriteError:
+                note += ", and the outdated one could not be removed"
+            if error is None:
+                raise
+            if isinstance(error, NntrainError):
+                same = isinstance(error, WriteError) and error.errno == failed.errno
+                error.args = (f"{error}{note}" if same else f"{error}{note} ({failed})",)
 
     def _epochs(self, state: TrainingState, log: MetricsLog) -> tuple[str, str | None]:
         """Run the remaining epochs; (status, message) says how it ended."""
@@ -187,12 +220,7 @@ class Trainer:
                     return "diverged", f"the validation loss became {row['val_loss']} in epoch {epoch}"
             row["lr"] = exp.optimizer.lr
             row["seconds"] = time.perf_counter() - t0
-            if self.diagnostics is not None:
-                self.diagnostics.end_epoch(epoch)
-            log.write(row)
-            if exp.schedule is not None:  # the next epoch's rate; saved with this epoch's checkpoint
-                exp.optimizer.lr = exp.schedule.step(row[exp.schedule.monitor or self.monitor])
-            self._save(epoch, row, state)
+            self._finish_epoch(epoch, row, state, log)
             self.hooks.on_epoch(row)
             if stop:
                 return "interrupted", None
@@ -270,20 +298,59 @@ class Trainer:
         self.hooks.on_batch(1, 1, first["loss"])
         return metrics.result()
 
-    def _save(self, epoch: int, row: dict, state: TrainingState) -> None:
-        """Checkpoints after an epoch: best.npz when the monitor improved, last.npz, epoch-NNNN.npz.
+    def _finish_epoch(self, epoch: int, row: dict, state: TrainingState, log: MetricsLog) -> None:
+        """Record a finished epoch: its diagnostics and metrics rows, then its checkpoints, last.npz last.
 
-        Each is serialized and written on its own (atomically, fsynced): hard-linking them to one
-        file would save a write, but a file damaged in place would then damage them all.
+        last.npz is the commit point. Until it is written the epoch does not count: if anything
+        fails (or the process is killed) before, the rows are rolled back (or dropped on
+        resume), `state` still describes the previous epoch, and a resume repeats this epoch,
+        rewriting the same best.npz / epoch-NNNN.npz (training is deterministic).
         """
-        state.epoch = epoch
+        logs = [log] if self.diagnostics is None else [self.diagnostics, log]
+        try:
+            if self.diagnostics is not None:
+                self.diagnostics.end_epoch(epoch)
+            log.write(row)
+            if self.exp.schedule is not None:  # the next epoch's rate; saved with this epoch's checkpoint
+                self.exp.optimizer.lr = self.exp.schedule.step(row[self.exp.schedule.monitor or self.monitor])
+            for written in logs:  # on disk before the checkpoint that makes them count
+                written.sync()
+            self._save(epoch, row, state)
+        except BaseException:
+            for written in logs:
+                written.rollback()
+            raise
+        for written in logs:
+            written.commit()
+
+    def _save(self, epoch: int, row: dict, state: TrainingState) -> None:
+        """Checkpoints after an epoch: best.npz when the monitor improved, epoch-NNNN.npz, then last.npz.
+
+        `state` is updated only once last.npz holds the epoch. Each file is serialized and written
+        on its own (atomically, fsynced): hard-linking them to one file would save a write, but a
+        file damaged in place would then damage them all.
+        """
+        after = TrainingState(epoch, state.best_epoch, state.best_value)
         if self.improved(row[self.monitor], state):
-            state.best_epoch, state.best_value = epoch, float(row[self.monitor])
-            checkpoint.save(self.run.checkpoint("best"), self.exp, state)
-        checkpoint.save(self.run.checkpoint("last"), self.exp, state)
+            after.best_epoch, after.best_value = epoch, float(row[self.monitor])
+            with activity(f"saving the best checkpoint (epoch {epoch})"):
+                checkpoint.save(self.run.checkpoint("best"), self.exp, after)
         every = self.exp.config.train.checkpoint_every
-        if every and epoch % every == 0:
-            checkpoint.save(self.run.epoch_checkpoint(epoch), self.exp, state)
+        periodic = self.run.epoch_checkpoint(epoch) if every and epoch % every == 0 else None
+        if periodic is not None:
+            with activity(f"saving the checkpoint of epoch {epoch}"):
+                checkpoint.save(periodic, self.exp, after)
+        try:
+            with activity(f"saving the checkpoint of epoch {epoch}"):
+                checkpoint.save(self.run.checkpoint("last"), self.exp, after)
+        except BaseException:
+            if periodic is not None:  # of an epoch that does not count (a resume writes it again)
+                try:
+                    remove(periodic, "removing the checkpoint of an unfinished epoch")
+                except WriteError:
+                    pass
+            raise
+        state.epoch, state.best_epoch, state.best_value = after.epoch, after.best_epoch, after.best_value
 
     def summary(self, status: str, state: TrainingState, seconds: float, message: str | None, evaluate=True) -> dict:
         """summary.json; `final` holds the metrics of the final parameters, named in `final_parameters`.
