@@ -19,7 +19,8 @@ from .engine.gradcheck import check_gradients
 from .errors import NntrainError
 from .train import checkpoint
 from .train.experiment import Experiment, prepare
-from .train.rundir import RunDir, atomic_write, load_npz, save_npz
+from .npzfile import load_npz
+from .train.rundir import RunDir, atomic_write, save_npz
 from .train.trainer import Hooks, Trainer
 
 
@@ -58,10 +59,7 @@ def fit(
     _pin_data_path(config, base)
     exp = prepare(config, base)
     if weights is not None:
-        try:
-            exp.network.load_state_dict(load_npz(Path(weights)))
-        except ValueError as e:
-            raise NntrainError(f"--weights {weights}: {e}") from None
+        checkpoint.load_parameters(exp.network, checkpoint.read_parameters(Path(weights)), weights)
     hooks = hooks or Hooks()
     if hooks.stop:  # Ctrl-C while the data was loading: stop before anything is written
         raise KeyboardInterrupt
@@ -88,7 +86,7 @@ def resume(
     hooks = hooks or Hooks()
     run = RunDir.open(run_dir)
     path, arrays = checkpoint.newest_readable(run, hooks.log)
-    saved = checkpoint.embedded_config(arrays)
+    saved = checkpoint.embedded_config(arrays, path)
     if config_path is not None:
         config = cfg.load_config(Path(config_path), overrides)
         _pin_data_path(config, Path(config_path).parent)
@@ -141,9 +139,9 @@ def load_run(run_dir: Path, which: str = "best", with_data: bool = True, dtype: 
     if which == "best" and not path.exists():  # a run interrupted in its first epoch has only last.npz
         path = run.checkpoint("last")
     arrays = checkpoint.read(path)
-    config = checkpoint.embedded_config(arrays)
+    config = checkpoint.embedded_config(arrays, path)
     if which not in ("best", "last"):
-        own = checkpoint.embedded_config(checkpoint.read(run.checkpoint("last")))
+        own = checkpoint.embedded_config(checkpoint.read(run.checkpoint("last")), run.checkpoint("last"))
         differ = [k for k in _differences(own, config) if k != "train.epochs"]
         if differ:
             raise NntrainError(f"{path} is not a checkpoint of {run.path}: its config differs in {', '.join(differ)}")

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import struct
+import zipfile
 
 import numpy as np
 import pytest
+import yaml
+from conftest import small_config
+from typer.testing import CliRunner
 
-from nntrain.train.metrics import Metrics
+from nntrain.cli import app
 from nntrain.engine.losses import MSE
+from nntrain.train.metrics import Metrics
 
 
 @pytest.fixture
@@ -53,7 +61,7 @@ def test_an_incomplete_checkpoint_cannot_be_resumed(cli, run):
         if path.name != "last.npz":
             path.unlink()
     result = cli("fit", "--resume", run, "--set", "train.epochs=3")
-    assert result.exit_code == 2 and "damaged or incomplete" in result.stderr
+    assert result.exit_code == 2 and "incomplete: it has no 'meta.best_epoch'" in result.stderr
 
 
 def test_optimizer_state_of_the_wrong_shape_is_refused(cli, run):
@@ -125,3 +133,255 @@ def test_r2_keeps_its_precision_with_a_large_offset():
         metrics.add(0.0, z[start : start + 100], y[start : start + 100])
     exact = 1 - np.sum((z - y) ** 2) / np.sum((y - y.mean()) ** 2)
     assert metrics.result()["r2"] == pytest.approx(exact, abs=1e-6)
+
+
+# --- every .npz / .npy nntrain reads is validated whole: exit 2 naming the file, never an internal error ---
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Runs trained once for the tests below.
+
+    clf: a CSV with a text column (data.columns, data.categories.2), class weights (loss.weights)
+    and a schedule (schedule.*); reg: two scaled targets (data.target_scale.*, 1-D).
+    """
+    tmp = tmp_path_factory.mktemp("runs")
+    rng = np.random.default_rng(0)
+    rows = [f"{a:.3f},{b:.3f},{c},{'cat' if a + (c == 'red') > 0.5 else 'dog'}" for a, b, c in
+            zip(rng.normal(size=90), rng.normal(size=90), rng.choice(["red", "green", "blue"], 90))]
+    (tmp / "pets.csv").write_text("a,b,color,label\n" + "\n".join(rows) + "\n")
+    X = rng.normal(size=(80, 3))
+    np.savez(tmp / "reg.npz", X=X, y=np.stack([X[:, 0] * 10 + 5, X[:, 1] - 3], axis=1))
+    configs = {
+        "clf": small_config(
+            data={"dataset": str(tmp / "pets.csv"), "options": {}},
+            model={"layers": [{"linear": 8}, "relu", {"linear": 2}]},
+            loss={"name": "cross_entropy", "class_weights": "balanced"},
+            optimizer={"name": "sgd", "lr": 0.1, "schedule": {"name": "step", "step_size": 1}},
+            train={"epochs": 2},
+        ),
+        "reg": small_config(
+            data={"dataset": str(tmp / "reg.npz"), "options": {}, "scale_target": True},
+            model={"layers": [{"linear": 8}, "relu", {"linear": 2}]},
+            loss="mse",
+            train={"epochs": 2},
+        ),
+    }
+    for name, config in configs.items():
+        (tmp / f"{name}.yaml").write_text(yaml.safe_dump(config))
+        result = CliRunner().invoke(app, ["fit", str(tmp / f"{name}.yaml"), "--run-dir", str(tmp / name), "-q"])
+        assert result.exit_code == 0, result.output
+    (tmp / "pets-in.csv").write_text("a,b,color\n0.1,0.2,red\n")
+    (tmp / "reg-in.csv").write_text("x0,x1,x2\n0.1,0.2,0.3\n")
+    return tmp
+
+
+def refused(result, *fragments):
+    """Exit code 2 with one clean error naming each fragment (the file, the problem); no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+    assert "internal error" not in result.output and "Traceback" not in result.output
+    return True
+
+
+def corrupt_deflate(path, member: str) -> None:
+    """Break the deflate stream of a member of a compressed .npz (its first block gets the reserved type)."""
+    data = bytearray(path.read_bytes())
+    info = zipfile.ZipFile(path).getinfo(member)
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    data[info.header_offset + 30 + name_length + extra_length] = 0xFF
+    path.write_bytes(bytes(data))
+
+
+def crafted(runs, name="clf", compressed=False, **changes):
+    """A copy of a run's best.npz with members replaced (key__part: value) or removed (None)."""
+    with np.load(runs / name / "checkpoints/best.npz", allow_pickle=False) as npz:
+        arrays = dict(npz)
+    for key, value in changes.items():
+        key = key.replace("__", ".")
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    path = runs / f"crafted-{len(list(runs.glob('crafted-*')))}.npz"
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    return path
+
+
+def with_config(runs, name="clf", text=None, **changes):
+    """A crafted checkpoint whose meta.config is `text` (or the config changed by `changes`), its SHA-256 matching."""
+    with np.load(runs / name / "checkpoints/best.npz", allow_pickle=False) as npz:
+        config = json.loads(str(npz["meta.config"]))
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = config
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    text = json.dumps(config, sort_keys=True) if text is None else text
+    sha = hashlib.sha256(text.encode()).hexdigest()
+    return crafted(runs, name, meta__config=np.array(text), meta__config_sha256=np.array(sha))
+
+
+@pytest.mark.parametrize("command", ["eval", "predict", "weights"])
+def test_a_corrupted_deflate_stream_in_a_checkpoint(cli, runs, tmp_path, command):
+    path = crafted(runs, compressed=True)
+    corrupt_deflate(path, "layers.0.weight.npy")
+    if command == "eval":
+        result = cli("eval", runs / "clf", "--checkpoint", path)
+    elif command == "predict":
+        result = cli("predict", runs / "clf", runs / "pets-in.csv", "--checkpoint", path)
+    else:
+        result = cli("fit", runs / "clf.yaml", "--run-dir", tmp_path / "w", "--weights", path)
+        assert not (tmp_path / "w").exists()
+    assert refused(result, path.name, "member 'layers.0.weight.npy'", "zlib.error")
+
+
+def test_a_corrupted_deflate_stream_in_a_data_file(cli, write_config, tmp_path):
+    np.savez_compressed(tmp_path / "d.npz", X=np.random.default_rng(0).normal(size=(60, 2)), y=np.arange(60) % 2)
+    corrupt_deflate(tmp_path / "d.npz", "X.npy")
+    config = write_config(data={"dataset": str(tmp_path / "d.npz"), "options": {}}, model={"layers": [{"linear": 2}]})
+    assert refused(cli("fit", config, "--run-dir", tmp_path / "r"), "data.dataset", "d.npz", "member 'X.npy'", "zlib.error")
+    assert refused(cli("validate", config), "d.npz", "zlib.error")
+
+
+def test_a_member_that_is_not_an_npy(cli, write_config, runs, tmp_path):
+    with zipfile.ZipFile(tmp_path / "text.npz", "w") as z:
+        z.writestr("X.npy", "random text, not an array\n" * 5)
+        z.writestr("y.npy", "more text")
+    config = write_config(data={"dataset": str(tmp_path / "text.npz"), "options": {}})
+    assert refused(cli("validate", config), "text.npz", "member 'X.npy'", "magic string")
+    with zipfile.ZipFile(tmp_path / "ckpt.npz", "w") as z:
+        z.writestr("layers.0.weight.npy", "random text")
+    assert refused(cli("eval", runs / "clf", "--checkpoint", tmp_path / "ckpt.npz"), "ckpt.npz", "magic string")
+
+
+@pytest.mark.parametrize("broken", ["X", "y"])
+def test_an_npy_with_a_garbage_header(cli, write_config, tmp_path, broken):
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", (X[:, 0] > 0).astype(np.int64))
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (60,"  # the dict never closes
+    header += b" " * ((64 - (10 + len(header) + 1) % 64) % 64) + b"\n"
+    (tmp_path / f"{broken}.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 480)
+    config = write_config(data={"dataset": {"X": "X.npy", "y": "y.npy"}, "options": {}}, model={"layers": [{"linear": 2}]})
+    assert refused(cli("validate", config), f"{broken}.npy", "TokenError")
+    assert refused(cli("fit", config, "--run-dir", tmp_path / "r"), f"{broken}.npy", "TokenError")
+
+
+@pytest.mark.parametrize(
+    "text, changes, problem",
+    [
+        ("{not json", {}, "embedded config is not JSON"),
+        ("[1, 2]", {}, "embedded config is list, not a mapping"),
+        ('"a string"', {}, "not a mapping"),
+        (None, {"model": 5}, "invalid embedded config"),
+        (None, {"optimizer__lr": -1}, "invalid embedded config"),
+        (None, {"data__task": None}, "without data.task"),
+    ],
+)
+def test_an_embedded_config_that_is_not_json_or_not_valid(cli, runs, text, changes, problem):
+    path = with_config(runs, text=text, **changes)
+    assert refused(cli("eval", runs / "clf", "--checkpoint", path), path.name, problem)
+    assert refused(cli("predict", runs / "clf", runs / "pets-in.csv", "--checkpoint", path), path.name, problem)
+
+
+CLF_CHANGES = [  # (member changes, what the message names)
+    ({"data__scale__offset": np.zeros(3)}, "data.scale.offset has 3 features but data.scale.factor has 5"),
+    ({"data__scale__offset": np.zeros((1, 5))}, "data.scale.offset must be a 1-D float array"),
+    ({"data__scale__offset": np.array(["a"] * 5)}, "data.scale.offset must be a 1-D float array"),
+    ({"data__scale__factor": np.zeros(5)}, "data.scale.factor holds 0.0 at index 0"),
+    ({"data__scale__factor": None}, "data.scale.offset and .factor must both be there"),
+    ({"loss__weights": np.ones(3)}, "loss.weights has 3 classes"),
+    ({"loss__weights": np.array([1.0, -1.0])}, "loss.weights holds -1.0"),
+    ({"loss__weights": None}, "it lacks loss.weights"),
+    ({"data__classes": np.array([[0, 1]])}, "data.classes must be a 1-D text array"),
+    ({"data__classes": np.array(["cat", "cat"])}, "not at least 2 distinct class names"),
+    ({"data__classes": np.array(["a", "b", "c"]), "loss__weights": np.ones(3)}, "the network has 2"),
+    ({"data__features": np.array(["a", "b"])}, "has 5 features but data.features has 2"),
+    ({"data__features": np.array(["b", "a", "color=blue", "color=green", "color=red"])}, "data.features are not the inputs"),
+    ({"data__columns": np.array(["a", "a", "color"])}, "data.columns names ['a'] more than once"),
+    ({"data__categories__2": np.array(["red", "red", "blue"])}, "data.categories.2 names ['red'] more than once"),
+    ({"data__categories__2": np.array([1, 2, 3])}, "data.categories.2 must be a 1-D text array"),
+    ({"data__categories__7": np.array(["x"])}, "data.categories.7 is not the position"),
+    ({"data__image_shape": np.array([3, 3])}, "data.image_shape [3, 3] does not hold its 5 features"),
+    ({"data__image_shape": np.array([2.5, 2.0])}, "data.image_shape must be a 1-D integer array of shape (2,)"),
+    ({"meta__rng": np.array("{broken")}, "meta.rng is not the JSON state of a PCG64 generator (JSONDecodeError"),
+    ({"meta__rng": np.array("[1]")}, "meta.rng is not the JSON state"),
+    ({"meta__rng": np.array('{"bit_generator": "PCG64", "state": {"state": -1, "inc": 1}, "has_uint32": 0, "uinteger": 0}')}, "OverflowError"),
+    ({"meta__epoch": np.array(np.nan)}, "meta.epoch must be an integer scalar"),
+    ({"meta__epoch": np.array(-3)}, "meta.epoch is -3"),
+    ({"meta__best_epoch": np.array(7)}, "meta.best_epoch 7 is after meta.epoch"),
+    ({"meta__best_value": np.array("low")}, "meta.best_value must be a float scalar"),
+    ({"optim__steps": np.array(1.5)}, "optim.steps must be an integer scalar"),
+    ({"optim__layers__0__weight__momentum_buffer": np.array(["x"])}, "optim.layers.0.weight.momentum_buffer must be a float array"),
+    ({"optim__layers__0__bias__momentum_buffer": np.zeros(3)}, "momentum_buffer has shape (3,), but that of layers.0.bias, (8,)"),
+    ({"optim__layers__9__bias__momentum_buffer": np.zeros(3)}, "there is no parameter layers.9.bias"),
+    ({"schedule__lr": np.array("fast")}, "schedule.lr must be a float scalar"),
+    ({"schedule__epoch": np.array([1, 2])}, "schedule.epoch must be an integer scalar"),
+    ({"schedule__surprise": np.array(1.0)}, "a member 'schedule.surprise', which is not one nntrain writes"),
+    ({"meta__version": None}, "incomplete: it has no 'meta.version'"),
+    ({"layers__0__weight": np.ones((5, 8), dtype=np.complex128)}, "complex numbers"),
+    ({"layers__0__weight": np.ones((5, 8), dtype=np.int64)}, "layers.0.weight must be a 1-D or 2-D float array"),
+    (
+        {"layers__0__weight": np.ones((4, 8), dtype=np.float32), "optim__layers__0__weight__momentum_buffer": np.ones((4, 8))},
+        "does not fit the network: layers.0.weight has shape (4, 8)",
+    ),
+    ({"data__classes": None}, "its config's task is classification, but it lacks data.classes"),
+]
+
+
+@pytest.mark.parametrize("changes, problem", CLF_CHANGES, ids=[problem[:40] for _, problem in CLF_CHANGES])
+def test_a_malformed_checkpoint_member_is_refused(cli, runs, changes, problem):
+    path = crafted(runs, **changes)
+    assert refused(cli("eval", runs / "clf", "--checkpoint", path), path.name, problem)
+    assert refused(cli("predict", runs / "clf", runs / "pets-in.csv", "--checkpoint", path), path.name, problem)
+
+
+def test_complex_or_object_members_are_refused_not_cast(cli, runs, tmp_path):
+    weight = np.load(runs / "clf/checkpoints/best.npz")["layers.0.weight"]
+    path = crafted(runs, layers__0__weight=weight + 1j)
+    result = cli("fit", runs / "clf.yaml", "--run-dir", tmp_path / "w", "--weights", path)
+    assert refused(result, path.name, "member 'layers.0.weight.npy'", "complex numbers")
+    assert "ComplexWarning" not in result.output
+    path = tmp_path / "obj.npz"
+    np.savez(path, **{"layers.0.weight": np.array([{}], dtype=object)})
+    assert refused(cli("fit", runs / "clf.yaml", "--run-dir", tmp_path / "o", "--weights", path), "obj.npz", "never unpickles")
+
+
+def test_weights_that_are_not_floats_are_refused(cli, runs, tmp_path):
+    path = tmp_path / "ints.npz"
+    weight = np.load(runs / "clf/checkpoints/best.npz")["layers.0.weight"]
+    np.savez(path, **{"layers.0.weight": weight.astype(np.int32)})
+    result = cli("fit", runs / "clf.yaml", "--run-dir", tmp_path / "w", "--weights", path)
+    assert refused(result, "ints.npz", "layers.0.weight must be a 1-D or 2-D float array")
+
+
+def test_predict_without_class_names_is_refused(cli, runs):
+    path = crafted(runs, data__classes=None, loss__weights=None)
+    assert refused(cli("predict", runs / "clf", runs / "pets-in.csv", "--checkpoint", path), path.name, "lacks data.classes")
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_target_scaling_of_the_wrong_length(cli, runs, command):
+    path = crafted(runs, "reg", data__target_scale__offset=np.zeros(3), data__target_scale__factor=np.ones(3))
+    args = ("eval", runs / "reg") if command == "eval" else ("predict", runs / "reg", runs / "reg-in.csv")
+    assert refused(cli(*args, "--checkpoint", path), path.name, "data.target_scale.offset has 3 entries, but the data has 2 target columns")
+    path = crafted(runs, "reg", data__target_scale__factor=np.array([[1.0, 1.0]]))
+    assert refused(cli(*args, "--checkpoint", path), path.name, "data.target_scale.factor must be a 0-D or 1-D float array")
+    path = crafted(runs, "reg", data__target_scale__offset=None, data__target_scale__factor=None)
+    assert refused(cli(*args, "--checkpoint", path), path.name, "data.scale_target: true")
+
+
+def test_a_damaged_last_checkpoint_still_falls_back(cli, runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs / "clf", run)
+    last = run / "checkpoints/last.npz"
+    data = bytearray(last.read_bytes())
+    info = zipfile.ZipFile(last).getinfo("layers.0.weight.npy")
+    data[info.header_offset + 200] ^= 0x01  # flipped bits in stored data: a CRC error
+    last.write_bytes(bytes(data))
+    result = cli("fit", "--resume", run, "--set", "train.epochs=3")
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.stderr and "CRC" in result.stderr and "best.npz" in result.stderr

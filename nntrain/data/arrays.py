@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NntrainError
+from ..npzfile import Member, check_members, npy_header
 
 class DiskRows:
     """A 2-D .npy file left on disk; X[rows] reads just those rows (os.pread) into memory.
@@ -23,25 +24,13 @@ class DiskRows:
     """
 
     def __init__(self, path: Path):
-        try:
-            with open(path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = read_header(f)
-                self.offset = f.tell()
-        except (ValueError, OSError, EOFError) as e:
-            raise NntrainError(f"{path} is not a readable .npy array ({e})") from None
-        if dtype.hasobject:
-            raise NntrainError(f"{path} holds Python objects, which nntrain never unpickles")
-        if len(shape) != 2 or dtype.kind not in "biuf":
-            raise NntrainError(f"{path}: X must be a 2-D numeric array, got shape {shape} {dtype}")
-        if fortran and shape[0] > 1 and shape[1] > 1:
+        header = npy_header(path)
+        check_members(path, {"X": header}, {"X": Member("biuf", (None, None))})
+        shape, dtype = header.shape, header.dtype
+        if header.fortran and shape[0] > 1 and shape[1] > 1:
             raise NntrainError(f"{path} is stored column by column (Fortran order); save it with np.save(np.ascontiguousarray(X))")
-        self.path, self.shape, self.dtype = Path(path), tuple(shape), dtype
+        self.path, self.shape, self.dtype, self.offset = Path(path), shape, dtype, header.offset
         self.row_bytes = dtype.itemsize * shape[1]
-        expected = self.offset + self.row_bytes * shape[0]
-        if self.path.stat().st_size < expected:
-            raise NntrainError(f"{path} is truncated: {self.path.stat().st_size} bytes, the header promises {expected}")
         self.fd = None
 
     def __len__(self) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
+from ..npzfile import Member, check_members, load_npy
 from .arrays import DiskRows, in_memory
 from . import download
 from .bundled import BUNDLED, read_bundled
@@ -116,18 +117,14 @@ def read_source(source, options: dict, target, rng, base=None, missing="error", 
 
 
 def read_array_files(x_path: Path, y_path: Path) -> RawData:
-    """X from an .npy file left on disk (memory-mapped), y from an .npy file read into memory."""
+    """X from an .npy file left on disk (read batch by batch), y from an .npy file read into memory.
+
+    y: 1-D or 2-D, numbers (finite) or text, one row per row of X.
+    """
     X = DiskRows(x_path)
-    try:
-        y = np.load(y_path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise NntrainError(f"{y_path} is not a readable .npy array ({e})") from None
-    if y.ndim not in (1, 2) or len(y) != len(X):
-        raise NntrainError(f"{y_path} has shape {y.shape}; it needs one row per row of {x_path} ({len(X)})")
-    if y.dtype.kind not in "biufU":
-        raise NntrainError(f"{y_path}: y must be numbers or strings, got dtype {y.dtype}")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise NntrainError(f"{y_path}: y has a NaN or infinite value in row {int(np.argmin(np.isfinite(y)))}")
+    y = load_npy(y_path)
+    spec = {"y": Member("biufU", [("rows",), ("rows", None)], values="finite")}
+    check_members(y_path, {"y": y}, spec, sizes={"rows": (len(X), f"'{x_path}'")})
     return RawData(X, y.astype(np.int64) if y.dtype.kind in "bu" else y)  # integers stay integers: no float copy
 
 
@@ -152,12 +149,15 @@ def read_raw(dataset: str, options: dict, target, rng, base: Path | None = None,
 def resolve_path(dataset: str, base: Path | None, suffixes=FILE_SUFFIXES) -> Path:
     """A data file's path: as given, or relative to `base` (the config's folder)."""
     path = Path(dataset).expanduser()
-    if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
-        path = base / path
     if not str(path).lower().endswith(suffixes):
         raise NntrainError(unknown_dataset(dataset) if suffixes == FILE_SUFFIXES else f"'{dataset}' is not a {suffixes} file")
-    if not path.is_file():
-        raise NntrainError(f"data file '{dataset}' does not exist")
+    try:
+        if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
+            path = base / path
+        if not path.is_file():
+            raise NntrainError(f"data file '{dataset}' does not exist")
+    except OSError as e:  # stat refuses the path itself: a name too long, a loop of links
+        raise NntrainError(f"data file '{dataset}': {e.strerror or e}") from None
     return path
 
 

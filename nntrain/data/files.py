@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
+from ..npzfile import Member, check_members, load_npz
 
 
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -275,27 +275,17 @@ def first_non_finite_row(X: np.ndarray, chunk_bytes: int = 2**20) -> int | None:
     return None
 
 
+NPZ_MEMBERS = {  # what a data .npz holds; other arrays in it are ignored
+    "X": Member("biuf", ("rows", None), required=True),
+    "y": Member("biufU", [("rows",), ("rows", None)], required=True, values="finite"),
+}
+
+
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Arrays `X` (rows, features) and `y` (rows,) from an .npz; never unpickles anything."""
-    try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise NntrainError(f"{path} holds a single array; an .npz needs the arrays 'X' and 'y' (np.savez)")
-        with npz:
-            missing = [k for k in ("X", "y") if k not in npz.files]
-            if missing:
-                raise NntrainError(f"{path} has arrays {npz.files}; it needs 'X' and 'y'")
-            X, y = npz["X"], npz["y"]
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise NntrainError(f"{path} is not a readable .npz of plain arrays ({e})") from None
-    if X.ndim != 2 or X.dtype.kind not in "biuf":
-        raise NntrainError(f"{path}: X must be a 2-D numeric array, got shape {X.shape} dtype {X.dtype}")
-    if y.ndim not in (1, 2):
-        raise NntrainError(f"{path}: y must be 1-D (labels or values) or 2-D (several targets), got shape {y.shape}")
-    if len(y) != len(X):
-        raise NntrainError(f"{path}: X has {len(X)} rows but y has {len(y)}")
-    if y.dtype.kind not in "biufU":
-        raise NntrainError(f"{path}: y must be numbers or strings, got dtype {y.dtype}")
+    """Arrays `X` (rows, features) and `y` (rows,) or (rows, k) from an .npz, checked (NPZ_MEMBERS, X finite)."""
+    arrays = load_npz(path, members=NPZ_MEMBERS)
+    check_members(path, arrays, NPZ_MEMBERS)
+    X, y = arrays["X"], arrays["y"]
     if X.dtype.kind != "f":  # integers become float64; float32 stays float32 (half the memory)
         X = X.astype(np.float64)
     row = first_non_finite_row(X)
@@ -303,6 +293,4 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise NntrainError(f"{path}: X has a NaN or infinite value in row {row}")
     if y.dtype.kind != "U":
         y = y.astype(np.float64)
-        if not np.isfinite(y).all():
-            raise NntrainError(f"{path}: y has a NaN or infinite value in row {int(np.argwhere(~np.isfinite(y))[0][0])}")
     return X, y, [f"x{j}" for j in range(X.shape[1])]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,60 @@ import numpy as np
 
 from .. import __version__
 from .. import config as cfg
+from ..data.files import FeatureEncoder
+from ..engine.losses import LOSSES
 from ..errors import NntrainError
+from ..npzfile import Member, check_members, load_npz
 from .experiment import Experiment
-from .rundir import RunDir, load_npz, save_npz, text_array
+from .rundir import RunDir, save_npz, text_array
+
+COUNT = Member("iu", (), values="nonnegative")  # epochs, steps, counters
+TEXT = Member("U", ())
+PARAMETERS = {"layers.*": Member("f", [(None,), (None, None)])}  # weights (in, out), biases and norms (n,)
+
+# Every key family of the README's "Checkpoint keys" table; the first pattern a key matches applies.
+# Named sizes must agree: "features" (inputs after encoding), "classes", "columns" (raw columns).
+MEMBERS = {
+    **PARAMETERS,
+    "optim.steps": Member("iu", (), required=True, values="nonnegative"),
+    "optim.lbfgs.func_evals": COUNT,
+    "optim.lbfgs.n_iter": COUNT,
+    "optim.lbfgs.numel": COUNT,
+    "optim.*": Member("f", None),  # per-parameter buffers and the L-BFGS history; shapes: restore
+    "schedule.epoch": COUNT,
+    "schedule.num_bad_epochs": COUNT,
+    "schedule.cooldown_counter": COUNT,
+    "schedule.base_lr": Member("f", (), values="positive"),
+    "schedule.lr": Member("f", (), values="nonnegative"),
+    "schedule.best": Member("f", ()),  # +-inf before the first epoch
+    "schedule.mode": TEXT,
+    "loss.weights": Member("f", ("classes",), values="nonnegative"),
+    "data.scale.offset": Member("f", ("features",), values="finite"),
+    "data.scale.factor": Member("f", ("features",), values="positive"),
+    # 0-D for one target column (rows,), 1-D for several; checked against the data in experiment.prepare
+    "data.target_scale.offset": Member("f", [(), (None,)], values="finite"),
+    "data.target_scale.factor": Member("f", [(), (None,)], values="positive"),
+    "data.columns": Member("U", ("columns",)),
+    "data.categories.*": Member("U", (None,)),
+    "data.features": Member("U", ("features",), required=True),
+    "data.classes": Member("U", ("classes",)),
+    "data.image_shape": Member("iu", (2,), values="positive"),
+    "meta.epoch": Member("iu", (), required=True, values="nonnegative"),
+    "meta.best_epoch": Member("iu", (), required=True, values="nonnegative"),
+    "meta.best_value": Member("f", (), required=True),  # NaN while nothing was monitored
+    "meta.rng": Member("U", (), required=True),
+    "meta.config": Member("U", (), required=True),
+    "meta.config_sha256": Member("U", (), required=True),
+    "meta.version": Member("U", (), required=True),
+}
+
+
+class Checkpoint(dict):
+    """A checkpoint's arrays by key, checked by `read`, and the file they came from (for messages)."""
+
+    def __init__(self, path: Path, arrays: dict[str, np.ndarray]):
+        super().__init__(arrays)
+        self.path = Path(path)
 
 
 @dataclass
@@ -69,34 +121,134 @@ def save(path: Path, exp: Experiment, state: TrainingState) -> None:
     save_npz(path, arrays)
 
 
-def read(path: Path) -> dict[str, np.ndarray]:
-    """A checkpoint's arrays, checked for the keys every checkpoint has."""
-    arrays = load_npz(path)
-    missing = [k for k in ("meta.epoch", "meta.config", "meta.config_sha256") if k not in arrays]
-    if missing:
-        raise NntrainError(f"'{path}' is not an nntrain checkpoint (missing {', '.join(missing)})")
+def read(path: Path) -> Checkpoint:
+    """A checkpoint's arrays, validated as a whole; NntrainError naming the file otherwise.
+
+    Checked: every member decodes (npzfile.load_npz) and is one of MEMBERS with its dtype kind,
+    shape and values; the embedded config matches its SHA-256 and is a valid, resolved config;
+    best epoch <= epoch; meta.rng is a generator state; optimizer buffers have their parameter's
+    shape; and what the config implies of the data:
+    class names (unique, at least 2, as many as the output layer needs) exactly for
+    classification, loss.weights exactly with loss.class_weights, scaling statistics exactly
+    with data.scale / data.scale_target, at least one feature, distinct columns and categories
+    that give the feature names, an image shape holding the features.
+    """
+    arrays = Checkpoint(path, load_npz(path))
+    sizes = check_members(path, arrays, MEMBERS, closed=True)
     text = str(arrays["meta.config"])
     if hashlib.sha256(text.encode()).hexdigest() != str(arrays["meta.config_sha256"]):
         raise NntrainError(f"'{path}' is corrupt: its embedded config does not match its SHA-256")
+    _check_consistency(path, arrays, embedded_config(arrays, path), sizes)
     return arrays
 
 
-def embedded_config(arrays: dict[str, np.ndarray]) -> cfg.Config:
-    return cfg.validate(json.loads(str(arrays["meta.config"])))
+def _check_consistency(path: Path, arrays: dict[str, np.ndarray], config: cfg.Config, sizes: dict[str, int]) -> None:
+    """What `read` checks across members, and of the members against the embedded config."""
+
+    def inconsistent(problem: str) -> NntrainError:
+        return NntrainError(f"'{path}' is inconsistent: {problem}")
+
+    epoch, best_epoch = int(arrays["meta.epoch"]), int(arrays["meta.best_epoch"])
+    if best_epoch > epoch:
+        raise inconsistent(f"meta.best_epoch {best_epoch} is after meta.epoch {epoch}")
+    try:  # on a throwaway generator of the kind training uses (default_rng's)
+        np.random.PCG64(0).state = json.loads(str(arrays["meta.rng"]))
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:
+        raise inconsistent(f"meta.rng is not the JSON state of a PCG64 generator ({type(e).__name__}: {e})") from None
+    for key in [k for k in arrays if k.startswith("optim.layers.")]:  # optim.<parameter>.<buffer>
+        param = key[len("optim.") :].rsplit(".", 1)[0]
+        if param not in arrays or arrays[param].shape != arrays[key].shape:
+            of = f"that of {param}, {arrays[param].shape}" if param in arrays else f"there is no parameter {param}"
+            raise inconsistent(f"{key} has shape {arrays[key].shape}, but {of}")
+    classification = config.data.task == "classification"
+    if classification != ("data.classes" in arrays):
+        has = "lacks" if classification else "has"
+        raise inconsistent(f"its config's task is {config.data.task}, but it {has} data.classes")
+    if classification:
+        classes = [str(c) for c in arrays["data.classes"]]
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise inconsistent(f"data.classes {classes} are not at least 2 distinct class names")
+        units = [s.units for s in config.model.layers if s.type == "linear"]
+        need = LOSSES[config.loss.name](**cfg.options(config.loss)).expected_width(len(classes), 1)
+        if units and units[-1] != need:
+            raise inconsistent(
+                f"data.classes has {len(classes)} classes, for which '{config.loss.name}' needs {need} outputs,"
+                f" but the network has {units[-1]}"
+            )
+    weighted = getattr(config.loss, "class_weights", None) is not None
+    if weighted != ("loss.weights" in arrays):
+        is_set, has = ("set", "lacks") if weighted else ("not set", "has")
+        raise inconsistent(f"loss.class_weights is {is_set}, but it {has} loss.weights")
+    scaling = (
+        ("data.scale", config.data.scale.name != "none", f"data.scale: {config.data.scale.name}"),
+        ("data.target_scale", config.data.scale_target, f"data.scale_target: {str(config.data.scale_target).lower()}"),
+    )
+    for key, wanted, setting in scaling:
+        have = [k for k in (f"{key}.offset", f"{key}.factor") if k in arrays]
+        if len(have) != (2 if wanted else 0):
+            must = "both be there" if wanted else "be absent"
+            raise inconsistent(f"its config has {setting}, so {key}.offset and .factor must {must}; it has {have or 'none'}")
+    if not sizes["features"]:
+        raise inconsistent("data.features is empty: a network needs an input")
+    for key in [k for k in arrays if k == "data.columns" or k.startswith("data.categories.")]:
+        names = arrays[key].tolist()
+        if len(set(names)) != len(names):
+            raise inconsistent(f"{key} names {sorted(n for n in set(names) if names.count(n) > 1)[:3]} more than once")
+    if "data.columns" in arrays:
+        columns = arrays["data.columns"].tolist()
+        positions = {f"data.categories.{j}" for j in range(len(columns))}
+        stray = [k for k in arrays if k.startswith("data.categories.") and k not in positions]
+        if stray:
+            raise inconsistent(f"{stray[0]} is not the position of one of its {len(columns)} data.columns")
+        if FeatureEncoder.from_state(arrays).names != [str(f) for f in arrays["data.features"]]:
+            raise inconsistent("data.features are not the inputs that data.columns and data.categories give")
+    if "data.image_shape" in arrays and math.prod(arrays["data.image_shape"].tolist()) != sizes["features"]:
+        shape = arrays["data.image_shape"].tolist()
+        raise inconsistent(f"data.image_shape {shape} does not hold its {sizes['features']} features")
 
 
-def restore(exp: Experiment, arrays: dict[str, np.ndarray], training: bool) -> TrainingState:
-    """Load parameters (and, for training, optimizer and RNG state) into `exp`.
+def read_parameters(path: Path) -> dict[str, np.ndarray]:
+    """The parameters (`layers.*`, float arrays) of an .npz, e.g. another run's checkpoint (fit --weights)."""
+    arrays = load_npz(path)
+    check_members(path, arrays, PARAMETERS)
+    return {k: v for k, v in arrays.items() if k.startswith("layers.")}
 
-    Anything missing or malformed is an NntrainError: a checkpoint is input, not trusted code.
-    """
+
+def load_parameters(network, arrays: dict[str, np.ndarray], path) -> None:
+    """Copy `arrays` (read from `path`) into the network; NntrainError unless the keys and shapes fit exactly."""
     try:
-        exp.network.load_state_dict(arrays)
+        network.load_state_dict(arrays)
     except ValueError as e:
-        raise NntrainError(f"checkpoint does not fit the network: {e}") from None
+        raise NntrainError(f"'{path}' does not fit the network: {e}") from None
+
+
+def embedded_config(arrays: dict[str, np.ndarray], path="the checkpoint") -> cfg.Config:
+    """The resolved config stored in a checkpoint; NntrainError naming `path` unless it is a valid one."""
     try:
-        state = TrainingState(int(arrays["meta.epoch"]), int(arrays["meta.best_epoch"]), float(arrays["meta.best_value"]))
-        if training:
+        raw = json.loads(str(arrays["meta.config"]))
+    except (ValueError, RecursionError) as e:
+        raise NntrainError(f"'{path}' is corrupt: its embedded config is not JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise NntrainError(f"'{path}' is corrupt: its embedded config is {type(raw).__name__}, not a mapping")
+    try:
+        config = cfg.validate(raw)
+    except NntrainError as e:
+        raise NntrainError(f"'{path}' has an invalid embedded config: {e}") from None
+    if config.data.task is None:
+        raise NntrainError(f"'{path}' has an embedded config without data.task (not a config nntrain resolved)")
+    return config
+
+
+def restore(exp: Experiment, arrays: Checkpoint, training: bool) -> TrainingState:
+    """Load parameters (and, for training, optimizer and RNG state) into `exp` from a checkpoint `read` checked.
+
+    What only the network can tell (parameter and optimizer-state shapes) is checked here, an
+    NntrainError naming the file: a checkpoint is input, not trusted code.
+    """
+    load_parameters(exp.network, arrays, arrays.path)
+    state = TrainingState(int(arrays["meta.epoch"]), int(arrays["meta.best_epoch"]), float(arrays["meta.best_value"]))
+    if training:
+        try:
             optim = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
             exp.optimizer.check_state(optim, {p.key: p.value.shape for p in exp.network.params})
             exp.optimizer.load_state_dict(optim)
@@ -104,8 +256,8 @@ def restore(exp: Experiment, arrays: dict[str, np.ndarray], training: bool) -> T
                 exp.schedule.load_state_dict({k[len("schedule.") :]: v for k, v in arrays.items() if k.startswith("schedule.")})
                 exp.optimizer.lr = exp.schedule.lr
             exp.rngs["train"].bit_generator.state = json.loads(str(arrays["meta.rng"]))
-    except (KeyError, ValueError, TypeError) as e:
-        raise NntrainError(f"checkpoint is damaged or incomplete: {type(e).__name__}: {e}") from None
+        except (KeyError, ValueError, TypeError) as e:
+            raise NntrainError(f"'{arrays.path}' is damaged or incomplete: {type(e).__name__}: {e}") from None
     return state
 
 

@@ -247,6 +247,20 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
     return Dataset(np.empty((0, len(encoder.names))), y, config.data.task, classes, encoder)
 
 
+def _saved_scaler(method: str, saved: dict, key: str, width: int, what: str) -> Scaler:
+    """The scaler a checkpoint saved; NntrainError unless its statistics have one entry per column of the data.
+
+    A checkpoint's own consistency is checked when it is read (checkpoint.read); only the data
+    tells how many columns there are.
+    """
+    scaler = Scaler.from_state(method, saved, key)
+    for name, value in (("offset", scaler.offset), ("factor", scaler.factor)):
+        if value is not None and (np.ndim(value) > 1 or np.size(value) != width):
+            source = getattr(saved, "path", "the checkpoint")
+            raise NntrainError(f"'{source}': {key}.{name} has {np.size(value)} entries, but the data has {width} {what}")
+    return scaler
+
+
 def _check_batch_norm_batches(config: cfg.Config, rows: int) -> None:
     """batch_norm needs two rows in every training batch to estimate a variance."""
     if not any(spec.type == "batch_norm" for spec in config.model.layers):
@@ -299,8 +313,8 @@ def prepare(
     scale = config.data.scale
     target_method = "standardize" if config.data.scale_target else "none"
     if saved is not None:
-        scaler = Scaler.from_state(scale.name, saved)
-        target_scaler = Scaler.from_state(target_method, saved, key="data.target_scale")
+        scaler = _saved_scaler(scale.name, saved, "data.scale", dataset.X.shape[1], "feature columns")
+        target_scaler = _saved_scaler(target_method, saved, "data.target_scale", dataset.n_targets, "target columns")
     else:
         scaler = Scaler(scale.name, tuple(scale.range or (0.0, 1.0))).fit_rows(dataset.X, splits["train"])
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
