@@ -99,6 +99,7 @@ BAD_CONFIGS = {
     "loss name a list": (setter("loss", {"name": [1]}), ["loss.name", "not a name", "allowed: mse"]),
     "name too long for a directory": (setter("name", "n" * 300), ["name", "at most 100 characters", "(300 characters)"]),
     "units beyond any machine": (with_layers({"linear": 2**62}, "relu", {"linear": 3}), ["model.layers.0.units", "1000000"]),
+    "more folds than rows": (setter("data", "split", {"folds": 2**62}), ["data.split.folds", "at most 255"]),
     "samples beyond any machine": (setter("data", "options", {"samples": 2**62}), ["data.options.samples", "100000000"]),
 }
 

@@ -202,6 +202,9 @@ def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) ->
                 splits["train"], splits["val"] = train[carved["train"]], train[carved["val"]]
     if len(splits["train"]) == 0:
         raise NntrainError(f"the split leaves no training rows out of {len(dataset.y)}", "data.split")
+    if s.folds and len(splits["train"]) + len(splits["val"]) < s.folds:  # some folds would hold no rows
+        rows = len(splits["train"]) + len(splits["val"])
+        raise NntrainError(f"{s.folds} folds of {rows} rows leave folds without a row; at most {rows}", "data.split.folds")
     if s.val > 0 and len(splits["val"]) == 0:  # the config promised validation (monitor val_*, val columns)
         raise NntrainError(
             f"{s.val:g} of the data rounds to no validation rows (per class); use a larger fraction, or 0", "data.split.val"
