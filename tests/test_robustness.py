@@ -27,7 +27,8 @@ def run(cli, write_config, tmp_path):
     return path
 
 
-def rewrite_checkpoint(src, dst, **changes):
+def rewrite_checkpoint(src, dst, compressed=False, **changes):
+    """A copy of checkpoint `src` at `dst` with members replaced (key__part: value) or removed (None)."""
     with np.load(src, allow_pickle=False) as npz:
         arrays = dict(npz)
     for key, value in changes.items():
@@ -36,7 +37,7 @@ def rewrite_checkpoint(src, dst, **changes):
             arrays.pop(key)
         else:
             arrays[key] = value
-    np.savez(dst, **arrays)
+    (np.savez_compressed if compressed else np.savez)(dst, **arrays)
 
 
 def test_a_nan_metric_fails_a_gate(cli, run):
@@ -196,16 +197,8 @@ def corrupt_deflate(path, member: str) -> None:
 
 def crafted(runs, name="clf", compressed=False, **changes):
     """A copy of a run's best.npz with members replaced (key__part: value) or removed (None)."""
-    with np.load(runs / name / "checkpoints/best.npz", allow_pickle=False) as npz:
-        arrays = dict(npz)
-    for key, value in changes.items():
-        key = key.replace("__", ".")
-        if value is None:
-            arrays.pop(key)
-        else:
-            arrays[key] = value
     path = runs / f"crafted-{len(list(runs.glob('crafted-*')))}.npz"
-    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    rewrite_checkpoint(runs / name / "checkpoints/best.npz", path, compressed, **changes)
     return path
 
 

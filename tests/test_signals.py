@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import small_config
+
 EPOCHS = 6
 NNTRAIN = [sys.executable, "-m", "nntrain.cli"]
 # One BLAS thread: tiny matrices gain nothing from more, and oversubscribed threads make timings erratic.
@@ -155,15 +157,7 @@ fileio._write = write
 app(sys.argv[4:])
 """
 
-KILL_CONFIG = {
-    "name": "small",
-    "seed": 0,
-    "data": {"dataset": "spirals", "options": {"samples": 300, "classes": 3, "noise": 0.2}},
-    "model": {"layers": [{"linear": 16}, "relu", {"linear": 3}]},
-    "loss": "cross_entropy",
-    "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
-    "train": {"epochs": 4, "batch_size": 32, "checkpoint_every": 2, "diagnostics": True},
-}
+KILL_CONFIG = small_config(train={"epochs": 4, "checkpoint_every": 2, "diagnostics": True})
 
 
 def snapshot(run):
