@@ -39,14 +39,26 @@ Sets = Annotated[
 ]
 
 
-def _say(message: str, stream=None) -> None:
-    """Print a line; a closed pipe (`nntrain fit ... | head`) silences output but never stops the work."""
+def _say(message: str, stream=None, end: str = "\n") -> None:
+    """Print a line; a closed pipe (`nntrain fit ... | head`) silences output but never stops the work.
+
+    Any other failure to write (stdout on a full disk) is exit 74, said on stderr.
+    """
     stream = stream or sys.stdout
     try:
-        print(message, file=stream, flush=True)
+        print(message, file=stream, flush=True, end=end)
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, stream.fileno())  # so the flush at exit does not fail again
+    except OSError as e:
+        from .errors import WriteError
+
+        error = WriteError(getattr(stream, "name", "the output"), e, "printing the output")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())  # what stays in the buffer cannot fail again at exit
+        if stream is not sys.stderr:
+            _say(f"error: {error}", sys.stderr)
+        raise typer.Exit(error.exit_code) from None
 
 
 def _err(message: str) -> None:
@@ -288,7 +300,7 @@ def predict(
     def run():
         text = api.predict_run(run_dir, input_csv, checkpoint)
         if out is None:
-            sys.stdout.write(text)
+            _say(text, end="")
             return
         try:
             out.write_text(text)
@@ -355,7 +367,7 @@ def validate(
             _err(f"sweep: {len(trials)} trial{'s' if len(trials) != 1 else ''}, each config valid")
         return cfg.to_yaml(c)
 
-    sys.stdout.write(_guard(debug, check))
+    _say(_guard(debug, check), end="")
 
 
 @app.command()
@@ -552,6 +564,10 @@ def datasets_download(
 
 
 def main():
+    # A path given in bytes that are not UTF-8 reaches Python as surrogates; echoing it must not fail.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         app()
     finally:

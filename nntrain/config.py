@@ -373,6 +373,14 @@ class TrainConfig(Strict):
     clip_grad_norm: Annotated[float, Field(gt=0)] | None = Field(None, description="largest global L2 norm of the gradients")
     diagnostics: bool = Field(False, description="write diagnostics.csv: per-layer norms, update ratios, dead units")
 
+    @field_validator("metrics")
+    @classmethod
+    def _each_metric_once(cls, value):
+        for i, metric in enumerate(value or []):
+            if metric in value[:i]:  # metrics.csv would get two columns of one name
+                raise ValueError(f"lists {metric} more than once; give each metric once")
+        return value
+
     @field_validator("batch_size", mode="before")
     @classmethod
     def _int_or_full(cls, value):
@@ -518,7 +526,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise NntrainError(f"--set '{item}' must look like KEY=VALUE, e.g. --set optimizer.lr=0.01")
+            raise NntrainError(f"--set '{shorten(item)}' must look like KEY=VALUE, e.g. --set optimizer.lr=0.01")
+        if not key.isascii():  # a config's keys are names; argv bytes that are not UTF-8 arrive as surrogates
+            try:
+                key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise NntrainError(f"--set {shorten(ascii(key))[1:-1]}: the key is not valid UTF-8 text") from None
         value = safe_yaml.parse_value(text, f"--set {shorten(key)}: the value")
         node = raw
         parts = key.split(".")

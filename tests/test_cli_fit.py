@@ -8,6 +8,8 @@ import hashlib
 import json
 import math
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -344,3 +346,12 @@ def test_divergence_plain_output(cli, write_config, tmp_path):
     assert result.exit_code == 1
     assert "status: diverged" in result.stdout
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["validate", "configs/quickstart.yaml"], ["schema"], ["datasets", "--json"]])
+def test_stdout_on_a_full_device_is_exit_74(args):
+    """`nntrain validate CONFIG > /dev/full`: the refused write is said on stderr, with the write error's code."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "nntrain.cli", *args], stdout=full, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 74, result.stderr
+    assert result.stderr.strip() == "error: cannot write '<stdout>': no space left on the device (while printing the output)"

@@ -99,6 +99,7 @@ BAD_CONFIGS = {
     "loss name a list": (setter("loss", {"name": [1]}), ["loss.name", "not a name", "allowed: mse"]),
     "name too long for a directory": (setter("name", "n" * 300), ["name", "at most 100 characters", "(300 characters)"]),
     "units beyond any machine": (with_layers({"linear": 2**62}, "relu", {"linear": 3}), ["model.layers.0.units", "1000000"]),
+    "a metric listed twice": (setter("train", "metrics", ["accuracy", "f1", "accuracy"]), ["train.metrics", "accuracy more than once"]),
     "more folds than rows": (setter("data", "split", {"folds": 2**62}), ["data.split.folds", "at most 255"]),
     "samples beyond any machine": (setter("data", "options", {"samples": 2**62}), ["data.options.samples", "100000000"]),
 }
@@ -359,3 +360,8 @@ def test_validate_checks_the_sweep_section(cli, write_config):
     assert good.exit_code == 0 and "sweep: 2 trials, each config valid" in good.stderr
     assert_clean_error(cli("validate", write_config(sweep={"grdi": {}})), "sweep", "did you mean 'grid'")
     assert_clean_error(cli("validate", write_config(sweep={"grid": {"optimizer.lr": [0.1, -1]}})), "trial-001", "optimizer.lr")
+
+
+def test_a_set_key_that_is_not_utf8_is_refused(cli, write_config):
+    # What Python makes of `--set $'train.\xc3=1'`: the byte becomes a lone surrogate.
+    assert_clean_error(cli("validate", write_config(), "--set", "train.\udcc3=1"), "--set train.\\udcc3", "not valid UTF-8")
