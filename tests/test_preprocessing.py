@@ -96,6 +96,35 @@ def test_minmax_range():
     np.testing.assert_allclose(scaler.inverse(out), X)
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize(
+    "scale, dtype, message",
+    [
+        ([-1e308, 1e308], "float32", "data.scale.range: [-1e+308, 1e+308] gives non-finite scaled values; HIGH − LOW overflows"),
+        ([0.0, 5e-324], "float32", "data.scale.range: [0.0, 5e-324] gives non-finite scaled values; HIGH − LOW (5e-324) is too small"),
+        ([0.0, 1e39], "float32", "data.scale.range: [0.0, 1e+39] gives non-finite scaled values; a value of input"),
+    ],
+)
+def test_a_scaling_that_overflows_is_refused_without_numpy_warnings(cli, write_config, scale, dtype, message):
+    """These printed RuntimeWarnings with source lines and then trained on infinite inputs."""
+    config = write_config(dtype=dtype, data={"scale": {"name": "minmax", "range": scale}})
+    result = cli("validate", config)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert not any(bad in result.output for bad in ("internal error", "Traceback", "Warning")), result.output
+    ok = write_config("ok.yaml", dtype="float64", data={"scale": {"name": "minmax", "range": [0.0, 1e39]}})
+    assert cli("validate", ok).exit_code == 0  # float64 holds 1e39
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_saved_scaling_that_overflows_is_an_error():
+    """A damaged saved scaling (eval, predict): a clean error, not inf inputs and a numpy warning."""
+    scaler = Scaler.from_state("standardize", {"data.scale.offset": np.zeros(2), "data.scale.factor": np.array([1.0, 1e-320])})
+    with pytest.raises(NntrainError, match=r"data.scale: standardize scaling gives non-finite values; a value of input 1 scales to inf"):
+        scaler.transform(np.ones((3, 2)), np.float32)
+    with pytest.raises(NntrainError, match="values of input 0 are too far apart"):
+        Scaler("standardize").fit(np.array([[-1e308, 0.0], [1e308, 1.0]]))
+
+
 def test_scale_config_forms():
     base = {"data": {"dataset": "spirals"}, "model": {"layers": [{"linear": 3}]}}
     long = cfg.load_config(None, ["data.scale={name: minmax, range: [0.01, 0.99]}"], raw=json.loads(json.dumps(base)))

@@ -189,3 +189,28 @@ def test_pickled_npz_exits_2(cli, tmp_path):
     np.savez(tmp_path / "p.npz", X=np.zeros((4, 2)), y=np.array([{"a": 1}] * 4, dtype=object))
     result = cli("fit", write_yaml(tmp_path / "c.yaml", {"dataset": "p.npz"}), "--runs-root", tmp_path / "runs")
     assert result.exit_code == 2 and "p.npz" in result.stderr and "Traceback" not in result.output
+
+
+def _clean_refusal(result, *parts):
+    assert result.exit_code == 2, result.output
+    for part in parts:
+        assert part in result.stderr, result.stderr
+    for bad in ("internal error", "Traceback", "Warning"):
+        assert bad not in result.output, result.output
+
+
+@pytest.mark.filterwarnings("error")
+def test_data_files_without_rows_are_refused_where_they_are_read(cli, write_config, tmp_path):
+    """An .npz whose X has shape (0, 2) reached the metrics (ZeroDivisionError) at `eval --data`."""
+    np.savez(tmp_path / "empty.npz", X=np.zeros((0, 2)), y=np.zeros(0))
+    np.save(tmp_path / "X.npy", np.zeros((0, 2), dtype=np.float32))
+    np.save(tmp_path / "y.npy", np.zeros(0, dtype=np.int64))
+    (tmp_path / "empty.csv").write_text("x0,x1,label\n\n")
+    run = tmp_path / "run"
+    assert cli("fit", write_config(train={"epochs": 1, "batch_size": 32}), "--run-dir", run, "-q").exit_code == 0
+    _clean_refusal(cli("eval", run, "--data", tmp_path / "empty.npz"), "empty.npz has no rows")
+    _clean_refusal(cli("eval", run, "--data", tmp_path / "empty.csv"), "empty.csv has a header but no data rows")
+    _clean_refusal(cli("predict", run, tmp_path / "empty.csv"), "empty.csv has a header but no data rows")
+    for data, message in [("empty.npz", "empty.npz has no rows"), ({"X": "X.npy", "y": "y.npy"}, "X.npy has no rows")]:
+        config = write_yaml(tmp_path / "c.yaml", {"dataset": data})
+        _clean_refusal(cli("validate", config), "data.dataset", message)

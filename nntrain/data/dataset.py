@@ -122,10 +122,14 @@ def read_array_files(x_path: Path, y_path: Path) -> RawData:
     y: 1-D or 2-D, numbers (finite) or text, one row per row of X.
     """
     X = DiskRows(x_path)
+    if not len(X):
+        raise NntrainError(f"{x_path} has no rows; X has shape {X.shape}")
     y = load_npy(y_path)
     spec = {"y": Member("biufU", [("rows",), ("rows", None)], values="finite")}
     check_members(y_path, {"y": y}, spec, sizes={"rows": (len(X), f"'{x_path}'")})
-    return RawData(X, y.astype(np.int64) if y.dtype.kind in "bu" else y)  # integers stay integers: no float copy
+    if y.dtype.kind == "b" or (y.dtype.kind == "u" and (not y.size or int(y.max()) < 2**63)):
+        y = y.astype(np.int64)  # integers stay integers: no float copy (and uint64 beyond int64 stays uint64)
+    return RawData(X, y)
 
 
 def read_raw(dataset: str, options: dict, target, rng, base: Path | None = None, missing: str = "error") -> RawData:
@@ -190,12 +194,14 @@ def encode_labels(y: np.ndarray, task: str, classes: list[str] | None = None):
         raise NntrainError(
             f"a classification target must be one column of labels, or one-hot rows; got shape {y.shape}", "data.task"
         )
-    if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+    if (y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0)) or (
+        y.dtype.kind == "O" and not all(isinstance(v, int) for v in y.tolist())
+    ):
         raise NntrainError(
             "the target has fractional values, which cannot be class labels; set data.task: regression", "data.task"
         )
     if y.dtype.kind != "U":
-        y = y.astype(np.int64, copy=False)  # numeric labels sort as numbers: 2 before 10
+        y = _whole_numbers(y)  # numeric labels sort as numbers: 2 before 10
     # One pass over the distinct labels, not over the rows: datasets can have millions of rows.
     if y.dtype.kind == "i" and len(y) and 0 <= y.min() and y.max() < 2**20:
         # Small non-negative integers (the usual class labels): counted, not sorted, so that no
@@ -216,6 +222,19 @@ def encode_labels(y: np.ndarray, task: str, classes: list[str] | None = None):
     lookup = np.zeros(int(values[-1]) + 1, dtype=np.int64)
     lookup[values] = mapping
     return lookup[y], classes
+
+
+def _whole_numbers(y: np.ndarray) -> np.ndarray:
+    """Whole-number labels as int64, or, where int64 cannot hold them all, as exact Python ints (object array).
+
+    A label is never changed: 1e30 and 1e30 + 2**80 stay two classes (an int64 cast would
+    make both -2**63), and a class is named by its exact value.
+    """
+    if y.dtype.kind == "O":  # exact numbers from a CSV (files._target): whole numbers checked by the caller
+        return y
+    if y.dtype.kind in "uf" and len(y) and (float(y.max()) >= 2**63 or float(y.min()) < -(2**63)):
+        return np.array([int(v) for v in y.tolist()], dtype=object)
+    return y.astype(np.int64, copy=False)
 
 
 def _present(y: np.ndarray) -> np.ndarray:
@@ -268,16 +287,17 @@ class Scaler:
     factor: np.ndarray | None = None
 
     def fit(self, X: np.ndarray) -> "Scaler":
-        spread = np.ptp(X, axis=0)
-        if self.method == "standardize":
-            self.offset, self.factor = X.mean(axis=0), X.std(axis=0)
-        elif self.method == "minmax":
-            lo, hi = self.range
-            self.factor = spread / (hi - lo)
-            self.offset = X.min(axis=0) - lo * self.factor
-        else:
-            return self
-        return self._keep_constant_columns(spread)
+        with np.errstate(all="ignore"):  # an overflow is reported by _check_fitted, not as a numpy warning
+            spread = np.ptp(X, axis=0)
+            if self.method == "standardize":
+                self.offset, self.factor = X.mean(axis=0), X.std(axis=0)
+            elif self.method == "minmax":
+                lo, hi = self.range
+                self.factor = spread / (hi - lo)
+                self.offset = X.min(axis=0) - lo * self.factor
+            else:
+                return self
+            return self._keep_constant_columns(spread)._check_fitted(spread)
 
     def fit_rows(self, X, rows: np.ndarray, chunk_bytes: int = 2 * 2**20) -> "Scaler":
         """Fit on X[rows] without holding them in memory at once (X on disk); checks every value is finite.
@@ -289,23 +309,24 @@ class Scaler:
             return self.fit(np.asarray(X[rows], dtype=np.float64))
         chunks = lambda: (np.asarray(X[rows[i : i + chunk]], dtype=np.float64) for i in range(0, len(rows), chunk))
         total, low, high = 0.0, np.inf, -np.inf
-        for start, part in zip(range(0, len(rows), chunk), chunks()):
-            if not np.isfinite(part).all():
-                bad = start + int(np.argmin(np.isfinite(part).all(axis=1)))
-                raise NntrainError(f"the features of data row {int(rows[bad])} are not all finite numbers")
-            total, low, high = total + part.sum(axis=0), np.minimum(low, part.min(axis=0)), np.maximum(high, part.max(axis=0))
-        spread = high - low
-        if self.method == "standardize":
-            mean = total / len(rows)
-            self.offset = mean
-            self.factor = np.sqrt(sum(((part - mean) ** 2).sum(axis=0) for part in chunks()) / len(rows))
-        elif self.method == "minmax":
-            lo, hi = self.range
-            self.factor = spread / (hi - lo)
-            self.offset = low - lo * self.factor
-        else:
-            return self
-        return self._keep_constant_columns(spread)
+        with np.errstate(all="ignore"):  # an overflow is reported by _check_fitted, not as a numpy warning
+            for start, part in zip(range(0, len(rows), chunk), chunks()):
+                if not np.isfinite(part).all():
+                    bad = start + int(np.argmin(np.isfinite(part).all(axis=1)))
+                    raise NntrainError(f"the features of data row {int(rows[bad])} are not all finite numbers")
+                total, low, high = total + part.sum(axis=0), np.minimum(low, part.min(axis=0)), np.maximum(high, part.max(axis=0))
+            spread = high - low
+            if self.method == "standardize":
+                mean = total / len(rows)
+                self.offset = mean
+                self.factor = np.sqrt(sum(((part - mean) ** 2).sum(axis=0) for part in chunks()) / len(rows))
+            elif self.method == "minmax":
+                lo, hi = self.range
+                self.factor = spread / (hi - lo)
+                self.offset = low - lo * self.factor
+            else:
+                return self
+            return self._keep_constant_columns(spread)._check_fitted(spread)
 
     def _keep_constant_columns(self, spread: np.ndarray) -> "Scaler":
         # A constant column (its std may round to 1e-16, not 0) is only shifted, never blown up:
@@ -316,25 +337,74 @@ class Scaler:
         self.factor = np.where(constant, 1.0, self.factor)
         return self
 
+    @property
+    def _config_key(self) -> str:
+        return "data.scale_target" if self.key == "data.target_scale" else self.key
+
+    def _refuse(self, why: str):
+        """An error for statistics or scaled values that are not finite: the range's fault when one was chosen."""
+        if self.method == "minmax" and tuple(self.range) != (0.0, 1.0):
+            lo, hi = self.range
+            raise NntrainError(f"[{lo!r}, {hi!r}] gives non-finite scaled values; {why}", f"{self._config_key}.range")
+        raise NntrainError(f"{self.method} scaling gives non-finite values; {why}", self._config_key)
+
+    def _check_fitted(self, spread: np.ndarray) -> "Scaler":
+        """Finite offsets and positive finite factors, or an error that says which input and why."""
+        offset, factor, spread = (np.atleast_1d(a) for a in (self.offset, self.factor, spread))
+        ok = np.isfinite(offset) & np.isfinite(factor) & (factor > 0)
+        if ok.all():
+            return self
+        j = int(np.argmin(ok))
+        what = "target" if self.key == "data.target_scale" else "input"
+        if not np.isfinite(spread[j]) or (self.method == "standardize" and not np.isfinite(factor[j])):
+            self._refuse(f"the values of {what} {j} are too far apart for float64 (max − min overflows)")
+        if self.method == "minmax":
+            lo, hi = self.range
+            width = hi - lo
+            if not np.isfinite(width):
+                self._refuse(f"HIGH − LOW overflows float64; keep both ends within ±{np.finfo(np.float64).max / 2:.3g}")
+            if not np.isfinite(factor[j]):
+                self._refuse(f"HIGH − LOW ({width!r}) is too small for the spread of {what} {j} ({spread[j]:.6g})")
+            if factor[j] <= 0:
+                self._refuse(f"HIGH − LOW ({width!r}) is too large for the spread of {what} {j} ({spread[j]:.6g})")
+        self._refuse(f"the values of {what} {j} are too large to scale in float64")
+
     def transform(self, X: np.ndarray, dtype, in_place: bool = False) -> np.ndarray:
         """X scaled, as `dtype`. With `in_place`, X itself is overwritten when it already has that dtype.
 
         Computed in float64 a few MiB of rows at a time, so a large X needs no float64 copy, and
-        the values do not depend on whether it is done in place or in chunks.
+        the values do not depend on whether it is done in place or in chunks. A scaled value that
+        is not finite in `dtype` (a range too wide for float32, data far outside the training
+        range, a damaged saved scaling) is an error, not a numpy warning.
         """
         if self.offset is None:
             return X.astype(dtype, copy=not in_place)
         out = X if in_place and X.dtype == dtype else np.empty(X.shape, dtype=dtype)
         chunk = max(1, 2**18 // max(1, math.prod(X.shape[1:])))  # temporaries of 2 MiB (float64)
-        for start in range(0, len(X), chunk):
-            out[start : start + chunk] = (X[start : start + chunk] - self.offset) / self.factor
+        with np.errstate(all="ignore"):
+            for start in range(0, len(X), chunk):
+                scaled = (X[start : start + chunk] - self.offset) / self.factor
+                done = out[start : start + chunk]
+                done[...] = scaled
+                if not np.isfinite(done).all():
+                    self._refuse(self._describe(scaled, done, dtype))
         return out
+
+    def _describe(self, scaled: np.ndarray, done: np.ndarray, dtype) -> str:
+        """Which value of a chunk did not scale to a finite number in `dtype`, and how far off it is."""
+        r, *j = (int(i) for i in np.argwhere(~np.isfinite(done))[0])
+        where = (f"target {j[0]}" if self.key == "data.target_scale" else f"input {j[0]}") if j else "the target"
+        value = float(scaled[(r, *j)])
+        if not np.isfinite(value):
+            return f"a value of {where} scales to {value}"
+        return f"a value of {where} scales to {value:.3g}, beyond {np.dtype(dtype).name} (largest {float(np.finfo(dtype).max):.3g})"
 
     def inverse(self, X: np.ndarray) -> np.ndarray:
         """Back to original units (float64)."""
         if self.offset is None:
             return X.astype(np.float64)
-        return X * self.factor + self.offset
+        with np.errstate(all="ignore"):  # outputs of a diverged model may overflow: they stay inf, without a warning
+            return X * self.factor + self.offset
 
     def state_dict(self) -> dict[str, np.ndarray]:
         if self.offset is None:

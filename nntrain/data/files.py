@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zlib
+from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +41,20 @@ def _open_text(path: Path):
     return open(path, newline="", encoding="utf-8-sig")
 
 
-def _target_column(header: list[str], target, path) -> int:
+def _target_column(header: list[str], target, path, position: dict[str, int] | None = None) -> int:
     if target is None:
         return len(header) - 1
     if isinstance(target, int):
         if not -len(header) <= target < len(header):
             raise NntrainError(f"column index {target} is out of range for {path} ({len(header)} columns)", "data.target")
         return target % len(header)
-    if target not in header:
+    position = position if position is not None else {h: j for j, h in enumerate(header)}
+    if target not in position:
         raise NntrainError(
             f"no column named '{target}' in {path}{did_you_mean(target, header)}; columns: {', '.join(header)}",
             "data.target",
         )
-    return header.index(target)
+    return position[target]
 
 
 MISSING = ("", "na", "n/a", "nan", "null", "none", "?")  # cells read as missing, case-insensitive
@@ -79,6 +84,13 @@ class FeatureEncoder:
 
     def encode(self, cells: np.ndarray, lines: np.ndarray, path) -> np.ndarray:
         """cells: (rows, columns) text -> (rows, len(names)) float64; unknown categories are errors."""
+        if not self.categories and cells.shape[1]:
+            try:  # all columns numeric: one conversion for the whole table (files may have 10,000s of columns)
+                values = cells.astype(np.float64)
+            except ValueError:
+                values = None
+            if values is not None and np.isfinite(values).all():
+                return values
         blocks = []
         for j, column in enumerate(self.columns):
             if column in self.categories:
@@ -101,6 +113,11 @@ class FeatureEncoder:
     def fit(cls, cells: np.ndarray, lines: np.ndarray, columns: list[str], path) -> "FeatureEncoder":
         """Text columns are those where most cells are not numbers; a stray word in a numeric column is an error."""
         categories = {}
+        try:  # every cell a number: no text columns, one conversion for the whole table
+            cells.astype(np.float64)
+            return cls(list(columns), categories)
+        except ValueError:
+            pass
         for j, column in enumerate(columns):
             numeric = _parses(cells[:, j])
             if not numeric.all() and numeric.mean() < 0.5:
@@ -164,22 +181,85 @@ def _numbers(cells: np.ndarray, lines: np.ndarray, path, column: str) -> np.ndar
     return values
 
 
+def _csv_rows(path: Path):
+    """(line number, fields) of every row of a CSV file, as csv.reader parses it.
+
+    The one place where reading the file can fail: a damaged gzip stream, text that is not
+    UTF-8, a NUL byte, a field beyond the csv module's limit, a refused read. Each becomes an
+    NntrainError that names the file, and the line where it is known.
+    """
+    line = 0  # lines handed to the csv reader so far
+
+    def lines(f):
+        nonlocal line
+        for text in f:
+            line += 1
+            if "\0" in text:
+                raise NntrainError(
+                    f"{path}, line {line}: a NUL byte, which UTF-8 text does not hold (a UTF-16 file? not a CSV file?);"
+                    " save the file as UTF-8"
+                )
+            yield text
+
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(lines(f))
+            for row in reader:
+                yield reader.line_num, row
+    except UnicodeDecodeError as e:
+        where = _undecodable_line(path)
+        raise NntrainError(
+            f"{path}{f', line {where}' if where else ''}: not UTF-8 text (byte 0x{e.object[e.start]:02x}: {e.reason});"
+            " save the file as UTF-8"
+        ) from None
+    except (zlib.error, gzip.BadGzipFile, EOFError) as e:
+        raise NntrainError(f"{path}: the gzip data is damaged or truncated ({e}); a .csv.gz file must be gzip-compressed CSV text") from None
+    except csv.Error as e:
+        reason = str(e)
+        if "field limit" in reason:
+            reason = (
+                f"a field is longer than {csv.field_size_limit():,} characters"
+                " (a quote \" that opens a field and is never closed?)"
+            )
+        raise NntrainError(f"{path}, line {line}: {reason}") from None
+    except OSError as e:
+        raise NntrainError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _undecodable_line(path: Path) -> int | None:
+    """The line (1-based, as an editor counts) holding the first byte that is not UTF-8; None if it cannot be told."""
+    try:
+        opener = gzip.open if str(path).lower().endswith(".gz") else open
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, 1):  # a UTF-8 sequence never holds a newline byte
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except (OSError, EOFError, zlib.error):
+        pass
+    return None
+
+
 def _read_cells(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(header, cells (rows, columns) stripped text, line number of each row) of a CSV file."""
     rows, lines = [], []
-    try:
-        with _open_text(path) as f:
-            reader = csv.reader(f)
-            header = _header(reader, path)
-            for row in reader:
-                if not row or all(not c.strip() for c in row):
-                    continue
-                if len(row) != len(header):
-                    raise NntrainError(f"{path}, line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
-                rows.append(row)
-                lines.append(reader.line_num)
-    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as e:
-        raise NntrainError(f"cannot read {path} as a UTF-8 CSV file: {e}") from None
+    with closing(_csv_rows(path)) as reader:  # closed (and the file with it) also when a row is an error
+        header, last = _header(reader, path)
+        width = len(header)
+        for line, row in reader:
+            first, last = last + 1, line  # a quoted field may span lines: the row runs from line `first` to `line`
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != width:
+                if line > first and any("\n" in c or "\r" in c for c in row):
+                    raise NntrainError(
+                        f"{path}, line {first}: {len(row)} fields, the header has {width}; a quoted field runs from"
+                        f" there to line {line} (a quote \" that opens a field and is never closed?)"
+                    )
+                raise NntrainError(f"{path}, line {line}: {len(row)} fields, the header has {width}")
+            rows.append(row)
+            lines.append(line)
     if not rows:
         raise NntrainError(f"{path} has a header but no data rows")
     cells = np.char.strip(np.array(rows, dtype=np.str_))
@@ -211,28 +291,32 @@ def read_table(
     `with_target` (predict) no target is read.
     """
     header, cells, lines = _read_cells(path)
+    position = {h: j for j, h in enumerate(header)}  # names are unique (_header): lookups stay linear in the columns
     if encoder is None:
-        col = _target_column(header, target, path)
+        col = _target_column(header, target, path, position)
         features = [h for j, h in enumerate(header) if j != col]
     else:
         features = encoder.columns
-        if not all(c in header for c in features):
+        if not all(c in position for c in features):
             if not (encoder.unnamed and len(header) == len(features) + with_target):
                 raise NntrainError(f"{path} has columns {header}; the model needs the features {features}")
             header = [*features, "target"][: len(header)]
+            position = {h: j for j, h in enumerate(header)}
             target = "target" if with_target else None
         col = None
         if with_target:
-            rest = [h for h in header if h not in features]
+            wanted = set(features)
+            rest = [h for h in header if h not in wanted]
             if target is None and len(rest) != 1:
                 raise NntrainError(f"{path}: cannot tell the target column among {rest or 'no other columns'}")
-            col = _target_column(header, target if target is not None else rest[0], path)
-    used = [header.index(c) for c in features] + ([col] if col is not None else [])
+            col = _target_column(header, target if target is not None else rest[0], path, position)
+    columns = [position[c] for c in features]
+    used = columns + ([col] if col is not None else [])
     keep = _missing_rows(cells[:, used], lines, [header[j] for j in used], path, missing)
     cells, lines = cells[keep], lines[keep]
     if not len(cells):
         raise NntrainError(f"{path}: every row has a missing value")
-    feature_cells = cells[:, [header.index(c) for c in features]]
+    feature_cells = cells[:, columns]
     if encoder is None:
         encoder = FeatureEncoder.fit(feature_cells, lines, features, path)
     X = encoder.encode(feature_cells, lines, path)
@@ -240,11 +324,32 @@ def read_table(
     return Table(X, y, encoder, int((~keep).sum()))
 
 
+EXACT = 2**53  # float64 holds every whole number of smaller magnitude exactly, and not every larger one
+
+
 def _target(cells: np.ndarray, lines: np.ndarray, path, column: str) -> np.ndarray:
-    """Numbers when every label is a number (then they must be finite), else the text labels."""
+    """Numbers when every label is a number (then they must be finite), else the text labels.
+
+    The numbers are float64, unless one of them is too large for float64 to hold every whole
+    number around it (|v| >= 2**53: 10**30 and 10**30 + 1 are one float). Then they are exact
+    Python numbers in an object array: whole numbers as int (read from the text, digit for
+    digit), others as float. No two labels that differ in the file become the same.
+    """
     if not _parses(cells).all():
         return cells
-    return _numbers(cells, lines, path, column)
+    values = _numbers(cells, lines, path, column)
+    if len(values) and np.abs(values).max() >= EXACT:
+        return np.array([_exact(c) for c in cells.tolist()], dtype=object)
+    return values
+
+
+def _exact(cell: str) -> int | float:
+    """The number a (finite) cell holds: an int when it is a whole number (exact, however large), else a float."""
+    try:
+        d = Decimal(cell)
+    except InvalidOperation:  # a form float() reads and Decimal does not
+        return float(cell)
+    return int(d) if d == d.to_integral_value() else float(d)
 
 
 def read_csv(path: Path, target=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -253,15 +358,32 @@ def read_csv(path: Path, target=None) -> tuple[np.ndarray, np.ndarray, list[str]
     return table.X, table.y, table.encoder.names
 
 
-def _header(rows, path) -> list[str]:
-    """The first non-blank row, stripped."""
-    for row in rows:
-        if any(c.strip() for c in row):
-            header = [h.strip() for h in row]
-            repeated = sorted({h for h in header if header.count(h) > 1})
-            if repeated:
-                raise NntrainError(f"{path}: the header names {repeated} more than once; column names must be unique")
-            return header
+def _header(rows, path) -> tuple[list[str], int]:
+    """The first row that is not a blank line, stripped, and its line: one non-empty name per column, each name once.
+
+    Blank lines (no field, or one of only spaces) before it are skipped. A row of empty
+    fields (`,,`) is not a blank line but a header without names, and an error.
+    """
+    for line, row in rows:
+        if len(row) <= 1 and not "".join(row).strip():
+            continue
+        header = [h.strip() for h in row]
+        if not any(header):
+            raise NntrainError(f"{path}, line {line}: the header row has no column names; a CSV needs a header row naming every column")
+        unnamed = [j for j, h in enumerate(header) if not h]
+        if unnamed:
+            j = unnamed[0]
+            if j == 0:
+                why = " (a row-number column, as R's write.csv and pandas' to_csv write, would leak the row order into the model)"
+            elif j == len(header) - 1:
+                why = " (a comma at the end of the header line?)"
+            else:
+                why = ""
+            raise NntrainError(f"{path}: column {j + 1} has no name in the header{why}; name it, or drop it")
+        repeated = sorted(h for h, n in Counter(header).items() if n > 1)
+        if repeated:
+            raise NntrainError(f"{path}: the header names {repeated} more than once; column names must be unique")
+        return header, line
     raise NntrainError(f"{path} is empty; a CSV needs a header row and data rows")
 
 
@@ -286,11 +408,15 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     arrays = load_npz(path, members=NPZ_MEMBERS)
     check_members(path, arrays, NPZ_MEMBERS)
     X, y = arrays["X"], arrays["y"]
+    if not len(X):
+        raise NntrainError(f"{path} has no rows; X has shape {X.shape}")
     if X.dtype.kind != "f":  # integers become float64; float32 stays float32 (half the memory)
         X = X.astype(np.float64)
     row = first_non_finite_row(X)
     if row is not None:
         raise NntrainError(f"{path}: X has a NaN or infinite value in row {row}")
-    if y.dtype.kind != "U":
+    if y.dtype.kind in "iu" and y.size and max(abs(int(y.min())), abs(int(y.max()))) >= EXACT:
+        pass  # integers that float64 would round (2**53 + 1 -> 2**53) stay integers: labels are never changed
+    elif y.dtype.kind != "U":
         y = y.astype(np.float64)
     return X, y, [f"x{j}" for j in range(X.shape[1])]

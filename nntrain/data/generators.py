@@ -14,7 +14,8 @@ from ..engine.registry import Range
 
 GENERATORS = {}
 Samples = Annotated[int, Range(ge=4, le=100_000_000)]
-Noise = Annotated[float, Range(ge=0)]
+MAX_NOISE = 1e6  # far beyond any useful noise (the features are of size 1 to 10), and far from overflowing float64
+Noise = Annotated[float, Range(ge=0, le=MAX_NOISE)]
 Classes = Annotated[int, Range(ge=2, le=1000)]
 
 
