@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,9 @@ from . import config as cfg
 from .data.dataset import builtin_names, encode_labels, resolve_path
 from .data.files import is_csv, read_npz, read_table
 from .engine.gradcheck import check_gradients
-from .errors import NntrainError
+from .errors import NntrainError, WriteError
 from .train import checkpoint
-from .train.experiment import Experiment, prepare
+from .train.experiment import Experiment, SavedSplits, prepare
 from .npzfile import load_npz
 from .train.rundir import RunDir, atomic_write, save_npz
 from .train.trainer import Hooks, Trainer
@@ -67,9 +68,47 @@ def fit(
         hooks.log(note)
     _warn_line_search(exp, hooks)
     run = RunDir.create(Path(runs_root), config.name or "run", run_dir)
-    atomic_write(run.config_file, cfg.to_yaml(config).encode())
+    try:
+        atomic_write(run.config_file, cfg.to_yaml(config).encode())
+    except WriteError:  # (a full disk) a folder without config.yaml is no run: remove it, so the same --run-dir works later
+        for folder in (run.checkpoints, run.path):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        raise
+    return _train_from_scratch(exp, run, hooks)
+
+
+def _train_from_scratch(exp: Experiment, run: RunDir, hooks: Hooks) -> dict:
+    """Write the run's splits.npz, then train from epoch 0 (a new run, or one that never got a checkpoint).
+
+    config.yaml is written first, by the caller.
+    """
     save_npz(run.splits_file, exp.splits)
     return Trainer(exp, run, hooks).fit()
+
+
+def _resume_config(run: RunDir, overrides, config_path) -> cfg.Config:
+    """The config to continue `run` with: config_path's (data paths pinned) or the run's config.yaml, with overrides."""
+    if config_path is not None:
+        config = cfg.load_config(Path(config_path), overrides)
+        _pin_data_path(config, Path(config_path).parent)
+        return config
+    return cfg.load_config(run.config_file, overrides)
+
+
+def _check_resume_config(run: RunDir, saved: cfg.Config, config: cfg.Config, config_path) -> None:
+    changed = [k for k in _differences(saved, config) if k != "train.epochs"]
+    if changed:
+        source = config_path or "its config"
+        raise NntrainError(
+            f"cannot resume {run.path}: {source} differs from the run in {', '.join(changed)}; only train.epochs may change"
+        )
+    if config.train.epochs < saved.train.epochs:
+        raise NntrainError(
+            f"train.epochs {config.train.epochs} is less than the run's {saved.train.epochs}; it may only grow on resume"
+        )
 
 
 def resume(
@@ -85,30 +124,44 @@ def resume(
     """
     hooks = hooks or Hooks()
     run = RunDir.open(run_dir)
+    if checkpoint.none_yet(run):
+        return _restart(run, overrides, config_path, hooks)
     path, arrays = checkpoint.newest_readable(run, hooks.log)
     saved = checkpoint.embedded_config(arrays, path)
-    if config_path is not None:
-        config = cfg.load_config(Path(config_path), overrides)
-        _pin_data_path(config, Path(config_path).parent)
-    else:
-        config = cfg.load_config(run.config_file, overrides)
+    config = _resume_config(run, overrides, config_path)
     config.name = saved.name
-    exp = prepare(config, None, splits=load_npz(run.splits_file), saved=arrays)  # also fills task defaults
-    changed = [k for k in _differences(saved, config) if k != "train.epochs"]
-    if changed:
-        source = config_path or "its config"
-        raise NntrainError(
-            f"cannot resume {run.path}: {source} differs from the run in {', '.join(changed)}; only train.epochs may change"
-        )
-    if config.train.epochs < saved.train.epochs:
-        raise NntrainError(
-            f"train.epochs {config.train.epochs} is less than the run's {saved.train.epochs}; it may only grow on resume"
-        )
+    splits = SavedSplits(run.splits_file, load_npz(run.splits_file))
+    exp = prepare(config, None, splits=splits, saved=arrays)  # also fills task defaults
+    _check_resume_config(run, saved, config, config_path)
     state = checkpoint.restore(exp, arrays, training=True)
     atomic_write(run.config_file, cfg.to_yaml(config).encode())
     hooks.log(f"resuming {run.path} from {path.name} (epoch {state.epoch})")
     _warn_line_search(exp, hooks)
     return Trainer(exp, run, hooks).fit(state)
+
+
+def _restart(run: RunDir, overrides, config_path, hooks: Hooks) -> dict:
+    """Train a run that stopped before its first checkpoint again from epoch 0, in its own directory.
+
+    Its config.yaml (written before anything else) is what the run was started with; the
+    config to train (config_path or config.yaml, with overrides) may differ from it only in a
+    larger train.epochs, as on any resume. Everything else (splits.npz, metrics.csv, ...) is
+    written anew, so the run ends as one that was never stopped.
+    """
+    saved = cfg.load_config(run.config_file)
+    config = _resume_config(run, overrides, config_path)
+    config.name = saved.name
+    exp = prepare(config, None)
+    _check_resume_config(run, saved, config, config_path)
+    if hooks.stop:  # Ctrl-C while the data was loading: stop before anything is written
+        raise KeyboardInterrupt
+    hooks.log(f"{run.path} has no checkpoint yet (stopped before its first); starting it from epoch 0")
+    for note in exp.dataset.notes:
+        hooks.log(note)
+    _warn_line_search(exp, hooks)
+    run.remove_temp_files()  # of writes the stop cut short
+    atomic_write(run.config_file, cfg.to_yaml(config).encode())
+    return _train_from_scratch(exp, run, hooks)
 
 
 def _warn_line_search(exp: Experiment, hooks: Hooks) -> None:
@@ -136,7 +189,7 @@ def load_run(run_dir: Path, which: str = "best", with_data: bool = True, dtype: 
     """
     run = RunDir.open(run_dir)
     path = run.checkpoint(which)
-    if which == "best" and not path.exists():  # a run interrupted in its first epoch has only last.npz
+    if which == "best" and not os.path.lexists(path):  # a run interrupted in its first epoch has only last.npz
         path = run.checkpoint("last")
     arrays = checkpoint.read(path)
     config = checkpoint.embedded_config(arrays, path)
@@ -147,7 +200,7 @@ def load_run(run_dir: Path, which: str = "best", with_data: bool = True, dtype: 
             raise NntrainError(f"{path} is not a checkpoint of {run.path}: its config differs in {', '.join(differ)}")
     if dtype is not None:
         config.dtype = dtype
-    splits = load_npz(run.splits_file) if with_data and run.splits_file.exists() else None
+    splits = SavedSplits(run.splits_file, load_npz(run.splits_file)) if with_data and os.path.lexists(run.splits_file) else None
     exp = prepare(config, None, splits=splits, saved=arrays, with_data=with_data)
     checkpoint.restore(exp, arrays, training=False)
     exp.source = path.stem if which in ("best", "last") else which  # "last" when there is no best.npz
@@ -169,7 +222,16 @@ def _file_arrays(exp: Experiment, data: Path):
 
 
 def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: Path | None = None) -> dict:
-    """Loss and metrics of a saved run on one of its splits, or on a labelled data file."""
+    """Loss and metrics of a saved run on one of its splits, or on a labelled data file.
+
+    A model whose outputs overflow (huge parameters or scaling statistics) gets NaN or infinite
+    metrics, without numpy warnings; `eval --fail-under` / `--fail-over` gates then fail.
+    """
+    with np.errstate(all="ignore"):
+        return _evaluate_run(run_dir, which, split, data)
+
+
+def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None) -> dict:
     exp = load_run(run_dir, which, with_data=data is None)
     if data is not None:
         X, y, t = _file_arrays(exp, data)
@@ -184,14 +246,30 @@ def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: 
 
 
 def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:
-    """Predictions for the rows of a CSV as CSV text: class and probabilities, or values."""
+    """Predictions for the rows of a CSV as CSV text: class and probabilities, or values.
+
+    NntrainError naming the rows when the model's outputs for some are not finite numbers
+    (parameters or scaling statistics so large that they overflow): no prediction is printed
+    then, rather than NaN or a class decided by NaN.
+    """
     exp = load_run(run_dir, which, with_data=False)
     X = read_table(Path(input_csv), encoder=exp.dataset.encoder, with_target=False).X
     loss, classes = exp.network.loss, exp.dataset.classes
-    z = exp.network.forward(exp.scaler.transform(X, exp.dtype))
-    out = loss.predict(z).astype(np.float64)
-    if classes is None:
-        out = exp.to_target_units(out)
+    with np.errstate(all="ignore"):  # overflow is reported below, once, not as numpy warnings
+        z = exp.network.forward(exp.scaler.transform(X, exp.dtype))
+        out = loss.predict(z).astype(np.float64)
+        if classes is None:
+            out = exp.to_target_units(out)
+    bad = ~(np.isfinite(z).all(axis=1) & np.isfinite(out).all(axis=1))
+    if bad.any():
+        rows = np.flatnonzero(bad) + 1
+        listed = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+        checkpoint_name = f"{exp.source}.npz" if exp.source in ("best", "last") else f"'{exp.source}'"
+        raise NntrainError(
+            f"the model's outputs are not finite for row{'s' if len(rows) > 1 else ''} {listed} of {len(X)} in '{input_csv}'"
+            f" (counted from 1 after the header): the parameters or scaling statistics of {checkpoint_name} overflow"
+            " there, so there is no prediction to give"
+        )
     if classes is not None:
         labels = np.array(classes)[loss.decide(z)]
         # Probabilities where the loss defines them, otherwise raw scores; one column per class,
@@ -218,7 +296,7 @@ def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: fl
     Returns (checks, info): one TensorCheck per parameter tensor and the input.
     """
     source = Path(source)
-    if source.is_dir():
+    if os.path.isdir(source):  # os.path's isdir is False (not an OSError) for a path the system refuses
         if overrides:
             raise NntrainError("--set changes a config; a run directory is checked as it was trained")
         exp = load_run(source, "last", dtype="float64")
@@ -228,6 +306,8 @@ def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: fl
         config.dtype = "float64"
         exp = prepare(config, base)
     n = len(exp.splits["train"])
+    if min(samples, n) < 2 and any(spec.type == "batch_norm" for spec in config.model.layers):
+        raise NntrainError(f"batch_norm needs at least 2 samples to normalize in training mode; use --samples 2 or more (got {samples})")
     pick = np.random.default_rng(config.seed).choice(n, size=min(samples, n), replace=False)
     X, _, t = exp.rows("train", pick)
     checks = check_gradients(exp.network, X, t, eps=eps, tol=tol, max_entries=entries)

@@ -8,6 +8,9 @@
                              append goes to the kernel at once (no buffer to lose); `rollback()`
                              truncates the file back to the last `commit()`, which needs no
                              free space, so a failed epoch leaves no row behind.
+  Previous(path)             the current version of a file kept aside (a hard link, or a
+                             rename where links are refused: no space used) while a new one
+                             is written; `restore()` puts it back when a later write fails.
   make_dir(path)             create a folder.
   remove(path)               delete a file (a missing one is fine).
   read_text(path)            a UTF-8 file's text; NntrainError (exit 2) naming the file if it
@@ -26,6 +29,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -164,6 +168,56 @@ class LineLog:
                 os.close(fd)
             except OSError:  # every append was already written (and synced where it mattered)
                 pass
+
+
+class Previous:
+    """The file at `path` as it is now, kept recoverable while a newer version replaces it.
+
+    Kept aside under a temporary name (.NAME.old.tmp-PID, which a resume's `remove_temp_files`
+    deletes when a kill leaves it) without using space: a hard link, or, where the file system
+    refuses links, a rename (until the new version is written `path` is then absent).
+    `restore()` (a later step failed) puts it back with a rename, which needs no free space; a
+    file that did not exist is removed again. `discard()` (everything succeeded) drops the copy.
+    Best effort: when neither a link nor a rename works, `restore()` leaves the new version.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.aside: Path | None = None
+        try:
+            mode = os.lstat(self.path).st_mode
+        except OSError:
+            mode = None
+        self.existed = mode is not None
+        if mode is None or not stat.S_ISREG(mode):  # only a regular file is kept (not a folder in its place)
+            return
+        aside = self.path.with_name(f".{self.path.name}.old.tmp-{os.getpid()}")
+        _unlink_quietly(aside)
+        for keep in (os.link, os.rename):  # EPERM / EXDEV / EMLINK / ENOSPC (a directory entry) for links
+            try:
+                keep(self.path, aside)
+            except OSError:
+                continue
+            self.aside = aside
+            break
+
+    def restore(self) -> None:
+        if self.aside is not None:
+            try:
+                os.replace(self.aside, self.path)
+            except OSError:  # the new version stays; the copy is left for a resume to delete
+                return
+            _unlink_quietly(self.aside)  # two links to one file (the new version was never written): rename keeps both
+            self.aside = None
+            fsync_dir(self.path.parent)
+        elif not self.existed:
+            _unlink_quietly(self.path)
+            fsync_dir(self.path.parent)
+
+    def discard(self) -> None:
+        if self.aside is not None:
+            _unlink_quietly(self.aside)  # a copy left behind is deleted by the next resume
+            self.aside = None
 
 
 def make_dir(path: Path, what: str = "creating the folder", parents: bool = False) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import stat
 import struct
 import tokenize
 import zipfile
@@ -128,10 +129,21 @@ def _read_array(f, size: int, what: str) -> np.ndarray:
 
 
 def _existing(path) -> Path:
+    """`path` as a Path when it names a regular file; NntrainError naming it otherwise.
+
+    A path the system refuses to look up (a name too long, a loop of links) is an error that
+    says so, never an OSError.
+    """
     path = Path(path)
-    if not path.exists():
-        raise NntrainError(f"'{path}' does not exist")
-    if not path.is_file():
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise NntrainError(f"'{path}' does not exist") from None
+    except OSError as e:
+        raise NntrainError(f"'{path}': {e.strerror or e}") from None
+    except ValueError as e:  # an embedded NUL character
+        raise NntrainError(f"'{path}' is not a valid path: {e}") from None
+    if not stat.S_ISREG(mode):
         raise NntrainError(f"'{path}' is not a file")
     return path
 
@@ -186,7 +198,10 @@ _VALUES = {  # values rule -> (which values pass, what they must be)
     "finite": (np.isfinite, "finite"),
     "nonnegative": (lambda a: np.isfinite(a) & (a >= 0), "a finite number >= 0"),
     "positive": (lambda a: np.isfinite(a) & (a > 0), "a finite number > 0"),
+    # Counters (epochs, steps): far below int64's overflow when incremented, and exact as floats.
+    "count": (lambda a: (a >= 0) & (a <= MAX_COUNT), "an integer from 0 to 2**53"),
 }
+MAX_COUNT = 2**53
 
 _KIND_WORDS = {"f": "float", "iu": "integer", "biuf": "numeric", "biufU": "numeric or text", "U": "text"}
 
@@ -200,7 +215,7 @@ class Member:
       shape). A rule is an int (that size), None (any size) or a name: every member using the
       name must have the same size there (e.g. scale offsets, factors and feature names).
     required: the member must be there.
-    values: "any", "finite", "nonnegative" or "positive" (see _VALUES); not checked for text.
+    values: "any", "finite", "nonnegative", "positive" or "count" (see _VALUES); not checked for text.
     """
 
     kinds: str

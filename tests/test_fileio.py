@@ -115,8 +115,8 @@ def assert_consistent(run, result, faults, code, status="failed"):
         assert len(csv_rows(run / "metrics.csv")) == epoch
     for path in (run / "checkpoints").glob("epoch-*.npz"):
         assert int(load(path)["meta.epoch"]) == int(path.stem.split("-")[1]) <= epoch
-    if (run / "checkpoints" / "best.npz").exists():  # written before last.npz: at most one epoch ahead
-        assert int(load(run / "checkpoints" / "best.npz")["meta.epoch"]) <= epoch + 1
+    if (run / "checkpoints" / "best.npz").exists():  # written before last.npz, put back when last.npz fails
+        assert int(load(run / "checkpoints" / "best.npz")["meta.epoch"]) <= epoch
     if (run / "summary.json").exists():
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == status and summary["epochs_completed"] == epoch
@@ -163,12 +163,91 @@ def test_a_refused_write_at_any_point_of_a_run_leaves_it_consistent_and_resumabl
         monkeypatch.setattr(fileio, "_write", faults.original)
         assert faults.failed.name == calls[at - 1].name  # the same write, in another run directory
         epoch = assert_consistent(run, result, faults, code)
-        if epoch is None:
-            continue
-        result = cli("fit", "--resume", run, "-q")  # the disk has room again
+        if epoch is None and not run.exists():  # config.yaml could not be written: the folder is removed again
+            result = cli("fit", config, "--run-dir", run, "-q")
+        else:  # the disk has room again (a run without a checkpoint yet starts again from epoch 0)
+            result = cli("fit", "--resume", run, "-q")
         assert result.exit_code == 0, (at, result.output)
         assert temp_files(run) == []
         assert_same_run(ref, run)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_started_again_by_resume(cli, monkeypatch, tmp_path, reference):
+    config, ref = reference
+    calls = count_writes(cli, monkeypatch, "fit", config, "--run-dir", tmp_path / "count")
+    first_last = 1 + [p.name for p in calls].index("last.npz")  # epoch 0's last.npz
+    run = tmp_path / "run"
+    faults = Faults(monkeypatch, first_last)
+    assert cli("fit", config, "--run-dir", run, "-q").exit_code == 74
+    monkeypatch.setattr(fileio, "_write", faults.original)
+    assert not (run / "checkpoints" / "last.npz").exists() and (run / "config.yaml").exists()
+    result = cli("fit", config, "--run-dir", run, "-q")
+    assert result.exit_code == 2 and "already exists" in result.stderr
+    (run / "checkpoints" / ".last.npz.tmp-99999").write_bytes(b"PK\x03\x04 torn")  # what a SIGKILL leaves
+    (run / "summary.json").unlink(missing_ok=True)  # (the full disk refused it too)
+
+    result = cli("fit", "--resume", run, "--set", "optimizer.lr=0.5", "-q")  # resume's rules still hold
+    assert result.exit_code == 2 and "optimizer.lr" in result.stderr
+    result = cli("fit", "--resume", run, "-q")
+    assert result.exit_code == 0, result.output
+    assert f"{run} has no checkpoint yet (stopped before its first); starting it from epoch 0" in result.stderr
+    for bad in ("Traceback", "internal error", "Warning"):
+        assert bad not in result.output
+    assert temp_files(run) == []
+    assert_same_run(ref, run)
+
+
+def test_a_run_whose_checkpoints_are_lost_or_unreadable_is_not_started_again(cli, tmp_path, reference):
+    """Only a run with no checkpoint file and no finished epoch starts again; a damaged one stays an error."""
+    config, ref = reference
+    lost = tmp_path / "lost"  # trained 3 epochs, then its checkpoints were deleted
+    assert cli("fit", config, "--run-dir", lost, "-q").exit_code == 0
+    for path in (lost / "checkpoints").iterdir():
+        path.unlink()
+    unreadable = tmp_path / "unreadable"  # no epoch finished, but its last.npz is there and empty
+    (unreadable / "checkpoints").mkdir(parents=True)
+    (unreadable / "config.yaml").write_bytes((ref / "config.yaml").read_bytes())
+    (unreadable / "checkpoints" / "last.npz").write_bytes(b"")
+    for run in (lost, unreadable):
+        before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        result = cli("fit", "--resume", run, "-q")
+        assert result.exit_code == 2, result.output
+        assert "cannot resume" in result.stderr and "last.npz" in result.stderr and "Traceback" not in result.output
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "links-refused"])
+@pytest.mark.parametrize("which", ["first-best", "later-best"])
+def test_a_failed_last_checkpoint_puts_the_previous_best_back(cli, monkeypatch, tmp_path, reference, links, which):
+    """best.npz is written before last.npz; when last.npz fails, best.npz is the previous one again (or absent)."""
+    config, ref = reference
+    calls = [p.name for p in count_writes(cli, monkeypatch, "fit", config, "--run-dir", tmp_path / "count")]
+    bests = [i for i, name in enumerate(calls) if name == "best.npz"]
+    assert len(bests) >= 2, calls
+    best_write = bests[0] if which == "first-best" else bests[1]
+    at = 1 + calls.index("last.npz", best_write)  # the last.npz of the epoch that wrote this best.npz
+    if not links:
+        def refuse(src, dst):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", refuse)
+    run = tmp_path / "run"
+    faults = Faults(monkeypatch, at, sticky=False)
+    result = cli("fit", config, "--run-dir", run, "-q")
+    monkeypatch.setattr(fileio, "_write", faults.original)
+    assert faults.failed.name == "last.npz"
+    epoch = assert_consistent(run, result, faults, errno.ENOSPC)
+    best = run / "checkpoints" / "best.npz"
+    last = load(run / "checkpoints" / "last.npz")
+    if which == "first-best":
+        assert not best.exists()  # there was none before this epoch
+    else:
+        assert int(load(best)["meta.epoch"]) == int(last["meta.best_epoch"]) <= epoch
+        kept = load(ref / "checkpoints" / f"epoch-{int(last['meta.best_epoch']):04d}.npz")  # what best.npz was then
+        assert not [k for k in kept if not np.array_equal(kept[k], load(best)[k])]
+    result = cli("fit", "--resume", run, "-q")
+    assert result.exit_code == 0, result.output
+    assert_same_run(ref, run)
 
 
 # ---------------------------------------------------------------- a resumed run, every write position

@@ -329,3 +329,65 @@ def test_packed_parameters_take_the_per_parameter_steps(case, dtype):
     assert flat_opt.state_dict().keys() == each_opt.state_dict().keys()
     for key, value in each_opt.state_dict().items():
         assert_allclose(flat_opt.state_dict()[key], value, **tight, err_msg=key)
+
+
+# ---------------------------------------------------------------- check_state: every buffer the optimizer keeps
+
+
+CHECKED = [
+    ("sgd", {"momentum": 0.9}),
+    ("sgd", {}),
+    ("adam", {}),
+    ("adamw", {}),
+    ("rmsprop", {"momentum": 0.5, "centered": True}),
+    ("adagrad", {}),
+    ("lbfgs", {"history_size": 3}),
+]
+
+
+def _stepped(name, options, steps):
+    """An optimizer of OPTIMIZERS after `steps` steps on two parameters (lbfgs: steps of a quadratic closure)."""
+    params = [param(np.linspace(-1, 1, 6).reshape(2, 3)), param([0.5, -0.5, 0.25], False, "layers.0.bias")]
+    opt = OPTIMIZERS[name](lr=0.1, **options)
+    for _ in range(steps):
+        if opt.needs_closure:
+
+            def closure():
+                for p in params:
+                    p.grad[...] = 2 * (p.value - 3)
+                return float(sum(((p.value - 3) ** 2).sum() for p in params))
+
+            opt.step_closure(params, closure)
+        else:
+            for p in params:
+                p.grad[...] = p.value + 1
+            opt.step(params)
+    return opt, {p.key: p.value.shape for p in params}
+
+
+@pytest.mark.parametrize("name, options", CHECKED, ids=[f"{n}{'-' + '-'.join(o) if o else ''}" for n, o in CHECKED])
+def test_check_state_requires_exactly_the_buffers_the_optimizer_keeps(name, options):
+    for steps in (0, 2):
+        opt, shapes = _stepped(name, options, steps)
+        state = npz_round_trip(opt.state_dict())
+        fresh = OPTIMIZERS[name](lr=0.1, **options)
+        fresh.check_state(state, shapes, prefix="optim.")  # what state_dict writes passes, after 0 or more steps
+        for key in sorted(state):
+            if key in ("steps",) or (name == "lbfgs" and key in ("lbfgs.func_evals", "lbfgs.n_iter")):
+                continue  # required by every optimizer (tested elsewhere)
+            with pytest.raises(ValueError, match=f"optim.{key}|{key.split('.')[-1]}"):
+                fresh.check_state({k: v for k, v in state.items() if k != key}, shapes, prefix="optim.")
+        if name != "lbfgs":
+            # before the first step even its own buffer is extra; after it, one it does not keep
+            others = [b for b in ("sum", "exp_avg_sq", "momentum_buffer") if b not in opt.buffers]
+            buffer = (opt.buffers or others)[0] if steps == 0 else others[0]
+            extra = {**state, f"layers.0.bias.{buffer}": np.zeros(3)}
+            with pytest.raises(ValueError, match=f"unexpected optim.layers.0.bias.{buffer}"):
+                fresh.check_state(extra, shapes, prefix="optim.")
+    if name == "lbfgs":  # history without the step that made it, or a step count without lbfgs.numel
+        opt, shapes = _stepped(name, options, 1)
+        state = opt.state_dict()
+        with pytest.raises(ValueError, match="lbfgs.numel"):
+            opt.check_state({**{k: v for k, v in state.items() if k != "lbfgs.numel"}}, shapes)
+        with pytest.raises(ValueError, match="steps is 0"):
+            opt.check_state({**state, "steps": np.array(0)}, shapes)

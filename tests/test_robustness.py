@@ -378,3 +378,143 @@ def test_a_damaged_last_checkpoint_still_falls_back(cli, runs, tmp_path):
     result = cli("fit", "--resume", run, "--set", "train.epochs=3")
     assert result.exit_code == 0, result.output
     assert "warning" in result.stderr and "CRC" in result.stderr and "best.npz" in result.stderr
+
+
+# --- found by the fault campaign (benchmarks/faults.py): each is exit 2 naming the key, never exit 70 ---
+
+
+def clean(result):
+    """No traceback, internal error or numpy warning reached the user."""
+    for bad in ("Traceback", "internal error", "Warning"):
+        assert bad not in result.output, result.output
+    return True
+
+
+def only_last(run):
+    """Leave last.npz as the run's only checkpoint (no fallback to hide what a test changed)."""
+    for path in run.glob("checkpoints/*.npz"):
+        if path.name != "last.npz":
+            path.unlink()
+    return run / "checkpoints/last.npz"
+
+
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"optim__layers__0__weight__momentum_buffer": None}, "has no optim.layers.0.weight.momentum_buffer"),
+        ({"optim__layers__2__bias__momentum_buffer": None}, "has no optim.layers.2.bias.momentum_buffer"),
+        ({"optim__layers__0__bias__exp_avg": np.zeros(16)}, "unexpected optim.layers.0.bias.exp_avg"),
+    ],
+)
+def test_a_missing_or_extra_optimizer_buffer_is_refused_on_resume(cli, run, changes, problem):
+    last = only_last(run)
+    rewrite_checkpoint(last, last, **changes)
+    result = cli("fit", "--resume", run, "--set", "train.epochs=3")
+    assert refused(result, "last.npz", problem) and clean(result)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"optim__steps": np.array(np.iinfo(np.int64).max)}, "optim.steps is 9223372036854775807; it must be an integer from 0 to 2**53"),
+        ({"meta__epoch": np.array(np.iinfo(np.int64).max)}, "meta.epoch is 9223372036854775807"),
+        ({"meta__epoch": np.array(7), "meta__best_epoch": np.array(7)}, "meta.epoch 7 is beyond its config's train.epochs 2"),
+        ({"optim__steps": np.array(3)}, "optim.steps is 3, but 2 epochs of 7 optimizer steps make 14"),
+    ],
+)
+def test_a_step_or_epoch_counter_out_of_range_is_refused(cli, run, changes, problem):
+    last = only_last(run)
+    rewrite_checkpoint(last, last, **changes)
+    result = cli("fit", "--resume", run, "--set", "train.epochs=4")
+    assert refused(result, "last.npz", problem) and clean(result)
+
+
+def test_schedule_counters_must_follow_the_epoch(cli, runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs / "clf", run)
+    last = only_last(run)
+    for value, problem in [(np.iinfo(np.int64).max, "it must be an integer from 0 to 2**53"), (5, "schedule.epoch is 5, but meta.epoch is 2")]:
+        rewrite_checkpoint(runs / "clf/checkpoints/last.npz", last, schedule__epoch=np.array(value))
+        result = cli("fit", "--resume", run, "--set", "train.epochs=4")
+        assert refused(result, "last.npz", "schedule.epoch", problem) and clean(result)
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (lambda s: {**s, "train": s["train"][:0]}, "its 'train' split has no rows"),
+        (lambda s: {**s, "val": s["val"][:0]}, "its 'val' split has no rows, but the config has a validation split"),
+        (lambda s: {**s, "test": s["train"][:3]}, "is in both 'train' and 'test'"),
+        (lambda s: {**s, "train": np.repeat(s["train"][:5], 3)}, "'train' repeats row"),
+        (lambda s: {**s, "train": s["train"][::-1]}, "'train' is not sorted at"),
+        (lambda s: {**s, "train": s["train"].reshape(1, -1)}, "train must be a 1-D integer array"),
+        (lambda s: {**s, "extra": s["train"]}, "a member 'extra'"),
+        (lambda s: {k: v for k, v in s.items() if k != "test"}, "it has no 'test'"),
+    ],
+)
+def test_a_damaged_splits_file_is_refused_by_resume_and_eval(cli, run, change, problem):
+    with np.load(run / "splits.npz") as npz:
+        splits = dict(npz)
+    np.savez(run / "splits.npz", **change(splits))
+    for command in (("fit", "--resume", run, "--set", "train.epochs=3"), ("eval", run)):
+        result = cli(*command)
+        assert refused(result, str(run / "splits.npz"), problem) and clean(result)
+
+
+def test_a_path_too_long_is_an_error_not_a_crash(cli, run, write_config):
+    long = "r" * 5000
+    for command in (
+        ("fit", "--resume", long),
+        ("eval", run, "--checkpoint", long + ".npz"),
+        ("predict", run, run / "config.yaml", "--checkpoint", long + ".npz"),
+        ("fit", write_config(), "--run-dir", run / "w", "--weights", long + ".npz"),
+        ("gradcheck", long),
+    ):
+        result = cli(*command)
+        assert refused(result, "File name too long", "rrr") and clean(result)
+
+
+def test_batch_norm_with_batches_of_one_row_is_refused_at_validation(cli, write_config, tmp_path):
+    config = write_config(model={"layers": [{"linear": 8}, "batch_norm", "relu", {"linear": 3}]}, train={"batch_size": 1})
+    for command in (("validate", config), ("fit", config, "--run-dir", tmp_path / "r")):
+        result = cli(*command)
+        assert refused(result, "train.batch_size", "batch_norm") and clean(result)
+    assert not (tmp_path / "r").exists()
+    config = write_config(model={"layers": [{"linear": 8}, "batch_norm", "relu", {"linear": 3}]})
+    result = cli("gradcheck", config, "--samples", "1")
+    assert refused(result, "batch_norm needs at least 2 samples", "--samples") and clean(result)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize(
+    "model, dtype, key",
+    [
+        ({"init": "normal", "init_scale": 1e308}, "float32", "model.init_scale"),
+        ({"init": "normal", "init_scale": 1e308}, "float64", "model.init_scale"),
+        ({"init": "uniform", "init_scale": 1e308}, "float64", "model.init_scale"),
+        ({"init": "uniform", "init_scale": 1e39}, "float32", "model.init_scale"),
+        ({"layers": [{"linear": 16}, "relu", {"type": "linear", "units": 3, "init": "normal", "init_scale": 1e308}]}, "float32", "model.layers.2.init_scale"),
+    ],
+)
+def test_an_init_scale_that_overflows_is_refused(cli, write_config, tmp_path, model, dtype, key):
+    config = write_config(model=model, dtype=dtype)
+    for command in (("validate", config), ("fit", config, "--run-dir", tmp_path / "r")):
+        result = cli(*command)
+        assert refused(result, f"{key}:", "not finite", "use a smaller init_scale") and clean(result)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_predict_and_eval_of_a_model_whose_outputs_overflow(cli, runs, tmp_path):
+    """No numpy warning; predict refuses to print predictions that are not numbers, eval reports them and gates fail."""
+    with np.load(runs / "clf/checkpoints/best.npz") as npz:
+        weight, bias = npz["layers.0.weight"], npz["layers.0.bias"]
+    huge = np.finfo(weight.dtype).max
+    path = crafted(runs, layers__0__bias=np.full_like(bias, huge))
+    result = cli("predict", runs / "clf", runs / "pets-in.csv", "--checkpoint", path)
+    assert refused(result, "the model's outputs are not finite for row 1 of 1", "pets-in.csv", path.name) and clean(result)
+    assert result.stdout == ""
+    for path in (path, crafted(runs, layers__0__weight=np.full_like(weight, huge))):
+        result = cli("eval", runs / "clf", "--checkpoint", path, "--fail-over", "loss=100", "--json")
+        assert result.exit_code == 1 and clean(result)
+        assert json.loads(result.stdout)["failed"]

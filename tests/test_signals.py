@@ -186,6 +186,8 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize(
     "name, nth, when",
     [
+        ("splits.npz", 1, "after"),  # only config.yaml there: a run stopped before its first checkpoint starts again
+        ("last.npz", 1, "mid"),  # epoch 0's last.npz torn in its temporary file: no checkpoint yet
         ("last.npz", 3, "before"),  # epoch 2: epoch-0002.npz and best.npz written, last.npz not yet
         ("last.npz", 3, "after"),  # epoch 2's last.npz complete in its temporary file, not renamed
         ("epoch-0002.npz", 1, "before"),  # (once written after last.npz: a kill here lost epoch-0002.npz for good)

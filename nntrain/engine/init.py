@@ -75,8 +75,23 @@ def orthogonal(fan_in, fan_out, rng, scale):
     return q if fan_in >= fan_out else q.T
 
 
+class InitError(ValueError):
+    """The initializer gave weights that are not finite numbers (an init_scale too large for the dtype)."""
+
+
 def init_weight(name: str, fan_in: int, fan_out: int, rng: np.random.Generator, scale: float, dtype) -> np.ndarray:
-    """A (fan_in, fan_out) weight matrix of `dtype` from initializer `name`."""
+    """A (fan_in, fan_out) weight matrix of `dtype` from initializer `name`.
+
+    InitError when the weights are not all finite in `dtype` (e.g. normal with init_scale 1e308,
+    or 1e39 in float32): computed without numpy warnings, refused instead.
+    """
     if name not in INITIALIZERS:
         raise KeyError(f"unknown initializer '{name}'; allowed: {', '.join(INITIALIZERS)}")
-    return INITIALIZERS[name](fan_in, fan_out, rng, scale).astype(dtype)
+    with np.errstate(all="ignore"):
+        try:
+            weight = INITIALIZERS[name](fan_in, fan_out, rng, scale).astype(dtype)
+        except OverflowError:  # uniform: high - low beyond the largest float
+            weight = None
+    if weight is None or not np.isfinite(weight).all():
+        raise InitError(f"init_scale {scale:g} gives initial weights that are not finite in {np.dtype(dtype).name} ({name} init)")
+    return weight

@@ -122,21 +122,40 @@ class Optimizer:
         self.steps = int(state["steps"])
         self.state = {k: np.array(v) for k, v in state.items() if k != "steps"}
 
-    def check_state(self, state: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> None:
+    def check_state(self, state: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], prefix: str = "") -> None:
         """Raise ValueError unless `state` (as from state_dict) fits parameters of these shapes.
 
-        shapes: {param key: shape}. Per-parameter buffers are keyed '<param key>.<buffer>'
-        and must have their parameter's shape.
+        shapes: {param key: shape}. Per-parameter buffers are keyed '<param key>.<buffer>' and
+        must have their parameter's shape. They are created at the first step (torch's lazy
+        state), so after 0 steps there are none and after any step there is one per parameter and
+        buffer of this optimizer: a missing one (which would restart at zero, silently changing
+        the updates) or an extra one is refused. `prefix` ("optim.") is put before keys in messages.
         """
         if "steps" not in state:
-            raise ValueError("optimizer state has no 'steps'")
+            raise ValueError(f"optimizer state has no '{prefix}steps'")
+        steps = int(state["steps"])
+        expected = {f"{param}.{b}" for param in shapes for b in self.buffers} if steps > 0 else set()
+        missing = sorted(expected - set(state))
+        extra = sorted(set(state) - expected - {"steps"})
+        if missing:
+            raise ValueError(
+                f"optimizer state has no {prefix}{missing[0]}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}:"
+                f" after {steps} step{'s' if steps != 1 else ''} {self.name} keeps {', '.join(self.buffers)} for every parameter"
+            )
+        if extra:
+            if steps == 0 and extra[0].rsplit(".", 1)[-1] in self.buffers:
+                why = f"{prefix}steps is 0, and {self.name} has no buffers before its first step"
+            else:
+                kept = f"keeps {', '.join(self.buffers)}" if self.buffers else "keeps no buffers"
+                why = f"not a buffer of these parameters: {self.name} {kept}"
+            raise ValueError(f"optimizer state has an unexpected {prefix}{extra[0]} ({why})")
         for key, value in state.items():
             if key == "steps":
                 continue
             param = key.rsplit(".", 1)[0]
             if shapes.get(param) != np.shape(value):
                 raise ValueError(
-                    f"optimizer state {key} has shape {np.shape(value)}, its parameter {shapes.get(param)}"
+                    f"optimizer state {prefix}{key} has shape {np.shape(value)}, its parameter {shapes.get(param)}"
                 )
 
 
@@ -818,15 +837,30 @@ class LBFGS(Optimizer):
         self.old_stps = [row.copy() for row in stps]
         self.ro = [float(v) for v in ro]
 
-    def check_state(self, state: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> None:
-        """Raise ValueError unless `state` fits parameters of these shapes (total size must match)."""
+    def check_state(self, state: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]], prefix: str = "") -> None:
+        """Raise ValueError unless `state` fits parameters of these shapes (total size must match).
+
+        What state_dict writes: steps, lbfgs.func_evals and lbfgs.n_iter always; lbfgs.numel once
+        a step was taken; the direction, scalars and history once an iteration ran (n_iter > 0).
+        """
         numel = sum(int(np.prod(s)) for s in shapes.values())
+        for key in ("steps", "lbfgs.func_evals", "lbfgs.n_iter"):
+            if key not in state:
+                raise ValueError(f"optimizer state has no '{prefix}{key}'")
+        steps, n_iter = int(state["steps"]), int(state["lbfgs.n_iter"])
+        if steps > 0 and "lbfgs.numel" not in state:
+            raise ValueError(f"optimizer state has no '{prefix}lbfgs.numel' (written after the first lbfgs step)")
+        if steps == 0 and "lbfgs.numel" in state:
+            raise ValueError(f"optimizer state has {prefix}lbfgs.numel, but {prefix}steps is 0 (no step taken)")
+        if n_iter > 0 and steps == 0:
+            raise ValueError(f"optimizer state has {prefix}lbfgs.n_iter {n_iter}, but {prefix}steps is 0")
+        if n_iter > 0 and "lbfgs.d" not in state:
+            raise ValueError(f"optimizer state has no '{prefix}lbfgs.d': lbfgs keeps its history after {n_iter} iterations")
+        if n_iter == 0 and "lbfgs.d" in state:
+            raise ValueError(f"optimizer state has {prefix}lbfgs.d, but {prefix}lbfgs.n_iter is 0 (no iteration ran)")
         if "lbfgs.numel" in state and int(state["lbfgs.numel"]) != numel:
             raise ValueError(
                 f"lbfgs state is for {int(state['lbfgs.numel'])} parameter values, the network has {numel}"
             )
-        for key in ("steps", "lbfgs.func_evals", "lbfgs.n_iter"):
-            if key not in state:
-                raise ValueError(f"optimizer state has no '{key}'")
         probe = LBFGS(history_size=self.history_size)
-        probe.load_state_dict(state)  # raises ValueError on anything inconsistent
+        probe.load_state_dict(state)  # raises ValueError on anything inconsistent (unknown keys, incomplete history)

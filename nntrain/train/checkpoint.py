@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +33,12 @@ from .. import config as cfg
 from ..data.files import FeatureEncoder
 from ..engine.losses import LOSSES
 from ..errors import NntrainError
+from ..fileio import read_text
 from ..npzfile import Member, check_members, load_npz
 from .experiment import Experiment
-from .rundir import RunDir, save_npz, text_array
+from .rundir import RunDir, read_metrics, save_npz, text_array
 
-COUNT = Member("iu", (), values="nonnegative")  # epochs, steps, counters
+COUNT = Member("iu", (), values="count")  # epochs, steps, counters: 0 .. 2**53, far from int64 overflow
 TEXT = Member("U", ())
 PARAMETERS = {"layers.*": Member("f", [(None,), (None, None)])}  # weights (in, out), biases and norms (n,)
 
@@ -44,7 +46,7 @@ PARAMETERS = {"layers.*": Member("f", [(None,), (None, None)])}  # weights (in, 
 # Named sizes must agree: "features" (inputs after encoding), "classes", "columns" (raw columns).
 MEMBERS = {
     **PARAMETERS,
-    "optim.steps": Member("iu", (), required=True, values="nonnegative"),
+    "optim.steps": Member("iu", (), required=True, values="count"),
     "optim.lbfgs.func_evals": COUNT,
     "optim.lbfgs.n_iter": COUNT,
     "optim.lbfgs.numel": COUNT,
@@ -67,8 +69,8 @@ MEMBERS = {
     "data.features": Member("U", ("features",), required=True),
     "data.classes": Member("U", ("classes",)),
     "data.image_shape": Member("iu", (2,), values="positive"),
-    "meta.epoch": Member("iu", (), required=True, values="nonnegative"),
-    "meta.best_epoch": Member("iu", (), required=True, values="nonnegative"),
+    "meta.epoch": Member("iu", (), required=True, values="count"),
+    "meta.best_epoch": Member("iu", (), required=True, values="count"),
     "meta.best_value": Member("f", (), required=True),  # NaN while nothing was monitored
     "meta.rng": Member("U", (), required=True),
     "meta.config": Member("U", (), required=True),
@@ -125,9 +127,10 @@ def read(path: Path) -> Checkpoint:
     """A checkpoint's arrays, validated as a whole; NntrainError naming the file otherwise.
 
     Checked: every member decodes (npzfile.load_npz) and is one of MEMBERS with its dtype kind,
-    shape and values; the embedded config matches its SHA-256 and is a valid, resolved config;
-    best epoch <= epoch; meta.rng is a generator state; optimizer buffers have their parameter's
-    shape; and what the config implies of the data:
+    shape and values (counters from 0 to 2**53); the embedded config matches its SHA-256 and is a
+    valid, resolved config; best epoch <= epoch <= train.epochs; schedule.epoch = epoch (and for
+    lbfgs optim.steps = epoch); meta.rng is a generator state; optimizer buffers have their
+    parameter's shape; and what the config implies of the data:
     class names (unique, at least 2, as many as the output layer needs) exactly for
     classification, loss.weights exactly with loss.class_weights, scaling statistics exactly
     with data.scale / data.scale_target, at least one feature, distinct columns and categories
@@ -151,6 +154,9 @@ def _check_consistency(path: Path, arrays: dict[str, np.ndarray], config: cfg.Co
     epoch, best_epoch = int(arrays["meta.epoch"]), int(arrays["meta.best_epoch"])
     if best_epoch > epoch:
         raise inconsistent(f"meta.best_epoch {best_epoch} is after meta.epoch {epoch}")
+    if epoch > config.train.epochs:
+        raise inconsistent(f"meta.epoch {epoch} is beyond its config's train.epochs {config.train.epochs}")
+    _check_counters(arrays, config, epoch, inconsistent)
     try:  # on a throwaway generator of the kind training uses (default_rng's)
         np.random.PCG64(0).state = json.loads(str(arrays["meta.rng"]))
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:
@@ -207,6 +213,32 @@ def _check_consistency(path: Path, arrays: dict[str, np.ndarray], config: cfg.Co
         raise inconsistent(f"data.image_shape {shape} does not hold its {sizes['features']} features")
 
 
+def _check_counters(arrays: dict[str, np.ndarray], config: cfg.Config, epoch: int, inconsistent) -> None:
+    """Step and epoch counters that follow from meta.epoch: a schedule steps once per epoch, lbfgs too.
+
+    (The optimizer's step count of a mini-batch run depends on the training rows too: `restore`.)
+    """
+    if "schedule.epoch" in arrays and int(arrays["schedule.epoch"]) != epoch:
+        raise inconsistent(f"schedule.epoch is {int(arrays['schedule.epoch'])}, but meta.epoch is {epoch} (the schedule steps once per epoch)")
+    if "schedule.num_bad_epochs" in arrays and int(arrays["schedule.num_bad_epochs"]) > epoch:
+        raise inconsistent(f"schedule.num_bad_epochs {int(arrays['schedule.num_bad_epochs'])} is more than meta.epoch {epoch}")
+    cooldown = getattr(config.optimizer.schedule, "cooldown", None)
+    if "schedule.cooldown_counter" in arrays and cooldown is not None and int(arrays["schedule.cooldown_counter"]) > cooldown:
+        raise inconsistent(
+            f"schedule.cooldown_counter {int(arrays['schedule.cooldown_counter'])} is more than its config's cooldown {cooldown}"
+        )
+    if config.optimizer.name == "lbfgs":
+        steps = int(arrays["optim.steps"])
+        if steps != epoch:
+            raise inconsistent(f"optim.steps is {steps}, but lbfgs takes one step per epoch and meta.epoch is {epoch}")
+        max_iter = getattr(config.optimizer, "max_iter", None)
+        if "optim.lbfgs.n_iter" in arrays and max_iter is not None and int(arrays["optim.lbfgs.n_iter"]) > steps * max_iter:
+            raise inconsistent(
+                f"optim.lbfgs.n_iter {int(arrays['optim.lbfgs.n_iter'])} is more than {steps} steps of at most"
+                f" {max_iter} iterations (optimizer.max_iter)"
+            )
+
+
 def read_parameters(path: Path) -> dict[str, np.ndarray]:
     """The parameters (`layers.*`, float arrays) of an .npz, e.g. another run's checkpoint (fit --weights)."""
     arrays = load_npz(path)
@@ -242,15 +274,22 @@ def embedded_config(arrays: dict[str, np.ndarray], path="the checkpoint") -> cfg
 def restore(exp: Experiment, arrays: Checkpoint, training: bool) -> TrainingState:
     """Load parameters (and, for training, optimizer and RNG state) into `exp` from a checkpoint `read` checked.
 
-    What only the network can tell (parameter and optimizer-state shapes) is checked here, an
+    What only the network and the data can tell (parameter and optimizer-state shapes, every
+    buffer the optimizer keeps, optim.steps = epochs x batches per epoch) is checked here, an
     NntrainError naming the file: a checkpoint is input, not trusted code.
     """
     load_parameters(exp.network, arrays, arrays.path)
     state = TrainingState(int(arrays["meta.epoch"]), int(arrays["meta.best_epoch"]), float(arrays["meta.best_value"]))
     if training:
+        steps, per_epoch = int(arrays["optim.steps"]), steps_per_epoch(exp)
+        if steps != state.epoch * per_epoch:  # a wrong count would change the updates (Adam's bias correction, ...)
+            raise NntrainError(
+                f"'{arrays.path}' is inconsistent: optim.steps is {steps}, but {state.epoch} epoch{'s' if state.epoch != 1 else ''}"
+                f" of {per_epoch} optimizer step{'s' if per_epoch != 1 else ''} make {state.epoch * per_epoch}"
+            )
         try:
             optim = {k[len("optim.") :]: v for k, v in arrays.items() if k.startswith("optim.")}
-            exp.optimizer.check_state(optim, {p.key: p.value.shape for p in exp.network.params})
+            exp.optimizer.check_state(optim, {p.key: p.value.shape for p in exp.network.params}, prefix="optim.")
             exp.optimizer.load_state_dict(optim)
             if exp.schedule is not None:
                 exp.schedule.load_state_dict({k[len("schedule.") :]: v for k, v in arrays.items() if k.startswith("schedule.")})
@@ -259,6 +298,37 @@ def restore(exp: Experiment, arrays: Checkpoint, training: bool) -> TrainingStat
         except (KeyError, ValueError, TypeError) as e:
             raise NntrainError(f"'{arrays.path}' is damaged or incomplete: {type(e).__name__}: {e}") from None
     return state
+
+
+def steps_per_epoch(exp: Experiment) -> int:
+    """Optimizer steps in one epoch: one per mini-batch of the training rows, one for lbfgs (full batch)."""
+    n = len(exp.splits["train"])
+    if exp.optimizer.needs_closure:
+        return 1
+    batch = exp.config.train.batch_size
+    return 1 if batch == "full" else math.ceil(n / max(1, min(batch, n)))
+
+
+def none_yet(run: RunDir) -> bool:
+    """Whether the run stopped before its first checkpoint (killed, or a full disk, before epoch 0's last.npz).
+
+    True only when its checkpoints folder holds no checkpoint file at all (temporary files of a
+    killed write aside) and nothing records a finished epoch: metrics.csv has no row and
+    summary.json, if any, says 0 epochs completed. A checkpoint that is there but unreadable, or
+    a run whose files say it trained, is not this case (its checkpoints were lost or damaged).
+    """
+    if not os.path.isdir(run.checkpoints) or os.path.lexists(run.checkpoint("last")) or run.checkpoint_files():
+        return False
+    try:
+        if os.path.lexists(run.metrics_file) and read_metrics(run.metrics_file):
+            return False
+        if os.path.lexists(run.summary_file):
+            summary = json.loads(read_text(run.summary_file, "the summary"))
+            if not isinstance(summary, dict) or summary.get("epochs_completed") != 0:
+                return False
+    except (NntrainError, ValueError, RecursionError):  # unreadable: not a run that merely never started
+        return False
+    return True
 
 
 def newest_readable(run: RunDir, log) -> tuple[Path, dict[str, np.ndarray]]:

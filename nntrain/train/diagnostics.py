@@ -52,6 +52,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -343,9 +344,9 @@ def read_diagnostics(run_dir: Path) -> list[dict]:
     file is missing, has another header, or holds no rows.
     """
     path = Path(run_dir)
-    if path.is_dir():
+    if os.path.isdir(path):  # os.path's checks are False, not an error, for a path the system refuses
         path = path / DIAGNOSTICS_FILE
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise NntrainError(f"'{path}' does not exist: the run was not trained with train.diagnostics: true")
     raw = _read_raw(path)
     rows = []

@@ -25,6 +25,7 @@ from ..data.dataset import (
     split_indices,
 )
 from ..data.files import FeatureEncoder
+from ..engine.init import InitError
 from ..engine.layers import LAYERS
 from ..engine.losses import LOSSES
 from ..engine.network import Network
@@ -32,6 +33,7 @@ from ..engine.optim import OPTIMIZERS
 from ..engine.regularization import Penalty
 from ..engine.schedules import SCHEDULES, Schedule
 from ..errors import NntrainError
+from ..npzfile import Member, check_members
 from .metrics import Metrics
 
 STREAMS = ("data", "split", "init", "train")
@@ -216,7 +218,15 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
     """The config's layers and loss, sized for `dataset`; the output width is checked against the data."""
     layers = [LAYERS[spec.type](**cfg.options(spec, "type")) for spec in config.model.layers]
     loss = LOSSES[config.loss.name](**cfg.options(config.loss))
-    network = Network(layers, loss, dataset.X.shape[1], config.dtype, rng, config.model.init, config.model.init_scale)
+    try:
+        network = Network(layers, loss, dataset.X.shape[1], config.dtype, rng, config.model.init, config.model.init_scale)
+    except InitError as e:  # an init_scale so large that the weights overflow
+        i = next(i for i, layer in enumerate(layers) if layer.name == "linear" and not layer.params)  # the one that failed
+        own = getattr(layers[i], "init_scale", None) is not None
+        raise NntrainError(
+            f"{e} for layer {i} ({config.model.layers[i].type}); use a smaller init_scale",
+            f"model.layers.{i}.init_scale" if own else "model.init_scale",
+        ) from None
     need = loss.expected_width(dataset.n_classes, dataset.n_targets)
     n_classes = dataset.n_classes
     if loss.classes is not None and n_classes != loss.classes:
@@ -269,6 +279,12 @@ def _check_batch_norm_batches(config: cfg.Config, rows: int) -> None:
     if not any(spec.type == "batch_norm" for spec in config.model.layers):
         return
     batch = rows if config.train.batch_size == "full" else config.train.batch_size
+    if batch == 1:
+        raise NntrainError(
+            "batches of one row cannot be normalized by batch_norm (it needs at least 2 rows per training batch);"
+            " use train.batch_size 2 or more",
+            "train.batch_size",
+        )
     if rows % batch == 1 or rows == 1:
         raise NntrainError(
             f"{rows} training rows in batches of {batch} leave a last batch of one row, which batch_norm cannot"
@@ -277,14 +293,47 @@ def _check_batch_norm_batches(config: cfg.Config, rows: int) -> None:
         )
 
 
-def check_splits(splits: dict, rows: int) -> None:
-    """A saved splits.npz must name rows of this data: integer indices in range, for every split."""
+SPLITS_FILE = {name: Member("iu", (None,), required=True) for name in SPLITS}
+
+
+class SavedSplits(dict):
+    """The arrays of a run's splits.npz, and the file they came from (for messages)."""
+
+    def __init__(self, path, arrays: dict[str, np.ndarray]):
+        super().__init__(arrays)
+        self.path = path
+
+
+def check_splits(splits: dict, rows: int, config: cfg.Config | None = None) -> None:
+    """A saved splits.npz, checked as a whole before it is used; NntrainError naming it otherwise.
+
+    It must hold exactly the integer arrays train, val and test, each 1-D, sorted without
+    repeats, naming rows of this data (0 .. rows - 1), no row in two splits; train must have
+    rows, and val must have rows exactly when the config has a validation split.
+    """
+    where = f"'{getattr(splits, 'path', 'splits.npz')}'"
+    check_members(where[1:-1], splits, SPLITS_FILE, closed=True)
     for name in SPLITS:
-        index = splits.get(name)
-        if index is None or index.ndim != 1 or index.dtype.kind not in "iu":
-            raise NntrainError(f"the run's splits.npz has no integer array '{name}'")
+        index = splits[name]
         if len(index) and (index.min() < 0 or index.max() >= rows):
-            raise NntrainError(f"the run's splits.npz does not match its data ({name} rows outside 0..{rows - 1})")
+            raise NntrainError(f"{where} does not match its data ({name} rows outside 0..{rows - 1})")
+        if len(index) > 1 and not (np.diff(index) > 0).all():
+            at = int(np.argmin(np.diff(index) > 0))
+            problem = "repeats" if index[at] == index[at + 1] else "is not sorted at"
+            raise NntrainError(f"{where} is damaged: '{name}' {problem} row {int(index[at + 1])} (position {at + 1})")
+    for i, a in enumerate(SPLITS):
+        for b in SPLITS[i + 1 :]:
+            both = np.intersect1d(splits[a], splits[b], assume_unique=True)
+            if len(both):
+                raise NntrainError(f"{where} is damaged: row {int(both[0])} is in both '{a}' and '{b}'")
+    if not len(splits["train"]):
+        raise NntrainError(f"{where} is damaged: its 'train' split has no rows")
+    if config is not None:
+        has_val = config.data.split.val > 0 or config.data.val is not None
+        if has_val != bool(len(splits["val"])):
+            problem = "has no rows" if has_val else f"has {len(splits['val'])} rows"
+            setting = "has a validation split" if has_val else "has none (data.split.val: 0)"
+            raise NntrainError(f"{where} does not match the run's config: its 'val' split {problem}, but the config {setting}")
 
 
 def prepare(
@@ -311,8 +360,8 @@ def prepare(
     cfg.resolve(config, dataset.task)
     if splits is None:
         splits = splits_of(config, dataset, rngs["split"])
-    else:
-        check_splits(splits, len(dataset.y))
+    elif with_data:  # a run's splits.npz (without data there are no rows, and no splits)
+        check_splits(splits, len(dataset.y), config)
     scale = config.data.scale
     target_method = "standardize" if config.data.scale_target else "none"
     if saved is not None:

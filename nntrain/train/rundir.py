@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -81,8 +82,20 @@ class RunDir:
 
     @classmethod
     def open(cls, path: Path) -> "RunDir":
+        """An existing run directory (one with a config.yaml); NntrainError naming `path` otherwise.
+
+        A path the system refuses to look up (a name too long) is an NntrainError too, not an OSError.
+        """
         run = cls(path)
-        if not run.config_file.is_file():
+        try:
+            mode = os.stat(run.config_file).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            mode = None
+        except OSError as e:
+            raise NntrainError(f"'{path}': {e.strerror or e}") from None
+        except ValueError as e:  # an embedded NUL character
+            raise NntrainError(f"'{path}' is not a valid path: {e}") from None
+        if mode is None or not stat.S_ISREG(mode):
             raise NntrainError(f"'{path}' is not a run directory (no config.yaml)")
         return run
 

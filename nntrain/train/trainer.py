@@ -15,7 +15,7 @@ import numpy as np
 from .. import __version__
 from .. import config as cfg
 from ..errors import NntrainError, WriteError
-from ..fileio import activity, remove
+from ..fileio import Previous, activity, remove
 from . import checkpoint
 from .checkpoint import TrainingState
 from .experiment import Experiment
@@ -329,27 +329,38 @@ class Trainer:
         `state` is updated only once last.npz holds the epoch. Each file is serialized and written
         on its own (atomically, fsynced): hard-linking them to one file would save a write, but a
         file damaged in place would then damage them all.
+
+        When a later write fails (a full disk), best.npz is put back as it was (fileio.Previous:
+        the old one kept aside without using space), so that no checkpoint is ahead of last.npz.
+        A kill between them leaves the new best.npz: the resume repeats the epoch and writes the
+        same one again.
         """
         after = TrainingState(epoch, state.best_epoch, state.best_value)
-        if self.improved(row[self.monitor], state):
-            after.best_epoch, after.best_value = epoch, float(row[self.monitor])
-            with activity(f"saving the best checkpoint (epoch {epoch})"):
-                checkpoint.save(self.run.checkpoint("best"), self.exp, after)
+        previous_best = None
         every = self.exp.config.train.checkpoint_every
         periodic = self.run.epoch_checkpoint(epoch) if every and epoch % every == 0 else None
-        if periodic is not None:
-            with activity(f"saving the checkpoint of epoch {epoch}"):
-                checkpoint.save(periodic, self.exp, after)
         try:
+            if self.improved(row[self.monitor], state):
+                after.best_epoch, after.best_value = epoch, float(row[self.monitor])
+                previous_best = Previous(self.run.checkpoint("best"))
+                with activity(f"saving the best checkpoint (epoch {epoch})"):
+                    checkpoint.save(self.run.checkpoint("best"), self.exp, after)
+            if periodic is not None:
+                with activity(f"saving the checkpoint of epoch {epoch}"):
+                    checkpoint.save(periodic, self.exp, after)
             with activity(f"saving the checkpoint of epoch {epoch}"):
                 checkpoint.save(self.run.checkpoint("last"), self.exp, after)
         except BaseException:
+            if previous_best is not None:
+                previous_best.restore()
             if periodic is not None:  # of an epoch that does not count (a resume writes it again)
                 try:
                     remove(periodic, "removing the checkpoint of an unfinished epoch")
                 except WriteError:
                     pass
             raise
+        if previous_best is not None:
+            previous_best.discard()
         state.epoch, state.best_epoch, state.best_value = after.epoch, after.best_epoch, after.best_value
 
     def summary(self, status: str, state: TrainingState, seconds: float, message: str | None, evaluate=True) -> dict:
