@@ -17,7 +17,7 @@ from . import config as cfg
 from .data.dataset import builtin_names, encode_labels, resolve_path
 from .data.files import is_csv, read_npz, read_table
 from .engine.gradcheck import check_gradients
-from .errors import NntrainError, WriteError
+from .errors import NntrainError
 from .train import checkpoint
 from .train.experiment import Experiment, SavedSplits, prepare
 from .npzfile import load_npz
@@ -67,16 +67,7 @@ def fit(
     for note in exp.dataset.notes:
         hooks.log(note)
     _warn_line_search(exp, hooks)
-    run = RunDir.create(Path(runs_root), config.name or "run", run_dir)
-    try:
-        atomic_write(run.config_file, cfg.to_yaml(config).encode())
-    except WriteError:  # (a full disk) a folder without config.yaml is no run: remove it, so the same --run-dir works later
-        for folder in (run.checkpoints, run.path):
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
-        raise
+    run = RunDir.create(Path(runs_root), config.name or "run", run_dir, cfg.to_yaml(config).encode())
     return _train_from_scratch(exp, run, hooks)
 
 

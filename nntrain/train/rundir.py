@@ -12,18 +12,21 @@ Checkpoints are plain .npz files, read with allow_pickle=False.
 from __future__ import annotations
 
 import csv
+import errno
 import io
+import itertools
 import json
 import os
 import re
+import shutil
 import stat
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import NntrainError, shorten
-from ..fileio import LineLog, atomic_write, make_dir, read_text, remove_temp_files
+from ..errors import NntrainError, WriteError, shorten
+from ..fileio import LineLog, atomic_write, fsync_dir, make_dir, read_text, remove_temp_files
 from ..npzfile import load_npz  # noqa: F401 - where checkpoints and splits are read
 
 
@@ -38,27 +41,58 @@ def text_array(text: str) -> np.ndarray:
     return np.array(text, dtype=np.str_)
 
 
-def new_directory(root: Path, stem: str, path: Path | None, what: str, hint: str = "") -> Path:
+def new_directory(root: Path, stem: str, path: Path | None, what: str, hint: str = "", fill=None) -> Path:
     """Create `path` (refused if it exists), or root/<stem>-<YYYYmmdd-HHMMSS>, with -2, -3, ... when taken.
 
-    WriteError (exit 74, or 2 for a wrong path) when it cannot be created.
+    With `fill`, the directory is made under a temporary name beside it, `fill(folder)` writes its
+    first files there, and it is then renamed into place: a kill leaves no directory or a complete
+    one (a run directory always has its config.yaml). WriteError (exit 74, or 2 for a wrong path)
+    when it cannot be created.
     """
-    if path is not None:
-        path = Path(path)
-        if os.path.exists(path):  # os.path's exists is False for a path the system refuses (a name too long)
-            raise NntrainError(f"{what} '{path}' already exists{hint}")
+    given = path is not None
+    if given:
+        candidates = iter([Path(path)])
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path(root) / f"{stem}-{stamp}"
-        n = 2
-        while os.path.exists(path):  # two started in the same second
-            path = Path(root) / f"{stem}-{stamp}-{n}"
-            n += 1
+        candidates = (Path(root) / (f"{stem}-{stamp}" + (f"-{n}" if n > 1 else "")) for n in itertools.count(1))
+    for path in candidates:
+        if os.path.exists(path):  # os.path's exists is False for a path the system refuses (a name too long)
+            if given:
+                raise NntrainError(f"{what} '{path}' already exists{hint}")
+            continue  # two started in the same second
+        if fill is None:
+            try:
+                make_dir(path, f"creating the {what}", parents=True)
+            except FileExistsError:
+                raise NntrainError(f"{what} '{path}' already exists{hint}") from None
+            return path
+        if _fill_and_rename(path, fill, what):
+            return path
+        if given:
+            raise NntrainError(f"{what} '{path}' already exists{hint}")
+
+
+def _fill_and_rename(path: Path, fill, what: str) -> bool:
+    """Build `path` as a temporary folder beside it and rename it into place; False when `path` appeared meanwhile."""
     try:
-        make_dir(path, f"creating the {what}", parents=True)
+        make_dir(path.parent, f"creating the {what}", parents=True)
     except FileExistsError:
-        raise NntrainError(f"{what} '{path}' already exists{hint}") from None
-    return path
+        pass
+    folder = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    make_dir(folder, f"creating the {what}")
+    try:
+        fill(folder)
+        try:
+            os.rename(folder, path)
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                return False
+            raise WriteError(path, e, f"creating the {what}") from None
+    finally:
+        if os.path.isdir(folder):  # not renamed: a failed write or a name taken meanwhile
+            shutil.rmtree(folder, ignore_errors=True)
+    fsync_dir(path.parent)
+    return True
 
 
 class RunDir:
@@ -74,11 +108,15 @@ class RunDir:
     checkpoints = property(lambda self: self.path / "checkpoints")
 
     @classmethod
-    def create(cls, root: Path, name: str, path: Path | None = None) -> "RunDir":
-        """A new directory: `path` if given (refused if it exists), else root/<name>-<YYYYmmdd-HHMMSS>."""
-        path = new_directory(root, name, path, "run directory", "; nntrain never writes into an old run")
-        make_dir(path / "checkpoints", "creating the run directory")
-        return cls(path)
+    def create(cls, root: Path, name: str, path: Path | None, config_text: bytes) -> "RunDir":
+        """A new directory holding config.yaml and checkpoints/: `path` if given (refused if it exists),
+        else root/<name>-<YYYYmmdd-HHMMSS>. It appears complete or not at all (see new_directory)."""
+
+        def fill(folder: Path) -> None:
+            make_dir(folder / "checkpoints", "creating the run directory")
+            atomic_write(folder / "config.yaml", config_text, "writing the run's config")
+
+        return cls(new_directory(root, name, path, "run directory", "; nntrain never writes into an old run", fill))
 
     @classmethod
     def open(cls, path: Path) -> "RunDir":
