@@ -191,7 +191,7 @@ class Previous:
         self.existed = mode is not None
         if mode is None or not stat.S_ISREG(mode):  # only a regular file is kept (not a folder in its place)
             return
-        aside = self.path.with_name(f".{self.path.name}.old.tmp-{os.getpid()}")
+        aside = temp_path(self.path.with_name(self.path.name + ".old"))
         _unlink_quietly(aside)
         for keep in (os.link, os.rename):  # EPERM / EXDEV / EMLINK / ENOSPC (a directory entry) for links
             try:

@@ -76,7 +76,12 @@ def orthogonal(fan_in, fan_out, rng, scale):
 
 
 class InitError(ValueError):
-    """The initializer gave weights that are not finite numbers (an init_scale too large for the dtype)."""
+    """The initializer gave weights that are not finite numbers (an init_scale too large for the dtype).
+
+    `layer` is the index of the layer whose weights they were (set by Network).
+    """
+
+    layer: int | None = None
 
 
 def init_weight(name: str, fan_in: int, fan_out: int, rng: np.random.Generator, scale: float, dtype) -> np.ndarray:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .init import InitError
 from .layers import Layer
 from .losses import Loss
 
@@ -100,8 +101,12 @@ class Network:
         self.dtype = np.dtype(dtype)
         self.in_features = in_features
         width = in_features
-        for layer in layers:
-            width = layer.setup(width, self.dtype, rng, init, init_scale)
+        for i, layer in enumerate(layers):
+            try:
+                width = layer.setup(width, self.dtype, rng, init, init_scale)
+            except InitError as e:  # which layer's weights overflowed, for the message
+                e.layer = i
+                raise
         self.fused = bool(layers) and loss.fuses is not None and layers[-1].name == loss.fuses
         self.chain = layers[:-1] if self.fused else layers
         self.out_features = width

@@ -49,8 +49,6 @@ Warnings (thresholds: the named constants below):
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from pathlib import Path
@@ -58,7 +56,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NntrainError
-from ..fileio import LineLog, read_text
+from ..fileio import LineLog
+from .rundir import csv_text, read_csv
 
 DIAGNOSTICS_FILE = "diagnostics.csv"
 COLUMNS = [
@@ -194,12 +193,8 @@ class Diagnostics:
                 and (r.get("layer") or "").isdigit()  # not a line torn by a crash
                 and int(r["epoch"]) <= keep_until
             ]
-        text = io.StringIO(newline="")
-        writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(kept)
         # Appended unbuffered, an epoch at a time; rolled back when that epoch's checkpoint fails.
-        self.file = LineLog(self.path, text.getvalue(), "writing the diagnostics")
+        self.file = LineLog(self.path, csv_text(COLUMNS, kept, header=True), "writing the diagnostics")
 
     def commit(self) -> None:
         """The rows written so far belong to a checkpointed epoch: keep them."""
@@ -301,11 +296,9 @@ class Diagnostics:
         """
         rows = self.measure(epoch)
         if self.file is not None:
-            text = io.StringIO(newline="")
-            writer = csv.DictWriter(text, fieldnames=COLUMNS)
-            writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
             # The whole epoch at once: a crash tears at most one epoch; a failed write leaves none of it.
-            self.file.append(text.getvalue(), f"writing the diagnostics of epoch {int(epoch)}")
+            text = csv_text(COLUMNS, [{k: _fmt(v) for k, v in row.items()} for row in rows])
+            self.file.append(text, f"writing the diagnostics of epoch {int(epoch)}")
         self._reset()
         return rows
 
@@ -321,12 +314,7 @@ def _fmt(value):
 
 def _read_raw(path: Path) -> list[dict]:
     """The rows of a diagnostics file, as strings; NntrainError (exit 2) naming it when unreadable or foreign."""
-    text = read_text(path, "the diagnostics file")
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        fields, rows = reader.fieldnames, list(reader)
-    except csv.Error as e:
-        raise NntrainError(f"cannot read the diagnostics file '{path}': {e}") from None
+    fields, rows = read_csv(path, "the diagnostics file")
     if fields is not None and list(fields) != COLUMNS:
         raise NntrainError(f"'{path}' is not a diagnostics file (columns {fields}, expected {COLUMNS})")
     return rows

@@ -221,7 +221,7 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
     try:
         network = Network(layers, loss, dataset.X.shape[1], config.dtype, rng, config.model.init, config.model.init_scale)
     except InitError as e:  # an init_scale so large that the weights overflow
-        i = next(i for i, layer in enumerate(layers) if layer.name == "linear" and not layer.params)  # the one that failed
+        i = e.layer
         own = getattr(layers[i], "init_scale", None) is not None
         raise NntrainError(
             f"{e} for layer {i} ({config.model.layers[i].type}); use a smaller init_scale",

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import NntrainError, WriteError, shorten
-from ..fileio import LineLog, atomic_write, fsync_dir, make_dir, read_text, remove_temp_files
-from ..npzfile import load_npz  # noqa: F401 - where checkpoints and splits are read
+from ..fileio import LineLog, atomic_write, fsync_dir, make_dir, read_text, remove_temp_files, temp_path
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray], what: str | None = None) -> None:
@@ -78,7 +77,7 @@ def _fill_and_rename(path: Path, fill, what: str) -> bool:
         make_dir(path.parent, f"creating the {what}", parents=True)
     except FileExistsError:
         pass
-    folder = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    folder = temp_path(path)
     make_dir(folder, f"creating the {what}")
     try:
         fill(folder)
@@ -171,10 +170,10 @@ class MetricsLog:
         if keep_until is not None and self.path.exists():
             # Resuming: drop rows after the checkpoint's epoch (written before a crash).
             rows = [r for r in read_metrics(self.path, columns) if int(r["epoch"]) <= keep_until]
-        self.file = LineLog(self.path, _csv_text(columns, rows, header=True))
+        self.file = LineLog(self.path, csv_text(columns, rows, header=True))
 
     def write(self, row: dict) -> None:
-        self.file.append(_csv_text(self.columns, [{k: _fmt(v) for k, v in row.items()}]),
+        self.file.append(csv_text(self.columns, [{k: _fmt(v) for k, v in row.items()}]),
                          f"writing the metrics of epoch {row.get('epoch')}")  # fmt: skip
 
     def sync(self) -> None:
@@ -190,7 +189,8 @@ class MetricsLog:
         self.file.close()
 
 
-def _csv_text(columns: list[str], rows: list[dict], header: bool = False) -> str:
+def csv_text(columns: list[str], rows: list[dict], header: bool = False) -> str:
+    """Rows as CSV text in `columns` order (other keys ignored), with the header line first if asked."""
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
     if header:
@@ -203,19 +203,23 @@ def _fmt(value):
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
+def read_csv(path: Path, what: str) -> tuple[list[str] | None, list[dict]]:
+    """(header, rows) of a CSV file nntrain wrote into a run; NntrainError naming it when it cannot be read."""
+    text = read_text(path, what)
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        return reader.fieldnames, list(reader)
+    except csv.Error as e:
+        raise NntrainError(f"cannot read {what} '{path}': {e}") from None
+
+
 def read_metrics(path: Path, columns: list[str] | None = None) -> list[dict]:
     """The complete rows of metrics.csv (a torn last line is skipped), as strings.
 
     With `columns`, a header that differs from them is an error (the file is not this run's).
     NntrainError (exit 2) naming the file when it cannot be read or is not UTF-8 CSV.
     """
-    text = read_text(path, "the metrics file")
-    try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        fields = reader.fieldnames
-        rows = list(reader)
-    except csv.Error as e:
-        raise NntrainError(f"cannot read the metrics file '{path}': {e}") from None
+    fields, rows = read_csv(path, "the metrics file")
     if fields is None:  # an empty file: no rows
         return []
     if columns is not None and list(fields) != list(columns):
