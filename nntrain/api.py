@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from pathlib import Path
 
@@ -15,13 +16,14 @@ import numpy as np
 
 from . import config as cfg
 from .data.dataset import builtin_names, encode_labels, resolve_path
-from .data.files import is_csv, read_npz, read_table
+from .data.files import TableOptions, is_table_file, read_npz, read_table
 from .engine.gradcheck import check_gradients
 from .errors import NntrainError
 from .train import checkpoint
 from .train.experiment import Experiment, SavedSplits, prepare
 from .npzfile import load_npz
 from .train.rundir import RunDir, atomic_write, save_npz
+from .train.metrics import check_threshold, decide
 from .train.trainer import Hooks, Trainer
 
 
@@ -66,6 +68,8 @@ def fit(
         raise KeyboardInterrupt
     for note in exp.dataset.notes:
         hooks.log(note)
+    for caution in exp.cautions:
+        hooks.log(f"caution: {caution}")
     _warn_line_search(exp, hooks)
     run = RunDir.create(Path(runs_root), config.name or "run", run_dir, cfg.to_yaml(config).encode())
     return _train_from_scratch(exp, run, hooks)
@@ -201,8 +205,8 @@ def load_run(run_dir: Path, which: str = "best", with_data: bool = True, dtype: 
 def _file_arrays(exp: Experiment, data: Path):
     """(X, y, t) of a labelled data file, encoded as the run's training data was."""
     path = resolve_path(str(data), None)
-    if is_csv(path):
-        table = read_table(path, exp.config.data.target, exp.config.data.missing, exp.dataset.encoder)
+    if is_table_file(path):
+        table = read_table(path, encoder=exp.dataset.encoder, options=TableOptions.of(exp.config.data))
         X, y_raw = table.X, table.y
     else:
         X, y_raw, _ = read_npz(path)
@@ -212,18 +216,21 @@ def _file_arrays(exp: Experiment, data: Path):
     return exp.encode(X, y)
 
 
-def evaluate_run(run_dir: Path, which: str = "best", split: str = "test", data: Path | None = None) -> dict:
+def evaluate_run(
+    run_dir: Path, which: str = "best", split: str = "test", data: Path | None = None, threshold: float | None = None
+) -> dict:
     """Loss and metrics of a saved run on one of its splits, or on a labelled data file.
 
     A model whose outputs overflow (huge parameters or scaling statistics) gets NaN or infinite
     metrics, without numpy warnings; `eval --fail-under` / `--fail-over` gates then fail.
     """
     with np.errstate(all="ignore"):
-        return _evaluate_run(run_dir, which, split, data)
+        return _evaluate_run(run_dir, which, split, data, threshold)
 
 
-def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None) -> dict:
+def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, threshold: float | None) -> dict:
     exp = load_run(run_dir, which, with_data=data is None)
+    exp.threshold = threshold
     if data is not None:
         X, y, t = _file_arrays(exp, data)
         source, samples, result = str(data), len(X), exp.evaluate(X, y, t, confusion=True)
@@ -236,49 +243,88 @@ def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None) -> d
     return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(samples), **result}
 
 
-def predict_run(run_dir: Path, input_csv: Path, which: str = "best") -> str:
-    """Predictions for the rows of a CSV as CSV text: class and probabilities, or values.
+def predict_run(
+    run_dir: Path, input_path: Path, which: str = "best", threshold: float | None = None, as_json: bool = False
+) -> tuple[str, list[str]]:
+    """Predictions for the rows of a table file, in its row order: (CSV or JSON Lines text, problems).
 
-    NntrainError naming the rows when the model's outputs for some are not finite numbers
-    (parameters or scaling statistics so large that they overflow): no prediction is printed
-    then, rather than NaN or a class decided by NaN.
+    Each row gives class and probabilities, or values; the run's id column (data.columns.id)
+    comes first when the file has it. A row that cannot be scored (a missing value the run
+    does not impute, an unknown category, text in a number column, outputs that overflow) is
+    kept with empty predictions (JSON: an "error"), and `problems` names it by line. With
+    `threshold` (binary classification with probabilities) the second class is predicted where
+    its probability is at least `threshold`.
     """
     exp = load_run(run_dir, which, with_data=False)
-    X = read_table(Path(input_csv), encoder=exp.dataset.encoder, with_target=False).X
+    if threshold is not None:
+        try:
+            if exp.dataset.n_classes != 2:
+                raise ValueError(f"a decision threshold applies to binary classification; this run has {exp.dataset.n_classes or 'no'} classes")
+            check_threshold(exp.network.loss, threshold, exp.network.out_features)
+        except ValueError as e:
+            raise NntrainError(f"--threshold: {e}") from None
+    options = TableOptions.of(exp.config.data)
+    problems: dict[int, str] = {}
+    data = read_table(Path(input_path), encoder=exp.dataset.encoder, with_target=False, options=options, problems=problems)
+    X = exp.imputer.transform(data.X)
     loss, classes = exp.network.loss, exp.dataset.classes
-    with np.errstate(all="ignore"):  # overflow is reported below, once, not as numpy warnings
-        z = exp.network.forward(exp.scaler.transform(X, exp.dtype))
+    ok = ~np.isnan(X).any(axis=1)
+    for r in np.flatnonzero(~ok):
+        problems.setdefault(int(r), "a missing value")
+    Xs = X[ok]
+    with np.errstate(all="ignore"):  # overflow is reported per row below, not as numpy warnings
+        z = exp.network.forward(exp.scaler.transform(Xs, exp.dtype))
         out = loss.predict(z).astype(np.float64)
         if classes is None:
             out = exp.to_target_units(out)
-    bad = ~(np.isfinite(z).all(axis=1) & np.isfinite(out).all(axis=1))
-    if bad.any():
-        rows = np.flatnonzero(bad) + 1
-        listed = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
-        checkpoint_name = f"{exp.source}.npz" if exp.source in ("best", "last") else f"'{exp.source}'"
-        raise NntrainError(
-            f"the model's outputs are not finite for row{'s' if len(rows) > 1 else ''} {listed} of {len(X)} in '{input_csv}'"
-            f" (counted from 1 after the header): the parameters or scaling statistics of {checkpoint_name} overflow"
-            " there, so there is no prediction to give"
-        )
+    finite = np.isfinite(z).all(axis=1) & np.isfinite(out).all(axis=1)
+    checkpoint_name = f"{exp.source}.npz" if exp.source in ("best", "last") else f"'{exp.source}'"
+    for r in np.flatnonzero(ok)[~finite]:
+        problems[int(r)] = f"the model's outputs are not finite (the parameters or scaling statistics of {checkpoint_name} overflow)"
     if classes is not None:
-        labels = np.array(classes)[loss.decide(z)]
-        # Probabilities where the loss defines them, otherwise raw scores; one column per class,
-        # or a single one for a one-unit binary loss (the second class's probability, or the score).
+        decided = decide(loss, z, threshold)
         prefix = "p" if loss.probabilities else "score"
         if out.shape[1] == len(classes):
-            header = ["class", *(f"{prefix}_{c}" for c in classes)]
+            names = [f"{prefix}_{c}" for c in classes]
         else:
-            header = ["class", f"p_{classes[1]}" if loss.probabilities else "score"]
-        rows = [[label, *(f"{v:.6g}" for v in row)] for label, row in zip(labels, out)]
+            names = [f"p_{classes[1]}" if loss.probabilities else "score"]
+        header = ["class", *names]
+        scored = [[classes[k], *row] for k, row in zip(decided.tolist(), out.tolist())]
     else:
         header = ["prediction"] if out.shape[1] == 1 else [f"prediction_{j}" for j in range(out.shape[1])]
-        rows = [[f"{v:.6g}" for v in row] for row in out]
+        scored = out.tolist()
+    rows: list[list | None] = [None] * len(X)
+    for r, row in zip(np.flatnonzero(ok), scored):
+        rows[r] = row
+    for r in problems:
+        rows[r] = None
+    id_name = options.roles.id if data.ids is not None else None
+    lines = data.table.lines(sorted(problems)) if problems else []
+    line_of = dict(zip(sorted(problems), lines))
+    messages = [f"{input_path}, line {line_of[r]}: {problems[r]}" for r in sorted(problems)]
+    if data.table.format != "csv":
+        messages = [m.replace(", line ", ", row ", 1) for m in messages]
+    if as_json:
+        all_lines = data.table.lines(range(len(X)))
+        unit = "line" if data.table.format == "csv" else "row"
+        text = io.StringIO()
+        for r, row in enumerate(rows):
+            record = {unit: all_lines[r]}
+            if id_name is not None:
+                record[id_name] = str(data.ids[r])
+            if row is None:
+                record["error"] = problems[r]
+            else:
+                record.update(zip(header, row))
+            text.write(json.dumps(record) + "\n")
+        return text.getvalue(), messages
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return text.getvalue()
+    writer.writerow(([id_name] if id_name else []) + header)
+    for r, row in enumerate(rows):
+        cells = [""] * len(header) if row is None else [v if isinstance(v, str) else f"{v:.6g}" for v in row]
+        writer.writerow(([str(data.ids[r])] if id_name else []) + cells)
+    return text.getvalue(), messages
 
 
 def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: float = 1e-6, entries: int = 100):

@@ -249,6 +249,7 @@ def eval_(
     data: Annotated[Optional[Path], typer.Option("--data", help="Score a labelled .csv / .npz file instead of a split.")] = None,
     fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", metavar="METRIC=VALUE", help="Exit 1 if METRIC < VALUE.")] = None,
     fail_over: Annotated[Optional[list[str]], typer.Option("--fail-over", metavar="METRIC=VALUE", help="Exit 1 if METRIC > VALUE.")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Binary: predict the second class where its probability >= this.")] = None,
     json_: Json = False,
     debug: Debug = False,
 ):
@@ -258,8 +259,9 @@ def eval_(
     if split not in ("train", "val", "test"):
         _err(f"error: --split '{split}' is not one of: train, val, test")
         raise typer.Exit(EXIT_USAGE)
+    _check_threshold(threshold)
     under, over = _threshold(fail_under or [], "--fail-under"), _threshold(fail_over or [], "--fail-over")
-    result = _guard(debug, lambda: api.evaluate_run(run_dir, checkpoint, split, data))
+    result = _guard(debug, lambda: api.evaluate_run(run_dir, checkpoint, split, data, threshold))
     failed = []
     for name, limit in [*((n, v) for n, v in under.items()), *((n, v) for n, v in over.items())]:
         if name not in result or not isinstance(result[name], float):
@@ -287,27 +289,49 @@ def eval_(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
-    input_csv: Annotated[Path, typer.Argument(help="CSV with the feature columns (header row).", show_default=False)],
+    input_file: Annotated[Path, typer.Argument(help="A table (CSV, Parquet, Feather) with the feature columns.", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the predictions here instead of stdout.")] = None,
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last, or a checkpoint file.")] = "best",
+    threshold: Annotated[Optional[float], typer.Option("--threshold", help="Binary: predict the second class where its probability >= this.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per row, with its line number.")] = False,
     debug: Debug = False,
 ):
-    """Predictions for the rows of a CSV: class and probabilities, or values."""
+    """Predictions for the rows of a table, in its order: class and probabilities, or values.
+
+    Rows that cannot be scored keep their place with empty predictions (JSON: an "error"), are
+    listed on stderr, and make the exit code 2.
+    """
     from . import api
 
     from .errors import WriteError
 
+    _check_threshold(threshold)
+
     def run():
-        text = api.predict_run(run_dir, input_csv, checkpoint)
+        text, problems = api.predict_run(run_dir, input_file, checkpoint, threshold, json_)
         if out is None:
             _say(text, end="")
-            return
-        try:
-            out.write_text(text)
-        except OSError as e:
-            raise WriteError(out, e, "writing the predictions") from None
+        else:
+            try:
+                out.write_text(text)
+            except OSError as e:
+                raise WriteError(out, e, "writing the predictions") from None
+        return problems
 
-    _guard(debug, run)
+    problems = _guard(debug, run)
+    if problems:
+        _err(f"warning: {len(problems)} row{'s' if len(problems) != 1 else ''} could not be scored:")
+        for line in problems[:20]:
+            _err(f"  {line}")
+        if len(problems) > 20:
+            _err(f"  ... and {len(problems) - 20} more")
+        raise typer.Exit(EXIT_USAGE)
+
+
+def _check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not 0 < threshold < 1:
+        _err(f"error: --threshold must lie strictly between 0 and 1, got {threshold:g}")
+        raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()
@@ -359,7 +383,19 @@ def validate(
 
     def check():
         c = cfg.load_config(config, set_ or [])
-        prepare(c, config.parent)
+        exp = prepare(c, config.parent)
+        plans = exp.dataset.plans
+        if plans:
+            from .data.columns import column_report
+
+            features = sum(p.role == "feature" for p in plans)
+            _err(f"columns ({len(plans)}; {features} features, {exp.network.in_features} inputs after encoding):")
+            for line in column_report(plans):
+                _err(line)
+        for note in exp.dataset.notes:
+            _err(f"note: {note}")
+        for caution in exp.cautions:
+            _err(f"caution: {caution}")
         if c.sweep is not None:  # fit ignores the section, but a check of the config covers it
             from .sweep import plan_sweep
 
@@ -561,6 +597,44 @@ def datasets_download(
 
     folder = _guard(debug, lambda: download.download(name, dir_, mirror or None, log=_err))
     _say(f"{name} is ready in {folder}")
+
+
+@datasets_app.command("convert")
+def datasets_convert(
+    input_file: Annotated[Path, typer.Argument(help="A table file (CSV, CSV.gz, Parquet, Feather).", show_default=False)],
+    out_dir: Annotated[Path, typer.Argument(help="Folder for X.npy, y.npy and features.json.", show_default=False)],
+    target: Annotated[Optional[str], typer.Option("--target", help="The target column (default: the last).")] = None,
+    id_: Annotated[Optional[str], typer.Option("--id", help="An ID column (left out).")] = None,
+    ignore: Annotated[Optional[list[str]], typer.Option("--ignore", metavar="COLUMN", help="Leave this column out (repeatable).")] = None,
+    categorical: Annotated[Optional[list[str]], typer.Option("--categorical", metavar="COLUMN", help="One-hot encode this column (repeatable).")] = None,
+    missing: Annotated[str, typer.Option("--missing", help="error | drop: rows with a missing cell.")] = "error",
+    delimiter: Annotated[Optional[str], typer.Option("--delimiter", help="CSV delimiter (default: detected).")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 | float64 for X.npy.")] = "float32",
+    debug: Debug = False,
+):
+    """Convert a table, however large, into X.npy / y.npy, which train batch by batch from disk.
+
+    The file is read twice, a batch at a time, so memory stays bounded whatever its size.
+    """
+    from .data.columns import Roles
+    from .data.convert import convert
+
+    for option, value, allowed in (("--missing", missing, ("error", "drop")), ("--dtype", dtype, ("float32", "float64")),
+                                   ("--delimiter", delimiter, (None, ",", ";", "\t", "|"))):
+        if value not in allowed:
+            _err(f"error: {option} '{value}' is not one of: {', '.join(a for a in allowed if a)}")
+            raise typer.Exit(EXIT_USAGE)
+    roles = Roles(ignore=list(ignore or []), id=id_, categorical=list(categorical or []))
+    target_key: str | int | None = target
+    result = _guard(debug, lambda: convert(input_file, out_dir, target_key, roles, missing, delimiter, dtype))
+    from .data.columns import column_report
+
+    _err(f"columns ({len(result['plans'])}):")
+    for line in column_report(result["plans"]):
+        _err(line)
+    _say(f"wrote {result['rows']} rows x {len(result['features'])} inputs to {out_dir}; train on them with:")
+    _say("data:")
+    _say(f"  dataset: {{X: {result['X']}, y: {result['y']}}}")
 
 
 def main():

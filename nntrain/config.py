@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 import types
 import typing
@@ -32,7 +33,7 @@ from pydantic import (
 from pydantic import Tag
 
 from .data.dataset import builtin_names, unknown_dataset
-from .data.files import is_csv, is_data_file
+from .data.files import is_data_file, is_table_file
 from .data.download import DOWNLOADABLE
 from .data.generators import GENERATORS
 from .engine.init import INITIALIZERS
@@ -44,9 +45,12 @@ from .engine.schedules import SCHEDULES
 from . import safe_yaml
 from .errors import NntrainError, short_repr, shorten
 
-CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "f1")
+CLASSIFICATION_METRICS = (
+    "accuracy", "balanced_accuracy", "f1", "roc_auc", "average_precision", "log_loss", "precision", "recall"
+)
 REGRESSION_METRICS = ("mse", "mae", "r2")
-LOWER_IS_BETTER = ("loss", "mse", "mae")
+LOWER_IS_BETTER = ("loss", "mse", "mae", "log_loss")
+PROBABILITY_METRICS = ("log_loss",)  # metrics of class probabilities: not for losses that give raw scores
 
 
 class Strict(BaseModel):
@@ -286,6 +290,67 @@ Source = Annotated[
 SOURCE_KEYS = ("dataset", "train", "val", "test")
 
 
+ColumnName = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class ColumnsConfig(Strict):
+    """What each column of a table file is for; a column no key names is a feature (if no guard refuses it)."""
+
+    features: list[ColumnName] | None = Field(None, description="only these columns are features (the others are ignored)")
+    ignore: list[ColumnName] = Field(default_factory=list, description="columns read but never used")
+    id: ColumnName | None = Field(None, description="an ID column: never a feature; predict copies it to its output")
+    categorical: list[ColumnName] = Field(default_factory=list, description="columns one-hot encoded even if they hold numbers")
+    max_categories: Annotated[int, Field(ge=2, le=100_000)] = Field(
+        50, description="a text column with more distinct values is refused unless declared"
+    )
+
+    @model_validator(mode="after")
+    def _each_once(self):
+        for key in ("features", "ignore", "categorical"):
+            names = getattr(self, key) or []
+            for i, name in enumerate(names):
+                if name in names[:i]:
+                    raise ValueError(_at(key, f"lists '{name}' more than once"))
+        return self
+
+
+class ImputeRule(Strict):
+    """How missing cells of a column are filled, from the training split."""
+
+    strategy: Literal["mean", "median", "most_frequent", "constant"]
+    value: float | str | None = Field(None, description="constant: the value (default 0, or 'missing' for categories)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value):
+        return {"strategy": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _value_fits(self):
+        if self.value is not None and self.strategy != "constant":
+            raise ValueError(_at("value", f"applies only to strategy constant, not to {self.strategy}"))
+        if isinstance(self.value, float) and not math.isfinite(self.value):
+            raise ValueError(_at("value", f"must be a finite number, got {self.value}"))
+        return self
+
+
+class ImputeConfig(Strict):
+    """data.missing: impute: how missing feature cells are filled (statistics of the training split)."""
+
+    numeric: ImputeRule = Field(default_factory=lambda: ImputeRule(strategy="mean"), description="mean | median | most_frequent | constant")
+    categorical: ImputeRule = Field(default_factory=lambda: ImputeRule(strategy="most_frequent"), description="most_frequent | constant")
+    indicators: bool = Field(False, description="add an input col:missing (1 where the cell was missing) per column with gaps")
+    columns: dict[ColumnName, ImputeRule] = Field(default_factory=dict, description="per-column rules")
+
+    @model_validator(mode="after")
+    def _categorical_fits(self):
+        if self.categorical.strategy in ("mean", "median"):
+            raise ValueError(_at("categorical", f"{self.categorical.strategy} has no meaning for categories; use most_frequent or constant"))
+        if self.numeric.strategy == "constant" and isinstance(self.numeric.value, str):
+            raise ValueError(_at("numeric.value", f"must be a number, got {self.numeric.value!r}"))
+        return self
+
+
 class DataConfig(Strict):
     dataset: Source | None = Field(
         None, description="a built-in dataset (see `nntrain datasets`), a .csv / .csv.gz / .npz file, or {X: .npy, y: .npy}"
@@ -299,7 +364,15 @@ class DataConfig(Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     scale: ScaleConfig = Field(default_factory=ScaleConfig, description="none | standardize | minmax, or {name, range}")
     scale_target: bool = Field(False, description="regression: standardize the targets too (predictions in original units)")
-    missing: Literal["error", "drop"] = Field("error", description="CSV cells that are empty, NA, NaN, ?: error or drop the row")
+    missing: Literal["error", "drop", "impute"] = Field(
+        "error", description="table cells that are empty, NA, NaN, ?: error, drop the row, or impute (data.impute)"
+    )
+    impute: ImputeConfig | None = Field(None, description="with missing: impute; default: mean / most_frequent")
+    columns: ColumnsConfig | None = Field(None, description="table files: feature, id, ignored and categorical columns")
+    unknown: Literal["error", "ignore"] = Field(
+        "error", description="a category not seen in training: error, or ignore (encoded as all zeros)"
+    )
+    delimiter: Literal["auto", ",", ";", "\t", "|"] = Field("auto", description="CSV: the field delimiter (auto: detected)")
     flatten: bool = Field(True, description="image datasets: rows of height * width pixels")
 
     def sources(self) -> dict[str, str | ArrayFiles]:
@@ -330,8 +403,15 @@ class DataConfig(Strict):
                     raise ValueError(_at(key, f"'{source}' is a built-in dataset: use data.dataset, or give a file here"))
                 if key != "dataset" or source not in builtin_names():
                     raise ValueError(_at(key, unknown_dataset(source)))
-        if self.target is not None and not any(isinstance(s, str) and is_csv(s) for s in self.sources().values()):
-            raise ValueError(_at("target", "applies only to CSV files (an .npz names its arrays X and y)"))
+        tables = any(isinstance(s, str) and is_table_file(s) for s in self.sources().values())
+        for key, given in (("target", self.target is not None), ("columns", self.columns is not None),
+                           ("unknown", self.unknown != "error"), ("delimiter", self.delimiter != "auto"), ("missing", self.missing == "impute")):
+            if given and not tables:
+                raise ValueError(_at(key, "applies only to table files (CSV, Parquet, Feather); an .npz names its arrays X and y"))
+        if self.impute is not None and self.missing != "impute":
+            raise ValueError(_at("impute", f"applies with data.missing: impute (it is {self.missing})"))
+        if self.missing == "impute" and self.impute is None:
+            self.impute = ImputeConfig()
         model = GENERATOR_MODELS.get(self.dataset) if isinstance(self.dataset, str) else None
         if model is None:
             if self.options:
@@ -591,6 +671,14 @@ def resolve(config: Config, task: str) -> Config:
         if m not in allowed:
             raise NntrainError(f"'{m}' is not a {task} metric; allowed: {', '.join(allowed)}", "train.metrics")
     loss_tasks = LOSSES[config.loss.name].tasks
+    if not LOSSES[config.loss.name].probabilities:
+        wanted = [m for m in PROBABILITY_METRICS if m in config.train.metrics]
+        if wanted:
+            raise NntrainError(
+                f"{wanted[0]} needs class probabilities, which loss '{config.loss.name}' does not give;"
+                " use cross_entropy or binary_cross_entropy, or another metric",
+                "train.metrics",
+            )
     if task not in loss_tasks:
         raise NntrainError(
             f"'{config.loss.name}' is a {loss_tasks[0]} loss but the task is {task}; "

@@ -112,6 +112,47 @@ def atomic_write(path: Path, data: bytes, what: str | None = None) -> None:
     fsync_dir(path.parent)
 
 
+class AtomicStream:
+    """A file written piece by piece that appears at `path` whole, or not at all (atomic_write for large files).
+
+        with AtomicStream(path, "writing X.npy") as out:
+            out.write(header); out.write(rows) ...
+
+    On leaving without an error the data is fsynced and renamed into place; on any error the
+    temporary file is removed and `path` is left as it was.
+    """
+
+    def __init__(self, path: Path, what: str | None = None):
+        self.path, self.tmp, self.what, self.fd = Path(path), temp_path(Path(path)), what, None
+
+    def __enter__(self) -> "AtomicStream":
+        try:
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as e:
+            raise WriteError(self.path, e, _what(self.what)) from None
+        return self
+
+    def write(self, data: bytes) -> None:
+        try:
+            _write(self.fd, data, self.path)
+        except OSError as e:
+            raise WriteError(self.path, e, _what(self.what)) from None
+
+    def __exit__(self, kind, error, tb) -> None:
+        try:
+            if kind is None:
+                os.fsync(self.fd)
+            os.close(self.fd)
+            if kind is None:
+                os.replace(self.tmp, self.path)
+                fsync_dir(self.path.parent)
+                return
+        except OSError as e:
+            _unlink_quietly(self.tmp)
+            raise WriteError(self.path, e, _what(self.what)) from None
+        _unlink_quietly(self.tmp)
+
+
 class LineLog:
     """An append-only text file, created (atomically) with `initial` text: a header and any kept rows.
 

@@ -15,7 +15,8 @@ from .arrays import DiskRows, in_memory
 from . import download
 from .bundled import BUNDLED, read_bundled
 from .download import DOWNLOADABLE
-from .files import FILE_SUFFIXES, FeatureEncoder, is_csv, read_npz, read_table
+from .columns import ColumnPlan, FeatureEncoder
+from .files import FILE_SUFFIXES, TableOptions, is_table_file, read_npz, read_table
 from .generators import GENERATORS
 
 SPLITS = ("train", "val", "test")
@@ -38,6 +39,7 @@ class Dataset:
     notes: list[str] = field(default_factory=list)  # what loading did that a user should hear about
     parts: dict[str, np.ndarray] | None = None  # rows of each given part (files, an official test set), if any
     image_shape: tuple[int, ...] | None = None  # (height, width) of image data, before flattening
+    plans: list[ColumnPlan] = field(default_factory=list)  # the training table's columns and their roles
 
     def __post_init__(self):
         if self.encoder is None:
@@ -101,19 +103,24 @@ class RawData:
     classes: list[str] | None = None  # the source's own class names, in label order
     parts: dict[str, np.ndarray] | None = None  # the source's own split (an official test set)
     image_shape: tuple[int, ...] | None = None
+    plans: list[ColumnPlan] = field(default_factory=list)  # a table's columns and their roles
+    notes: list[str] = field(default_factory=list)  # what reading did: rows dropped, and why
 
 
-def read_source(source, options: dict, target, rng, base=None, missing="error", encoder=None) -> RawData:
-    """Read a built-in dataset, a data file (CSV, NPZ), or a pair (X.npy, y.npy) given as a tuple.
+def read_source(source, options: dict, table: TableOptions, rng, base=None, encoder=None) -> RawData:
+    """Read a built-in dataset, a data file (table, NPZ), or a pair (X.npy, y.npy) given as a tuple.
 
-    `encoder` (a training file's) makes a CSV encode its features the same way.
+    `encoder` (a training file's) makes a table encode its features the same way.
     """
     if isinstance(source, tuple):
         return read_array_files(*(resolve_path(p, base, (".npy",)) for p in source))
-    if encoder is not None and is_csv(source):
-        table = read_table(resolve_path(source, base), target, missing, encoder)
-        return RawData(table.X, table.y, table.encoder, dropped=table.dropped)
-    return read_raw(source, options, target, rng, base, missing)
+    if encoder is not None and is_table_file(source):
+        return _table_data(read_table(resolve_path(source, base), encoder=encoder, options=table))
+    return read_raw(source, options, table, rng, base)
+
+
+def _table_data(table) -> RawData:
+    return RawData(table.X, table.y, table.encoder, dropped=table.dropped, plans=table.plans, notes=table.notes)
 
 
 def read_array_files(x_path: Path, y_path: Path) -> RawData:
@@ -132,8 +139,8 @@ def read_array_files(x_path: Path, y_path: Path) -> RawData:
     return RawData(X, y)
 
 
-def read_raw(dataset: str, options: dict, target, rng, base: Path | None = None, missing: str = "error") -> RawData:
-    """Read a built-in dataset or a data file (CSV, NPZ)."""
+def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path | None = None) -> RawData:
+    """Read a built-in dataset or a data file (table, NPZ)."""
     if dataset in GENERATORS:
         gen = GENERATORS[dataset]
         return RawData(*gen(rng, **options), task=gen.task)
@@ -143,9 +150,8 @@ def read_raw(dataset: str, options: dict, target, rng, base: Path | None = None,
     if dataset in DOWNLOADABLE:
         return read_downloaded(dataset)
     path = resolve_path(dataset, base)
-    if is_csv(path):
-        table = read_table(path, target, missing)
-        return RawData(table.X, table.y, table.encoder, dropped=table.dropped)
+    if is_table_file(path):
+        return _table_data(read_table(path, options=table))
     X, y, _ = read_npz(path)
     return RawData(X, y)
 

@@ -1,4 +1,4 @@
-"""Readers for user data files: CSV (optionally gzipped) with a header row, and NPZ with arrays X and y.
+"""Readers for user data files: tables (CSV, Parquet, Feather) with named columns, and NPZ with arrays X and y.
 
 Features come out as X: (rows, features) float64; targets as y: (rows,) or (rows, k), a
 string array when the labels are not numbers.
@@ -6,11 +6,6 @@ string array when the labels are not numbers.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import zlib
-from collections import Counter
-from contextlib import closing
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -20,134 +15,211 @@ import numpy as np
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
 from ..npzfile import Member, check_members, load_npz
+from .columns import ColumnPlan, FeatureEncoder, Roles, plan_columns
+from .table import TABLE_SUFFIXES, Table, cells_of, header_names, is_table_file, read
 
 
-CSV_SUFFIXES = (".csv", ".csv.gz")
-FILE_SUFFIXES = (*CSV_SUFFIXES, ".npz")
-
-
-def is_csv(path) -> bool:
-    return str(path).lower().endswith(CSV_SUFFIXES)
+FILE_SUFFIXES = (*TABLE_SUFFIXES, ".npz")
 
 
 def is_data_file(path) -> bool:
     return str(path).lower().endswith(FILE_SUFFIXES)
 
 
-def _open_text(path: Path):
-    """A CSV file for reading, gzip-compressed or not."""
-    if str(path).lower().endswith(".gz"):
-        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
-    return open(path, newline="", encoding="utf-8-sig")
+@dataclass
+class TableOptions:
+    """What data.* says of reading a table file: target, roles, missing values, unknown categories, delimiter."""
 
+    target: str | int | None = None
+    missing: str = "error"  # "error" | "drop" | "impute"
+    roles: Roles = field(default_factory=Roles)
+    unknown: str = "error"  # "error" | "ignore"
+    delimiter: str | None = None  # None: detected
+    indicators: bool = False  # data.impute.indicators
+    constants: dict[str, object] = field(default_factory=dict)  # category column -> its constant fill value
 
-def _target_column(header: list[str], target, path, position: dict[str, int] | None = None) -> int:
-    if target is None:
-        return len(header) - 1
-    if isinstance(target, int):
-        if not -len(header) <= target < len(header):
-            raise NntrainError(f"column index {target} is out of range for {path} ({len(header)} columns)", "data.target")
-        return target % len(header)
-    position = position if position is not None else {h: j for j, h in enumerate(header)}
-    if target not in position:
-        raise NntrainError(
-            f"no column named '{target}' in {path}{did_you_mean(target, header)}; columns: {', '.join(header)}",
-            "data.target",
+    @classmethod
+    def of(cls, data) -> "TableOptions":
+        """From a DataConfig."""
+        impute = getattr(data, "impute", None)
+        constants = {}
+        if impute is not None:
+            constants = {n: r.value for n, r in impute.columns.items() if r.strategy == "constant"}
+            if impute.categorical.strategy == "constant":
+                constants["*"] = impute.categorical.value
+        delimiter = getattr(data, "delimiter", "auto")
+        return cls(
+            data.target, data.missing, Roles.of(data), getattr(data, "unknown", "error"),
+            None if delimiter == "auto" else delimiter, bool(impute and impute.indicators), constants,
         )
-    return position[target]
-
-
-MISSING = ("", "na", "n/a", "nan", "null", "none", "?")  # cells read as missing, case-insensitive
 
 
 @dataclass
-class FeatureEncoder:
-    """How a file's feature columns become the network's input.
-
-    Numeric columns pass through; text columns are one-hot encoded over their sorted
-    categories. The encoder is fitted on the training file and saved with the run, so
-    eval and predict encode new files exactly the same way.
-    """
-
-    columns: list[str]  # raw feature column names, in input order
-    categories: dict[str, list[str]] = field(default_factory=dict)  # text column -> categories
-
-    @property
-    def names(self) -> list[str]:
-        """Input feature names after encoding: `col` or `col=category`."""
-        return [n for c in self.columns for n in ([f"{c}={v}" for v in self.categories[c]] if c in self.categories else [c])]
-
-    @property
-    def unnamed(self) -> bool:
-        """Columns named x0, x1, ... by nntrain (generators, .npz), not by the user."""
-        return self.columns == [f"x{j}" for j in range(len(self.columns))]
-
-    def encode(self, cells: np.ndarray, lines: np.ndarray, path) -> np.ndarray:
-        """cells: (rows, columns) text -> (rows, len(names)) float64; unknown categories are errors."""
-        if not self.categories and cells.shape[1]:
-            try:  # all columns numeric: one conversion for the whole table (files may have 10,000s of columns)
-                values = cells.astype(np.float64)
-            except ValueError:
-                values = None
-            if values is not None and np.isfinite(values).all():
-                return values
-        blocks = []
-        for j, column in enumerate(self.columns):
-            if column in self.categories:
-                index = {c: i for i, c in enumerate(self.categories[column])}
-                known = np.isin(cells[:, j], self.categories[column])
-                if not known.all():
-                    r = int(np.argmin(known))
-                    raise NntrainError(
-                        f"{path}, line {lines[r]}, column '{column}': category '{cells[r, j]}' was not in the training"
-                        f" data; known: {', '.join(self.categories[column])}"
-                    )
-                onehot = np.zeros((len(cells), len(index)))
-                onehot[np.arange(len(cells)), [index[v] for v in cells[:, j]]] = 1
-                blocks.append(onehot)
-            else:
-                blocks.append(_numbers(cells[:, j], lines, path, column)[:, None])
-        return np.hstack(blocks) if blocks else np.empty((len(cells), 0))
-
-    @classmethod
-    def fit(cls, cells: np.ndarray, lines: np.ndarray, columns: list[str], path) -> "FeatureEncoder":
-        """Text columns are those where most cells are not numbers; a stray word in a numeric column is an error."""
-        categories = {}
-        try:  # every cell a number: no text columns, one conversion for the whole table
-            cells.astype(np.float64)
-            return cls(list(columns), categories)
-        except ValueError:
-            pass
-        for j, column in enumerate(columns):
-            numeric = _parses(cells[:, j])
-            if not numeric.all() and numeric.mean() < 0.5:
-                categories[column] = sorted(set(cells[:, j].tolist()))
-        return cls(list(columns), categories)
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        state = {"data.columns": np.array(self.columns, dtype=np.str_)}
-        for j, column in enumerate(self.columns):
-            if column in self.categories:
-                state[f"data.categories.{j}"] = np.array(self.categories[column], dtype=np.str_)
-        return state
-
-    @classmethod
-    def from_state(cls, state: dict) -> "FeatureEncoder":
-        columns = [str(c) for c in state["data.columns"]]
-        categories = {
-            c: [str(v) for v in state[f"data.categories.{j}"]] for j, c in enumerate(columns) if f"data.categories.{j}" in state
-        }
-        return cls(columns, categories)
-
-
-@dataclass
-class Table:
-    """A CSV file read for nntrain: encoded features, raw target, the encoder, rows dropped as missing."""
+class TableData:
+    """A table file read for nntrain: encoded features (NaN where missing), raw target, and what reading found."""
 
     X: np.ndarray  # (rows, features) float64
     y: np.ndarray | None  # (rows,) numbers, or strings for text labels; None without a target
     encoder: FeatureEncoder
     dropped: int = 0
+    plans: list[ColumnPlan] = field(default_factory=list)  # every column's role (training files)
+    notes: list[str] = field(default_factory=list)
+    ids: np.ndarray | None = None  # the id column's cells, as text
+    table: Table | None = None  # for line numbers of rows
+
+
+def _target_name(names: list[str], target, path, unnamed=()) -> str:
+    if target is None:
+        if names[-1] in unnamed:
+            raise NntrainError(
+                f"{path}: the target is the last column by default, and it has no name in the header"
+                " (a comma at the end of the header line?); name it, or set data.target",
+                "data.target",
+            )
+        return names[-1]
+    if isinstance(target, int):
+        if not -len(names) <= target < len(names):
+            raise NntrainError(f"column index {target} is out of range for {path} ({len(names)} columns)", "data.target")
+        return names[target % len(names)]
+    if target not in names:
+        raise NntrainError(
+            f"no column named '{target}' in {path}{did_you_mean(target, names)}; columns: {', '.join(names)}",
+            "data.target",
+        )
+    return target
+
+
+def read_table(
+    path: Path,
+    target=None,
+    missing: str = "error",
+    encoder: FeatureEncoder | None = None,
+    with_target: bool = True,
+    options: TableOptions | None = None,
+    problems: dict | None = None,
+) -> TableData:
+    """A table file: features encoded by `encoder` (fitted here when None, from the columns' roles) and the target.
+
+    With an encoder (a saved run's), its columns are looked up by name and other columns are
+    ignored; the target is `target`, else the one column left over (an id column aside).
+    Columns nntrain named itself (x0, x1, ...) may also come unnamed, in order, the target
+    last. Without `with_target` (predict) no target is read. `problems` (predict): rows that
+    cannot be encoded are recorded there ({row: message}) instead of being an error.
+    """
+    options = options or TableOptions(target, missing)
+    roles = options.roles
+    names, unnamed = header_names(path, options.delimiter)
+    target_name = None
+    if encoder is None:
+        target_name = _target_name(names, options.target, path, unnamed)
+    elif with_target:
+        features = set(encoder.columns)
+        if not features <= set(names) and not (encoder.unnamed and len(names) == len(encoder.columns) + 1):
+            raise NntrainError(f"{path} has columns {names}; the model needs the features {encoder.columns}")
+        if not features <= set(names):
+            target_name = names[-1]
+        else:
+            rest = [h for h in names if h not in features and h != roles.id and h not in roles.ignore]
+            if options.target is None and len(rest) != 1:
+                raise NntrainError(f"{path}: cannot tell the target column among {rest or 'no other columns'}")
+            target_name = _target_name(names, options.target if options.target is not None else rest[0], path)
+    text = set(encoder.text_columns() if encoder is not None else roles.categorical)
+    text |= {n for n in (target_name, roles.id) if n is not None}
+    table = read(path, options.delimiter, text)
+    if encoder is not None and not table.has(encoder.columns):
+        if not (encoder.unnamed and len(table.names) == len(encoder.columns) + with_target):
+            raise NntrainError(f"{path} has columns {table.names}; the model needs the features {encoder.columns}")
+        for column, name in zip(table.columns, [*encoder.columns, "target"]):
+            column.name = name
+        target_name = "target" if with_target else None
+    notes, dropped = [], 0
+    if target_name is not None:
+        gaps = table.column(target_name).missing
+        if gaps.any():
+            if options.missing == "error":
+                raise NntrainError(
+                    f"{table.where(int(np.argmax(gaps)))}, column '{target_name}': the target is missing"
+                    " (set data.missing: drop to skip such rows)"
+                )
+            notes.append(f"{path}: dropped {int(gaps.sum())} rows without a target ('{target_name}')")
+            dropped += int(gaps.sum())
+            table = table.select(~gaps)
+    plans = plan_columns(table, target_name, roles) if encoder is None else []
+    features = encoder.columns if encoder is not None else [p.name for p in plans if p.role == "feature"]
+    if options.missing != "impute":
+        table, gone = _missing_rows(table, features, options.missing, problems)
+        if gone:
+            notes.append(gone)
+            dropped += int(gone.split(" rows", 1)[0].rsplit(" ", 1)[-1])
+    if encoder is None:
+        constants = {p.name: options.constants.get(p.name, options.constants.get("*")) for p in plans if p.kind == "category"}
+        constants = {k: v for k, v in constants.items() if v is not None}
+        encoder = FeatureEncoder.fit(table, plans, options.indicators, constants, options.unknown)
+    X = encoder.encode(table, problems)
+    y = None
+    if target_name is not None:
+        column = table.column(target_name)
+        y = _target(cells_of(column), table, target_name)
+    ids = cells_of(table.column(roles.id)) if roles.id is not None and roles.id in table.names else None
+    return TableData(X, y, encoder, dropped, plans, notes, ids, table)
+
+
+def _missing_rows(table: Table, features: list[str], missing: str, problems: dict | None) -> tuple[Table, str]:
+    """The table without rows that have a missing feature (data.missing: drop), or an error naming the first.
+
+    With `problems` (predict), such rows are recorded as problems and kept (as NaN).
+    """
+    gaps = {name: table.column(name).missing for name in features}
+    gaps = {name: g for name, g in gaps.items() if g.any()}
+    if not gaps:
+        return table, ""
+    any_gap = np.logical_or.reduce(list(gaps.values()))
+    if problems is not None:
+        for r in np.flatnonzero(any_gap):
+            first = next(name for name, g in gaps.items() if g[r])
+            problems.setdefault(int(r), f"column '{first}': missing value (the run's data.missing is {missing}, not impute)")
+        return table, ""
+    if missing == "drop":
+        kept = table.select(~any_gap)
+        if not len(kept):
+            raise NntrainError(f"{table.path}: every row has a missing value ({_gap_counts(gaps)})")
+        return kept, f"{table.path}: dropped {int(any_gap.sum())} rows with missing values (data.missing: drop); missing in {_gap_counts(gaps)}"
+    r = int(np.argmax(any_gap))
+    first = next(name for name, g in gaps.items() if g[r])
+    raise NntrainError(
+        f"{table.where(r)}, column '{first}': missing value (set data.missing: drop to skip such rows, or impute to"
+        f" fill them; missing in {_gap_counts(gaps)})"
+    )
+
+
+def _gap_counts(gaps: dict[str, np.ndarray]) -> str:
+    """'Comments 290 rows, Sex 11 rows': the columns with missing cells, most first."""
+    counts = sorted(((int(g.sum()), name) for name, g in gaps.items()), reverse=True)
+    shown = ", ".join(f"{name} {n} row{'s' if n != 1 else ''}" for n, name in counts[:10])
+    return shown + (f", and {len(counts) - 10} more columns" if len(counts) > 10 else "")
+
+
+EXACT = 2**53  # float64 holds every whole number of smaller magnitude exactly, and not every larger one
+
+
+def _target(cells: np.ndarray, table: Table, column: str) -> np.ndarray:
+    """Numbers when every label is a number (then they must be finite), else the text labels.
+
+    The numbers are float64, unless one of them is too large for float64 to hold every whole
+    number around it (|v| >= 2**53: 10**30 and 10**30 + 1 are one float). Then they are exact
+    Python numbers in an object array: whole numbers as int (read from the text, digit for
+    digit), others as float. No two labels that differ in the file become the same.
+    """
+    if not _parses(cells).all():
+        return cells
+    values = cells.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        r = int(np.argmin(finite))
+        raise NntrainError(f"{table.where(r)}, column '{column}': '{cells[r]}' is not a finite number")
+    if len(values) and np.abs(values).max() >= EXACT:
+        return np.array([_exact(c) for c in cells.tolist()], dtype=object)
+    return values
 
 
 def _parses(cells: np.ndarray) -> np.ndarray:
@@ -158,189 +230,13 @@ def _parses(cells: np.ndarray) -> np.ndarray:
     except ValueError:
         pass
     out = np.empty(len(cells), dtype=bool)
-    for i, c in enumerate(cells.tolist()):  # only on the slow path: a column with text in it
+    for i, c in enumerate(cells.tolist()):  # only on the slow path: labels with text in them
         try:
             float(c)
             out[i] = True
         except ValueError:
             out[i] = False
     return out
-
-
-def _numbers(cells: np.ndarray, lines: np.ndarray, path, column: str) -> np.ndarray:
-    """A column of finite numbers, or an error naming the first bad cell's line."""
-    ok = _parses(cells)
-    if not ok.all():
-        r = int(np.argmin(ok))
-        raise NntrainError(f"{path}, line {lines[r]}, column '{column}': '{cells[r]}' is not a number")
-    values = cells.astype(np.float64)
-    finite = np.isfinite(values)
-    if not finite.all():
-        r = int(np.argmin(finite))
-        raise NntrainError(f"{path}, line {lines[r]}, column '{column}': '{cells[r]}' is not a finite number")
-    return values
-
-
-def _csv_rows(path: Path):
-    """(line number, fields) of every row of a CSV file, as csv.reader parses it.
-
-    The one place where reading the file can fail: a damaged gzip stream, text that is not
-    UTF-8, a NUL byte, a field beyond the csv module's limit, a refused read. Each becomes an
-    NntrainError that names the file, and the line where it is known.
-    """
-    line = 0  # lines handed to the csv reader so far
-
-    def lines(f):
-        nonlocal line
-        for text in f:
-            line += 1
-            if "\0" in text:
-                raise NntrainError(
-                    f"{path}, line {line}: a NUL byte, which UTF-8 text does not hold (a UTF-16 file? not a CSV file?);"
-                    " save the file as UTF-8"
-                )
-            yield text
-
-    try:
-        with _open_text(path) as f:
-            reader = csv.reader(lines(f))
-            for row in reader:
-                yield reader.line_num, row
-    except UnicodeDecodeError as e:
-        where = _undecodable_line(path)
-        raise NntrainError(
-            f"{path}{f', line {where}' if where else ''}: not UTF-8 text (byte 0x{e.object[e.start]:02x}: {e.reason});"
-            " save the file as UTF-8"
-        ) from None
-    except (zlib.error, gzip.BadGzipFile, EOFError) as e:
-        raise NntrainError(f"{path}: the gzip data is damaged or truncated ({e}); a .csv.gz file must be gzip-compressed CSV text") from None
-    except csv.Error as e:
-        reason = str(e)
-        if "field limit" in reason:
-            reason = (
-                f"a field is longer than {csv.field_size_limit():,} characters"
-                " (a quote \" that opens a field and is never closed?)"
-            )
-        raise NntrainError(f"{path}, line {line}: {reason}") from None
-    except OSError as e:
-        raise NntrainError(f"cannot read {path}: {e.strerror or e}") from None
-
-
-def _undecodable_line(path: Path) -> int | None:
-    """The line (1-based, as an editor counts) holding the first byte that is not UTF-8; None if it cannot be told."""
-    try:
-        opener = gzip.open if str(path).lower().endswith(".gz") else open
-        with opener(path, "rb") as f:
-            for number, raw in enumerate(f, 1):  # a UTF-8 sequence never holds a newline byte
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    return number
-    except (OSError, EOFError, zlib.error):
-        pass
-    return None
-
-
-def _read_cells(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(header, cells (rows, columns) stripped text, line number of each row) of a CSV file."""
-    rows, lines = [], []
-    with closing(_csv_rows(path)) as reader:  # closed (and the file with it) also when a row is an error
-        header, last = _header(reader, path)
-        width = len(header)
-        for line, row in reader:
-            first, last = last + 1, line  # a quoted field may span lines: the row runs from line `first` to `line`
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != width:
-                if line > first and any("\n" in c or "\r" in c for c in row):
-                    raise NntrainError(
-                        f"{path}, line {first}: {len(row)} fields, the header has {width}; a quoted field runs from"
-                        f" there to line {line} (a quote \" that opens a field and is never closed?)"
-                    )
-                raise NntrainError(f"{path}, line {line}: {len(row)} fields, the header has {width}")
-            rows.append(row)
-            lines.append(line)
-    if not rows:
-        raise NntrainError(f"{path} has a header but no data rows")
-    cells = np.char.strip(np.array(rows, dtype=np.str_))
-    return header, cells, np.array(lines)
-
-
-def _missing_rows(cells: np.ndarray, lines: np.ndarray, columns: list[str], path, missing: str) -> np.ndarray:
-    """Rows to keep: all of them, or with missing='drop' those without a missing cell."""
-    is_missing = np.isin(np.char.lower(cells), MISSING)
-    if not is_missing.any():
-        return np.ones(len(cells), dtype=bool)
-    if missing == "drop":
-        return ~is_missing.any(axis=1)
-    r, j = (int(i) for i in np.argwhere(is_missing)[0])
-    raise NntrainError(
-        f"{path}, line {lines[r]}, column '{columns[j]}': missing value '{cells[r, j]}'"
-        " (set data.missing: drop to skip rows with missing values)"
-    )
-
-
-def read_table(
-    path: Path, target=None, missing: str = "error", encoder: FeatureEncoder | None = None, with_target: bool = True
-) -> Table:
-    """A CSV with a header row: features encoded by `encoder` (fitted here when None) and the target.
-
-    With an encoder (a saved run's), its columns are looked up by name and other columns are
-    ignored; the target is `target`, else the one column left over. Columns nntrain named
-    itself (x0, x1, ...) may also come unnamed, in order, the target last. Without
-    `with_target` (predict) no target is read.
-    """
-    header, cells, lines = _read_cells(path)
-    position = {h: j for j, h in enumerate(header)}  # names are unique (_header): lookups stay linear in the columns
-    if encoder is None:
-        col = _target_column(header, target, path, position)
-        features = [h for j, h in enumerate(header) if j != col]
-    else:
-        features = encoder.columns
-        if not all(c in position for c in features):
-            if not (encoder.unnamed and len(header) == len(features) + with_target):
-                raise NntrainError(f"{path} has columns {header}; the model needs the features {features}")
-            header = [*features, "target"][: len(header)]
-            position = {h: j for j, h in enumerate(header)}
-            target = "target" if with_target else None
-        col = None
-        if with_target:
-            wanted = set(features)
-            rest = [h for h in header if h not in wanted]
-            if target is None and len(rest) != 1:
-                raise NntrainError(f"{path}: cannot tell the target column among {rest or 'no other columns'}")
-            col = _target_column(header, target if target is not None else rest[0], path, position)
-    columns = [position[c] for c in features]
-    used = columns + ([col] if col is not None else [])
-    keep = _missing_rows(cells[:, used], lines, [header[j] for j in used], path, missing)
-    cells, lines = cells[keep], lines[keep]
-    if not len(cells):
-        raise NntrainError(f"{path}: every row has a missing value")
-    feature_cells = cells[:, columns]
-    if encoder is None:
-        encoder = FeatureEncoder.fit(feature_cells, lines, features, path)
-    X = encoder.encode(feature_cells, lines, path)
-    y = None if col is None else _target(cells[:, col], lines, path, header[col])
-    return Table(X, y, encoder, int((~keep).sum()))
-
-
-EXACT = 2**53  # float64 holds every whole number of smaller magnitude exactly, and not every larger one
-
-
-def _target(cells: np.ndarray, lines: np.ndarray, path, column: str) -> np.ndarray:
-    """Numbers when every label is a number (then they must be finite), else the text labels.
-
-    The numbers are float64, unless one of them is too large for float64 to hold every whole
-    number around it (|v| >= 2**53: 10**30 and 10**30 + 1 are one float). Then they are exact
-    Python numbers in an object array: whole numbers as int (read from the text, digit for
-    digit), others as float. No two labels that differ in the file become the same.
-    """
-    if not _parses(cells).all():
-        return cells
-    values = _numbers(cells, lines, path, column)
-    if len(values) and np.abs(values).max() >= EXACT:
-        return np.array([_exact(c) for c in cells.tolist()], dtype=object)
-    return values
 
 
 def _exact(cell: str) -> int | float:
@@ -356,35 +252,6 @@ def read_csv(path: Path, target=None) -> tuple[np.ndarray, np.ndarray, list[str]
     """(X, y, feature names) of a CSV: the short form of `read_table` for training files."""
     table = read_table(path, target)
     return table.X, table.y, table.encoder.names
-
-
-def _header(rows, path) -> tuple[list[str], int]:
-    """The first row that is not a blank line, stripped, and its line: one non-empty name per column, each name once.
-
-    Blank lines (no field, or one of only spaces) before it are skipped. A row of empty
-    fields (`,,`) is not a blank line but a header without names, and an error.
-    """
-    for line, row in rows:
-        if len(row) <= 1 and not "".join(row).strip():
-            continue
-        header = [h.strip() for h in row]
-        if not any(header):
-            raise NntrainError(f"{path}, line {line}: the header row has no column names; a CSV needs a header row naming every column")
-        unnamed = [j for j, h in enumerate(header) if not h]
-        if unnamed:
-            j = unnamed[0]
-            if j == 0:
-                why = " (a row-number column, as R's write.csv and pandas' to_csv write, would leak the row order into the model)"
-            elif j == len(header) - 1:
-                why = " (a comma at the end of the header line?)"
-            else:
-                why = ""
-            raise NntrainError(f"{path}: column {j + 1} has no name in the header{why}; name it, or drop it")
-        repeated = sorted(h for h, n in Counter(header).items() if n > 1)
-        if repeated:
-            raise NntrainError(f"{path}: the header names {repeated} more than once; column names must be unique")
-        return header, line
-    raise NntrainError(f"{path} is empty; a CSV needs a header row and data rows")
 
 
 def first_non_finite_row(X: np.ndarray, chunk_bytes: int = 2**20) -> int | None:

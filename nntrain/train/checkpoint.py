@@ -9,6 +9,8 @@ Keys of the .npz:
   data.classes                         class names (classification), index = label
   data.target_scale.offset, .factor    regression targets' scaling (data.scale_target)
   data.columns, data.categories.<j>    raw feature columns; categories of text column j (one-hot)
+  data.indicators                      columns with a missing-value indicator input (data.impute.indicators)
+  data.impute.fill                     what fills a missing input (data.missing: impute), one per input
   data.features                        feature names after encoding, in input order
   data.image_shape                     (height, width) of image data, which rows hold flattened
   loss.weights                         per-class weights of the loss (loss.class_weights), by label
@@ -30,7 +32,7 @@ import numpy as np
 
 from .. import __version__
 from .. import config as cfg
-from ..data.files import FeatureEncoder
+from ..data.columns import FeatureEncoder
 from ..engine.losses import LOSSES
 from ..errors import NntrainError
 from ..fileio import read_text
@@ -66,6 +68,8 @@ MEMBERS = {
     "data.target_scale.factor": Member("f", [(), (None,)], values="positive"),
     "data.columns": Member("U", ("columns",)),
     "data.categories.*": Member("U", (None,)),
+    "data.indicators": Member("U", (None,)),
+    "data.impute.fill": Member("f", ("features",), values="finite"),
     "data.features": Member("U", ("features",), required=True),
     "data.classes": Member("U", ("classes",)),
     "data.image_shape": Member("iu", (2,), values="positive"),
@@ -105,6 +109,7 @@ def save(path: Path, exp: Experiment, state: TrainingState) -> None:
         **exp.scaler.state_dict(),
         **exp.target_scaler.state_dict(),
         **exp.dataset.encoder.state_dict(),
+        **exp.imputer.state_dict(),
         "meta.epoch": np.array(state.epoch, dtype=np.int64),
         "meta.best_epoch": np.array(state.best_epoch, dtype=np.int64),
         "meta.best_value": np.array(state.best_value, dtype=np.float64),
@@ -189,6 +194,9 @@ def _check_consistency(path: Path, arrays: dict[str, np.ndarray], config: cfg.Co
         ("data.scale", config.data.scale.name != "none", f"data.scale: {config.data.scale.name}"),
         ("data.target_scale", config.data.scale_target, f"data.scale_target: {str(config.data.scale_target).lower()}"),
     )
+    if (config.data.missing == "impute") != ("data.impute.fill" in arrays):
+        has = "lacks" if config.data.missing == "impute" else "has"
+        raise inconsistent(f"its config has data.missing: {config.data.missing}, but it {has} data.impute.fill")
     for key, wanted, setting in scaling:
         have = [k for k in (f"{key}.offset", f"{key}.factor") if k in arrays]
         if len(have) != (2 if wanted else 0):
@@ -196,7 +204,9 @@ def _check_consistency(path: Path, arrays: dict[str, np.ndarray], config: cfg.Co
             raise inconsistent(f"its config has {setting}, so {key}.offset and .factor must {must}; it has {have or 'none'}")
     if not sizes["features"]:
         raise inconsistent("data.features is empty: a network needs an input")
-    for key in [k for k in arrays if k == "data.columns" or k.startswith("data.categories.")]:
+    if "data.indicators" in arrays and ("data.columns" not in arrays or not set(arrays["data.indicators"].tolist()) <= set(arrays["data.columns"].tolist())):
+        raise inconsistent("data.indicators names columns that are not among its data.columns")
+    for key in [k for k in arrays if k in ("data.columns", "data.indicators") or k.startswith("data.categories.")]:
         names = arrays[key].tolist()
         if len(set(names)) != len(names):
             raise inconsistent(f"{key} names {sorted(n for n in set(names) if names.count(n) > 1)[:3]} more than once")

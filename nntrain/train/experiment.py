@@ -24,7 +24,8 @@ from ..data.dataset import (
     read_source,
     split_indices,
 )
-from ..data.files import FeatureEncoder
+from ..data.columns import FeatureEncoder, Imputer, impute_rules
+from ..data.files import TableOptions
 from ..engine.init import InitError
 from ..engine.layers import LAYERS
 from ..engine.losses import LOSSES
@@ -62,6 +63,9 @@ class Experiment:
     # In memory, dataset.X holds every row already scaled to dtype, and targets every row's t:
     # splits and batches are gathered from them by row index, never copied whole.
     targets: np.ndarray | None = None
+    imputer: Imputer = field(default_factory=Imputer)  # data.missing: impute; fills NaN inputs before scaling
+    threshold: float | None = None  # binary: the probability from which the second class is decided (eval --threshold)
+    cautions: list[str] = field(default_factory=list)  # splits too small to measure much (summary.json)
 
     @property
     def dtype(self):
@@ -75,8 +79,8 @@ class Experiment:
         return self.rows(split, np.arange(len(self.splits[split])))
 
     def encode(self, X: np.ndarray, y: np.ndarray):
-        """Raw features and labels -> (X scaled, y as is, t: targets in the loss's form and scale)."""
-        return self.scaler.transform(X, self.dtype), y, self.encode_targets(y)
+        """Raw features and labels -> (X imputed and scaled, y as is, t: targets in the loss's form and scale)."""
+        return self.scaler.transform(self.imputer.transform(X), self.dtype), y, self.encode_targets(y)
 
     def encode_targets(self, y: np.ndarray) -> np.ndarray:
         """Labels or values -> t, the targets in the loss's form (and, for data.scale_target, scale)."""
@@ -105,7 +109,10 @@ class Experiment:
     def metrics(self) -> Metrics:
         """An empty accumulator for the configured metrics."""
         units = self.to_target_units if self.target_scaler.offset is not None else None
-        return Metrics(self.network.loss, self.metric_names(), units, n_classes=self.dataset.n_classes)
+        try:
+            return Metrics(self.network.loss, self.metric_names(), units, n_classes=self.dataset.n_classes, threshold=self.threshold)
+        except ValueError as e:  # a threshold for a task or loss that has none
+            raise NntrainError(str(e)) from None
 
     def evaluate(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int | None = None, confusion=False) -> dict:
         """Loss and metrics of the network in eval mode over encoded arrays, in large batches.
@@ -141,6 +148,7 @@ class Experiment:
             result["loss"] += self.penalty.value(self.network.params)
         if confusion and metrics.confusion is not None:
             result["confusion"] = metrics.confusion.tolist()
+            result["per_class"] = metrics.per_class()
         return result
 
 
@@ -157,14 +165,14 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     """
     d = config.data
     raws, notes, encoder = {}, [], None
+    options = TableOptions.of(d)
     for key, source in d.sources().items():
         try:
-            raws[key] = read_source(_source(source), d.options, d.target, rng, base, d.missing, encoder)
+            raws[key] = read_source(_source(source), d.options, options, rng, base, encoder)
         except NntrainError as e:
             raise e if e.key else NntrainError(str(e), f"data.{key}") from None
         encoder = encoder or raws[key].encoder
-        if raws[key].dropped:
-            notes.append(f"data.{key}: dropped {raws[key].dropped} rows with missing values (data.missing: drop)")
+        notes += [f"data.{key}: {note}" for note in raws[key].notes]
     first = next(iter(raws.values()))
     task = infer_task(d.task, first.task, first.y, LOSSES[config.loss.name].tasks)
     classes = classes or first.classes
@@ -182,7 +190,7 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     X = stack([raw.X for raw in raws.values()])
     if X.shape[1] == 0:
         raise NntrainError("the data has no feature columns, only a target", "data")
-    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts, first.image_shape)
+    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts, first.image_shape, first.plans)
 
 
 def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -248,7 +256,7 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
     training data is not at hand any more.
     """
     if "data.columns" in saved:
-        encoder = FeatureEncoder.from_state(saved)
+        encoder = FeatureEncoder.from_state(saved, config.data.unknown)
     else:
         encoder = FeatureEncoder([str(f) for f in saved["data.features"]])
     classes = [str(c) for c in saved["data.classes"]] if "data.classes" in saved else None
@@ -258,6 +266,42 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
         units = [s.units for s in config.model.layers if s.type == "linear"]
         y = np.empty((0, units[-1]) if units and units[-1] > 1 else 0)
     return Dataset(np.empty((0, len(encoder.names))), y, config.data.task, classes, encoder)
+
+
+SMALL_SPLIT_ROWS, SMALL_SPLIT_CLASS_ROWS = 30, 5  # below these a split's metrics say little
+
+
+def split_cautions(splits: dict[str, np.ndarray], dataset: Dataset) -> list[str]:
+    """A caution for each validation or test split too small to measure anything: < 30 rows, or < 5 of a class."""
+    cautions = []
+    for name, label in (("val", "validation"), ("test", "test")):
+        rows = splits[name]
+        if not len(rows):
+            continue
+        if len(rows) < SMALL_SPLIT_ROWS:
+            cautions.append(
+                f"the {label} split has only {len(rows)} rows (fewer than {SMALL_SPLIT_ROWS}): its metrics can change"
+                " a lot with a single row; use more data or a larger data.split fraction"
+            )
+            continue
+        if dataset.classes is not None:
+            counts = np.bincount(dataset.y[rows], minlength=len(dataset.classes))
+            few = [(dataset.classes[k], int(c)) for k, c in enumerate(counts) if c < SMALL_SPLIT_CLASS_ROWS]
+            if few:
+                shown = ", ".join(f"'{c}' {n}" for c, n in few[:5]) + (" ..." if len(few) > 5 else "")
+                cautions.append(
+                    f"the {label} split has fewer than {SMALL_SPLIT_CLASS_ROWS} rows of some classes ({shown}):"
+                    " its per-class metrics measure little"
+                )
+    return cautions
+
+
+def _fitted_imputer(config: cfg.Config, dataset: Dataset, train: np.ndarray) -> Imputer:
+    """data.missing: impute: fill values from the training rows; otherwise an imputer that does nothing."""
+    if config.data.missing != "impute" or not dataset.in_memory:
+        return Imputer()
+    rules = impute_rules(dataset.encoder, config.data.impute)
+    return Imputer.fitted(dataset.encoder, dataset.X, train, rules)
 
 
 def _saved_scaler(method: str, saved: dict, key: str, width: int, what: str) -> Scaler:
@@ -367,7 +411,13 @@ def prepare(
     if saved is not None:
         scaler = _saved_scaler(scale.name, saved, "data.scale", dataset.X.shape[1], "feature columns")
         target_scaler = _saved_scaler(target_method, saved, "data.target_scale", dataset.n_targets, "target columns")
+        imputer = Imputer.from_state(saved)
+        if with_data and dataset.in_memory:
+            imputer.transform(dataset.X)
     else:
+        imputer = _fitted_imputer(config, dataset, splits["train"])
+        if dataset.in_memory:  # filled before the scaling statistics are taken
+            imputer.transform(dataset.X)
         scaler = Scaler(scale.name, tuple(scale.range or (0.0, 1.0))).fit_rows(dataset.X, splits["train"])
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
@@ -389,6 +439,9 @@ def prepare(
     splits = {k: splits[k] for k in SPLITS}
     penalty = Penalty(config.regularization.l1, config.regularization.l2)
     exp = Experiment(config, dataset, splits, scaler, target_scaler, network, optimizer, rngs, penalty, schedule, saved)
+    exp.imputer = imputer
+    if with_data:
+        exp.cautions = split_cautions(splits, dataset)
     if with_data and dataset.in_memory:  # scaled once, in place where the dtype allows: the data is held in memory once
         dataset.X = scaler.transform(dataset.X, network.dtype, in_place=True)
         exp.targets = exp.encode_targets(dataset.y)

@@ -395,6 +395,7 @@ class Trainer:
             "stopped_early": bool(message and message.startswith("early stopping")),
             "final_parameters": final_parameters,
             "final": final,
+            "cautions": list(self.exp.cautions),
             "seconds": round(seconds, 3),  # this invocation; metrics.csv has every epoch's time
             "nntrain_version": __version__,
             "numpy_version": np.__version__,

@@ -1,0 +1,623 @@
+"""Table files read into named columns, through pyarrow: CSV (.csv, .csv.gz, .tsv), Parquet, Feather / Arrow IPC.
+
+A column comes out as numbers (float64, NaN where a cell is missing) or as text (a pyarrow
+string array, null where a cell is missing); `Table.where(i)` names the line (CSV) or row
+(Parquet, Feather) of data row i, for messages. Reading fails only with an NntrainError that
+names the file, and the line where it is known.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+import zlib
+from collections import Counter
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import NntrainError
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+FEATHER_SUFFIXES = (".feather", ".arrow", ".ipc")
+TABLE_SUFFIXES = (*CSV_SUFFIXES, *PARQUET_SUFFIXES, *FEATHER_SUFFIXES)
+DELIMITERS = (",", ";", "\t", "|")  # what `delimiter: auto` chooses among
+MISSING = ("", "na", "n/a", "nan", "null", "none", "?")  # cells read as missing, case-insensitive
+SNIFF_BYTES = 64 * 1024
+
+
+def _case_variants(word: str) -> list[str]:
+    """Every upper/lower-case spelling of a short word: pyarrow matches missing-value markers exactly."""
+    variants = [""]
+    for ch in word:
+        variants = [v + c for v in variants for c in {ch.lower(), ch.upper()}]
+    return variants
+
+
+NULL_VALUES = sorted({v for word in MISSING for v in _case_variants(word)})
+# The usual spellings only: each marker costs pyarrow time on every cell. A file with another
+# spelling (nULL) fails the fast read and is read again with NULL_VALUES.
+COMMON_NULLS = sorted({v for word in MISSING for v in (word, word.upper(), word.capitalize())} | {"NaN", "N/A"})
+
+
+def is_table_file(path) -> bool:
+    return str(path).lower().endswith(TABLE_SUFFIXES)
+
+
+def file_format(path) -> str:
+    name = str(path).lower()
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(FEATHER_SUFFIXES):
+        return "feather"
+    return "csv"
+
+
+@dataclass
+class Column:
+    """One column: numbers (float64, NaN = missing) or text (pyarrow strings, null = missing), or dates."""
+
+    name: str
+    kind: str  # "number" | "text" | "date" | "other"
+    values: object  # np.ndarray (number) or pyarrow.Array (text, date, other)
+    type_name: str = ""  # the file's own type, for messages about "other" columns
+    unnamed: bool = False  # the header gave it no name (nntrain named it unnamed_J)
+
+    @property
+    def missing(self) -> np.ndarray:
+        if self.kind == "number":
+            return np.isnan(self.values)
+        return np.asarray(self.values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+    def text(self):
+        """The column as pyarrow strings (numbers as the shortest text that reads back as the same float)."""
+        import pyarrow as pa
+
+        if self.kind == "number":
+            return pa.array([None if np.isnan(v) else _number_text(v) for v in self.values.tolist()], type=pa.string())
+        import pyarrow.compute as pc
+
+        return pc.cast(self.values, pa.string()) if self.values.type != pa.string() else self.values
+
+
+def _number_text(v: float) -> str:
+    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
+
+
+@dataclass
+class Table:
+    """A table file's columns, in file order, and where each data row is in the file."""
+
+    path: Path
+    format: str  # "csv" | "parquet" | "feather"
+    columns: list[Column]
+    rows: np.ndarray  # position of each data row among the file's records after the header (CSV), or row index
+    delimiter: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> Column:
+        """The column named `name` (a dict lookup: tables may have 10,000s of columns)."""
+        index = self.__dict__.get("_index")
+        if index is None or name not in index or index[name].name != name:  # built again after a rename
+            index = self._index = {c.name: c for c in self.columns}
+        return index[name]
+
+    def has(self, names) -> bool:
+        present = {c.name for c in self.columns}
+        return all(n in present for n in names)
+
+    def select(self, keep: np.ndarray) -> "Table":
+        """The rows where `keep` is true (a boolean mask over the rows)."""
+        import pyarrow as pa
+
+        index = pa.array(np.flatnonzero(keep))
+        columns = [
+            Column(c.name, c.kind, c.values[keep] if c.kind == "number" else c.values.take(index), c.type_name, c.unnamed)
+            for c in self.columns
+        ]
+        return Table(self.path, self.format, columns, self.rows[keep], self.delimiter)
+
+    def lines(self, rows) -> list[int]:
+        """The line (CSV, 1-based, where the row starts) or row number (1-based) of data rows `rows`."""
+        positions = self.rows[np.asarray(rows, dtype=np.int64)]
+        if self.format != "csv":
+            return [int(p) + 1 for p in positions]
+        wanted = {int(p) for p in positions}
+        found, record = {}, -1
+        with closing(_csv_rows(self.path, self.delimiter)) as reader:
+            _header(reader, self.path, self.delimiter)
+            for line, start, row in reader:
+                if not row:
+                    continue
+                record += 1
+                if record in wanted:
+                    found[record] = start
+                    if len(found) == len(wanted):
+                        break
+        return [found.get(int(p), 0) for p in positions]
+
+    def where(self, row: int) -> str:
+        """'FILE, line N' or 'FILE, row N' of data row `row`."""
+        unit = "line" if self.format == "csv" else "row"
+        return f"{self.path}, {unit} {self.lines([row])[0]}"
+
+
+def read(path: Path, delimiter: str | None = None, text_columns=()) -> Table:
+    """A table file's columns. `delimiter`: CSV only, None to detect it; `text_columns` are kept as text."""
+    fmt = file_format(path)
+    if fmt == "csv":
+        return _read_csv(path, delimiter, set(text_columns))
+    return _read_columnar(path, fmt, set(text_columns))
+
+
+# --- CSV -------------------------------------------------------------------------------------------
+
+
+def _open_text(path: Path):
+    """A CSV file for reading, gzip-compressed or not."""
+    if str(path).lower().endswith(".gz"):
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, newline="", encoding="utf-8-sig")
+
+
+def sniff_delimiter(path: Path) -> str:
+    """The delimiter among `DELIMITERS` that splits the first lines into the most columns, the same number on each.
+
+    A file of one column (no delimiter found) reads with ','.
+    """
+    try:
+        with _open_text(path) as f:
+            sample = f.read(SNIFF_BYTES)
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error, gzip.BadGzipFile):
+        return ","  # the full read reports what is wrong
+    lines = [ln for ln in sample.splitlines()[:21] if ln.strip()]
+    if len(sample) == SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut short
+    best, best_width = ",", 1
+    for d in DELIMITERS:
+        try:
+            widths = {len(r) for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=d)}
+        except csv.Error:
+            continue
+        if len(widths) == 1 and (w := widths.pop()) > best_width:
+            best, best_width = d, w
+    return best
+
+
+def _csv_rows(path: Path, delimiter: str | None):
+    """(line, first line, fields) of every record of a CSV file, as csv.reader parses it.
+
+    The one place where the Python reading of a file can fail: a damaged gzip stream, text
+    that is not UTF-8, a NUL byte, a field beyond the csv module's limit, a refused read.
+    Each becomes an NntrainError that names the file, and the line where it is known.
+    """
+    line = 0  # lines handed to the csv reader so far
+
+    def lines(f):
+        nonlocal line
+        for text in f:
+            line += 1
+            if "\0" in text:
+                raise NntrainError(
+                    f"{path}, line {line}: a NUL byte, which UTF-8 text does not hold (a UTF-16 file? not a CSV file?);"
+                    " save the file as UTF-8"
+                )
+            yield text
+
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(lines(f), delimiter=delimiter or ",")
+            last = 0
+            for row in reader:
+                yield reader.line_num, last + 1, row
+                last = reader.line_num
+    except UnicodeDecodeError as e:
+        where = _undecodable_line(path)
+        raise NntrainError(
+            f"{path}{f', line {where}' if where else ''}: not UTF-8 text (byte 0x{e.object[e.start]:02x}: {e.reason});"
+            " save the file as UTF-8"
+        ) from None
+    except (zlib.error, gzip.BadGzipFile, EOFError) as e:
+        raise NntrainError(f"{path}: the gzip data is damaged or truncated ({e}); a .csv.gz file must be gzip-compressed CSV text") from None
+    except csv.Error as e:
+        reason = str(e)
+        if "field limit" in reason:
+            reason = (
+                f"a field is longer than {csv.field_size_limit():,} characters"
+                " (a quote \" that opens a field and is never closed?)"
+            )
+        raise NntrainError(f"{path}, line {line}: {reason}") from None
+    except OSError as e:
+        raise NntrainError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _undecodable_line(path: Path) -> int | None:
+    """The line (1-based, as an editor counts) holding the first byte that is not UTF-8; None if it cannot be told."""
+    try:
+        opener = gzip.open if str(path).lower().endswith(".gz") else open
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, 1):  # a UTF-8 sequence never holds a newline byte
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except (OSError, EOFError, zlib.error):
+        pass
+    return None
+
+
+def _header(rows, path, delimiter: str) -> tuple[list[str], set[str]]:
+    """The first record that is not a blank line, stripped: column names, each once, and those nntrain gave.
+
+    An empty name becomes `unnamed_J` (J: the column's 1-based position), which column roles
+    can name; such a column is never a feature unless asked for (`columns`).
+    """
+    for line, _, row in rows:
+        if len(row) <= 1 and not "".join(row).strip():
+            continue
+        header = [h.strip() for h in row]
+        if not any(header):
+            raise NntrainError(f"{path}, line {line}: the header row has no column names; a CSV needs a header row naming every column")
+        if len(header) == 1 and delimiter == ",":
+            other = [d for d in DELIMITERS if d != "," and d in header[0]]
+            if other:
+                shown = {"\t": "\\t"}.get(other[0], other[0])
+                raise NntrainError(
+                    f"{path}: the header is one column, '{header[0][:60]}', which holds '{shown}':"
+                    f" set data.delimiter: \"{shown}\" (or auto)"
+                )
+        return _names(header, path)
+    raise NntrainError(f"{path} is empty; a CSV needs a header row and data rows")
+
+
+def _names(header: list[str], path) -> tuple[list[str], set[str]]:
+    names = [h if h else f"unnamed_{j + 1}" for j, h in enumerate(header)]
+    repeated = sorted(h for h, n in Counter(names).items() if n > 1)
+    if repeated:
+        raise NntrainError(f"{path}: the header names {repeated} more than once; column names must be unique")
+    return names, {n for n, h in zip(names, header) if not h}
+
+
+def _mark_unnamed(columns: list[Column], unnamed: set[str]) -> list[Column]:
+    for c in columns:
+        c.unnamed = c.name in unnamed
+    return columns
+
+
+def _read_csv(path: Path, delimiter: str | None, text_columns: set[str]) -> Table:
+    delimiter = delimiter or sniff_delimiter(path)
+    with closing(_csv_rows(path, delimiter)) as records:
+        names, unnamed = _header(records, path, delimiter)  # read by Python: the names, and clear errors on the first line
+
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    def read_with(types: dict, nulls=NULL_VALUES) -> "pa.Table":
+        return pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(column_names=names, skip_rows=_header_records(path, delimiter)),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            convert_options=pcsv.ConvertOptions(
+                null_values=nulls,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                true_values=[],
+                false_values=[],
+                column_types=types,
+            ),
+        )
+
+    text = {n: pa.string() for n in names if n in text_columns}
+    try:
+        try:  # every other column numbers (most wide tables): no type inference, which costs ~0.1 ms per column
+            arrow = read_with({**{n: pa.float64() for n in names}, **text}, COMMON_NULLS)
+        except pa.ArrowInvalid as e:
+            if "conversion error" not in str(e):
+                raise
+            arrow = read_with(text)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError, zlib.error, gzip.BadGzipFile):
+        # pyarrow says little of where; the Python reader finds the line, or reads what pyarrow could not
+        # (a line of spaces), slowly.
+        return _read_csv_python(path, delimiter, names, unnamed, text_columns)
+    columns = [_normalise(name, arrow.column(j), name in text_columns) for j, name in enumerate(names)]
+    return _table(path, "csv", _mark_unnamed(columns, unnamed), np.arange(arrow.num_rows), delimiter)
+
+
+def _header_records(path: Path, delimiter: str) -> int:
+    """Records before the first data row: blank lines before the header, and the header (for pyarrow's skip_rows)."""
+    skipped = 0
+    with closing(_csv_rows(path, delimiter)) as records:
+        for _, _, row in records:
+            skipped += 1
+            if not (len(row) <= 1 and not "".join(row).strip()):
+                break
+    return skipped
+
+
+def _data_records(path: Path, delimiter: str, width: int):
+    """(position, fields) of each data row, read by Python's csv module, with precise errors (line, fields)."""
+    record = -1
+    with closing(_csv_rows(path, delimiter)) as reader:
+        _header(reader, path, delimiter)
+        for line, first, row in reader:
+            if not row:
+                continue
+            record += 1
+            if all(not c.strip() for c in row):
+                continue
+            if len(row) != width:
+                if line > first and any("\n" in c or "\r" in c for c in row):
+                    raise NntrainError(
+                        f"{path}, line {first}: {len(row)} fields, the header has {width}; a quoted field runs from"
+                        f" there to line {line} (a quote \" that opens a field and is never closed?)"
+                    )
+                raise NntrainError(f"{path}, line {line}: {len(row)} fields, the header has {width}")
+            yield record, row
+
+
+def _read_csv_python(path: Path, delimiter: str, names: list[str], unnamed: set[str], text_columns: set[str]) -> Table:
+    """The CSV read by Python's csv module: precise errors (line, number of fields), and files pyarrow refuses."""
+    import pyarrow as pa
+
+    rows, positions = [], []
+    for record, row in _data_records(path, delimiter, len(names)):
+        rows.append(row)
+        positions.append(record)
+    if not rows:
+        raise NntrainError(f"{path} has a header but no data rows")
+    columns = []
+    for j, name in enumerate(names):
+        cells = pa.array([r[j] for r in rows], type=pa.string())
+        columns.append(_normalise(name, pa.chunked_array([cells]), name in text_columns))
+    return _table(path, "csv", _mark_unnamed(columns, unnamed), np.array(positions, dtype=np.int64), delimiter)
+
+
+def batches(path: Path, delimiter: str | None = None, text_columns=(), rows: int = 65536):
+    """The table file as a sequence of Tables of about `rows` rows each, read in a bounded amount of memory.
+
+    Every cell of a CSV is read as text and typed per batch (as `read` types a whole file);
+    a row pyarrow cannot parse is found again by Python's csv module, which names its line.
+    """
+    import pyarrow as pa
+
+    fmt, text_columns = file_format(path), set(text_columns)
+    names, unnamed = header_names(path, delimiter)
+    if fmt == "csv":
+        delimiter = delimiter or sniff_delimiter(path)
+        source = _csv_batches(path, delimiter, names, rows)
+    else:
+        source = _columnar_batches(path, fmt, rows)
+    start = 0
+    try:
+        for batch in source:
+            n = batch.num_rows
+            columns = [_normalise(name, batch.column(j), name in text_columns) for j, name in enumerate(names)]
+            positions = np.arange(start, start + n)
+            start += n
+            if n:
+                try:
+                    yield _table(path, fmt, _mark_unnamed(columns, unnamed), positions, delimiter)
+                except NntrainError:  # a batch of blank rows only
+                    continue
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        if fmt == "csv":
+            for _ in _data_records(path, delimiter, len(names)):
+                pass  # raises at the row pyarrow stumbled on
+        raise NntrainError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+
+
+def _csv_batches(path: Path, delimiter: str, names: list[str], rows: int):
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    reader = pcsv.open_csv(
+        path,
+        # Small blocks, one thread: pyarrow's read-ahead and allocator otherwise hold several blocks' worth
+        # of strings per thread, and peak memory grows with the file (measured: 281 MB for 167 MB of CSV).
+        read_options=pcsv.ReadOptions(
+            column_names=names, skip_rows=_header_records(path, delimiter), block_size=1 << 20, use_threads=False
+        ),
+        parse_options=pcsv.ParseOptions(delimiter=delimiter),
+        convert_options=pcsv.ConvertOptions(
+            column_types={n: pa.string() for n in names}, null_values=NULL_VALUES,
+            strings_can_be_null=True, quoted_strings_can_be_null=True,
+        ),
+    )
+    yield from reader
+
+
+def _columnar_batches(path: Path, fmt: str, rows: int):
+    import pyarrow as pa
+
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
+        return
+    import pyarrow.ipc as ipc
+
+    with pa.memory_map(str(path)) as source:
+        try:
+            reader = ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
+        except pa.ArrowInvalid:
+            source.seek(0)
+            yield from ipc.open_stream(source)
+
+
+# --- Parquet, Feather ------------------------------------------------------------------------------
+
+
+def _read_columnar(path: Path, fmt: str, text_columns: set[str]) -> Table:
+    import pyarrow as pa
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            arrow = pq.read_table(path)
+        else:
+            import pyarrow.feather as feather
+
+            arrow = feather.read_table(path)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        what = "Parquet" if fmt == "parquet" else "Feather / Arrow IPC"
+        raise NntrainError(f"cannot read {path} as a {what} file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    names, unnamed = _names([str(n).strip() for n in arrow.column_names], path)
+    if not names:
+        raise NntrainError(f"{path} has no columns")
+    columns = [_normalise(name, arrow.column(j), name in text_columns, infer=False) for j, name in enumerate(names)]
+    return _table(path, fmt, _mark_unnamed(columns, unnamed), np.arange(arrow.num_rows), None)
+
+
+def header_names(path: Path, delimiter: str | None = None) -> tuple[list[str], set[str]]:
+    """A table file's column names (the header of a CSV, the schema of Parquet / Feather), without reading its rows.
+
+    Also the names nntrain gave to columns the header left unnamed.
+    """
+    fmt = file_format(path)
+    if fmt == "csv":
+        with closing(_csv_rows(path, delimiter or sniff_delimiter(path))) as records:
+            return _header(records, path, delimiter or sniff_delimiter(path))
+    import pyarrow as pa
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(path)
+        else:
+            import pyarrow.ipc as ipc
+
+            with pa.memory_map(str(path)) as source:
+                try:
+                    schema = ipc.open_file(source).schema
+                except pa.ArrowInvalid:
+                    source.seek(0)
+                    schema = ipc.open_stream(source).schema
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise NntrainError(f"cannot read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return _names([str(n).strip() for n in schema.names], path)
+
+
+# --- columns ---------------------------------------------------------------------------------------
+
+NUMBER = re.compile(r"^[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
+
+
+def _normalise(name: str, chunked, as_text: bool, infer: bool = True) -> Column:
+    """A pyarrow column as a Column: numbers as float64, text trimmed with missing markers as null.
+
+    A text column of which at least half the cells are numbers is a column of numbers (with
+    `infer`): its other cells are errors, reported when the column is used (`bad_numbers`).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = chunked.combine_chunks() if isinstance(chunked, pa.ChunkedArray) else chunked
+    t = array.type
+    if pa.types.is_dictionary(t):
+        array = array.cast(t.value_type) if not pa.types.is_null(t.value_type) else array.dictionary_decode()
+        t = array.type
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        array, t = array.cast(pa.string()), pa.string()
+    if pa.types.is_null(t):
+        return Column(name, "number", np.full(len(array), np.nan))
+    if as_text and not pa.types.is_string(t):
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            return Column(name, "text", Column(name, "number", _floats(array)).text())
+        return Column(name, "text", pc.cast(array, pa.string()))
+    if pa.types.is_string(t):
+        array = _clean_text(array)
+        if as_text or not infer:
+            return Column(name, "text", array)
+        present = array.drop_null()
+        if len(present) and pc.sum(pc.match_substring_regex(present, NUMBER.pattern, ignore_case=True)).as_py() * 2 >= len(present):
+            return Column(name, "text-number", array)
+        return Column(name, "text", array)
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t):
+        return Column(name, "number", _floats(array))
+    if pa.types.is_temporal(t):
+        return Column(name, "date", array, str(t))
+    return Column(name, "other", array, str(t))
+
+
+def _floats(array) -> np.ndarray:
+    import pyarrow as pa
+
+    if pa.types.is_boolean(array.type) or pa.types.is_decimal(array.type):
+        array = array.cast(pa.float64())
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64).copy()
+
+
+def _clean_text(array):
+    """Cells trimmed of surrounding spaces; the missing markers (`MISSING`, any case) null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    trimmed = pc.utf8_trim_whitespace(array)
+    marker = pc.is_in(pc.utf8_lower(trimmed), value_set=pa.array(MISSING))
+    return pc.if_else(marker, pa.scalar(None, pa.string()), trimmed)
+
+
+def _table(path: Path, fmt: str, columns: list[Column], rows: np.ndarray, delimiter) -> Table:
+    """The table, without rows whose every cell is missing (as blank lines are skipped)."""
+    n = len(rows)
+    if n:
+        empty = np.ones(n, dtype=bool)
+        for c in columns:
+            empty &= c.missing
+            if not empty.any():
+                break
+        table = Table(path, fmt, columns, rows, delimiter)
+        if empty.any():
+            table = table.select(~empty)
+    else:
+        table = Table(path, fmt, columns, rows, delimiter)
+    if not len(table):
+        raise NntrainError(f"{path} has a header but no data rows" if fmt == "csv" else f"{path} has no rows")
+    return table
+
+
+def numbers_of(table: Table, column: Column) -> np.ndarray:
+    """A number column's values, float64 with NaN where missing; NntrainError at the first cell that is not a number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if column.kind == "number":
+        values = column.values
+    elif column.kind == "text-number":
+        ok = pc.fill_null(pc.match_substring_regex(column.values, NUMBER.pattern, ignore_case=True), True)
+        ok = np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
+        if not ok.all():
+            r = int(np.argmin(ok))
+            raise NntrainError(f"{table.where(r)}, column '{column.name}': '{column.values[r].as_py()}' is not a number")
+        values = np.asarray(pc.cast(column.values, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+    else:
+        raise NntrainError(f"{table.path}: column '{column.name}' is {column.kind}, not numbers")
+    infinite = np.isinf(values)
+    if infinite.any():
+        r = int(np.argmax(infinite))
+        raise NntrainError(f"{table.where(r)}, column '{column.name}': '{values[r]}' is not a finite number")
+    return values
+
+
+def cells_of(column: Column) -> np.ndarray:
+    """A column's cells as text (numpy str array; '' where missing): for target labels."""
+    text = column.text() if column.kind in ("number", "date", "other") else column.values
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.fill_null(text, pa.scalar("", pa.string())).to_numpy(zero_copy_only=False), dtype=np.str_)
