@@ -217,20 +217,24 @@ def _file_arrays(exp: Experiment, data: Path):
 
 
 def evaluate_run(
-    run_dir: Path, which: str = "best", split: str = "test", data: Path | None = None, threshold: float | None = None
+    run_dir: Path, which: str = "best", split: str = "test", data: Path | None = None, threshold: float | None = None,
+    metrics=(),
 ) -> dict:
     """Loss and metrics of a saved run on one of its splits, or on a labelled data file.
+
+    `metrics`: metrics to compute besides the run's train.metrics (those that apply to its task and loss).
 
     A model whose outputs overflow (huge parameters or scaling statistics) gets NaN or infinite
     metrics, without numpy warnings; `eval --fail-under` / `--fail-over` gates then fail.
     """
     with np.errstate(all="ignore"):
-        return _evaluate_run(run_dir, which, split, data, threshold)
+        return _evaluate_run(run_dir, which, split, data, threshold, metrics)
 
 
-def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, threshold: float | None) -> dict:
+def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, threshold: float | None, metrics) -> dict:
     exp = load_run(run_dir, which, with_data=data is None)
     exp.threshold = threshold
+    exp.add_metrics(metrics)
     if data is not None:
         X, y, t = _file_arrays(exp, data)
         source, samples, result = str(data), len(X), exp.evaluate(X, y, t, confusion=True)

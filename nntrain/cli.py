@@ -261,7 +261,8 @@ def eval_(
         raise typer.Exit(EXIT_USAGE)
     _check_threshold(threshold)
     under, over = _threshold(fail_under or [], "--fail-under"), _threshold(fail_over or [], "--fail-over")
-    result = _guard(debug, lambda: api.evaluate_run(run_dir, checkpoint, split, data, threshold))
+    gates = [*under, *over]
+    result = _guard(debug, lambda: api.evaluate_run(run_dir, checkpoint, split, data, threshold, gates))
     failed = []
     for name, limit in [*((n, v) for n, v in under.items()), *((n, v) for n, v in over.items())]:
         if name not in result or not isinstance(result[name], float):

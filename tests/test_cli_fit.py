@@ -355,3 +355,41 @@ def test_stdout_on_a_full_device_is_exit_74(args):
         result = subprocess.run([sys.executable, "-m", "nntrain.cli", *args], stdout=full, stderr=subprocess.PIPE, text=True)
     assert result.returncode == 74, result.stderr
     assert result.stderr.strip() == "error: cannot write '<stdout>': no space left on the device (while printing the output)"
+
+
+def test_small_splits_get_a_caution_printed_and_in_the_summary(cli, write_config, tmp_path):
+    """16-row validation and test splits (8 per class), and 3 rows of a rare class, measure little: fit says so."""
+    config = write_config(data={"dataset": "spirals", "options": {"samples": 100, "classes": 2, "noise": 0.2}},
+                          model={"layers": [{"linear": 8}, "relu", {"linear": 2}]}, train={"epochs": 1})
+    result = cli("fit", config, "--runs-root", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert len(summary["cautions"]) == 2 and "validation split has only 16 rows (fewer than 30)" in summary["cautions"][0]
+    assert "caution: the validation split has only 16 rows" in result.stderr
+    assert "caution: the test split has only 16 rows" in result.stderr
+
+    rows = ["x,y,label"] + [f"{i * 7 % 13},{i % 5},{'rare' if i % 20 == 0 else 'common'}" for i in range(400)]
+    (tmp_path / "rare.csv").write_text("\n".join(rows) + "\n")
+    rare = write_config("rare.yaml", data={"dataset": str(tmp_path / "rare.csv"), "target": "label", "options": {}},
+                        model={"layers": [{"linear": 4}, "relu", {"linear": 2}]}, train={"epochs": 1})
+    result = cli("validate", rare)
+    assert result.exit_code == 0, result.output
+    assert "caution: the validation split has fewer than 5 rows of some classes ('rare' 3)" in result.stderr
+
+    plenty = write_config("plenty.yaml", train={"epochs": 1})  # 45 rows each, 15 per class
+    result = cli("fit", plenty, "--runs-root", tmp_path / "runs", "--json")
+    assert "caution" not in result.stderr and json.loads(result.stdout)["cautions"] == []
+
+
+def test_every_new_classification_metric_trains_monitors_and_is_logged(cli, write_config, tmp_path):
+    metrics = ["accuracy", "roc_auc", "average_precision", "log_loss", "precision", "recall"]
+    config = write_config(train={"epochs": 2, "metrics": metrics, "monitor": "val_roc_auc"})
+    result = cli("fit", config, "--runs-root", tmp_path / "runs", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["monitor"] == "val_roc_auc" and 0.5 < summary["best_value"] <= 1
+    assert set(summary["final"]["val"]) == {"loss", *metrics}
+    fields, rows = read_metrics(tmp_path / "runs" / summary["run_dir"].rsplit("/", 1)[-1])
+    assert "val_log_loss" in fields and "train_average_precision" in fields and len(rows) == 2
+    refused = cli("validate", write_config("hinge.yaml", loss="multiclass_hinge", train={"metrics": ["log_loss"]}))
+    assert refused.exit_code == 2 and "log_loss needs class probabilities" in refused.stderr

@@ -299,21 +299,23 @@ class FakeExecutor:
         self.closed = True
 
 
-@pytest.mark.parametrize("metric", ["val_loss", "val_accuracy"])
+@pytest.mark.parametrize("metric", ["val_loss", "val_accuracy", "val_roc_auc", "val_log_loss"])
 def test_a_custom_executor_plugs_in_and_ranking_follows_the_metric_direction(tmp_path, metric):
     lrs = [0.3, 0.01, 0.1, 0.03]
     fake = FakeExecutor(lambda lr: lr)  # the "metric" equals lr: best is the smallest loss, the largest accuracy
     assert isinstance(fake, Executor)
     spec = sweep_options(grid=["optimizer.lr=" + ",".join(map(str, lrs))], metric=metric)
-    result = run_sweep(tiny(), spec=spec, sweep_dir=tmp_path / "sw", executor=fake)
+    base = tiny(train={"metrics": ["accuracy", "roc_auc", "log_loss"]})
+    result = run_sweep(base, spec=spec, sweep_dir=tmp_path / "sw", executor=fake)
 
     assert [t.trial for t in fake.tasks] == [0, 1, 2, 3] and not fake.closed  # the caller's executor stays open
     task = fake.tasks[2]
     assert task.name == "trial-002" and task.fold is None and not task.resume
     assert task.run_dir == str((tmp_path / "sw" / "trial-002").resolve())
     assert task.config["optimizer"]["lr"] == 0.1 and task.config["name"] == "small"
-    best_first = sorted(lrs, reverse=metric == "val_accuracy")
-    assert result["metric"] == metric and result["higher_is_better"] == (metric == "val_accuracy")
+    higher = metric in ("val_accuracy", "val_roc_auc")
+    best_first = sorted(lrs, reverse=higher)
+    assert result["metric"] == metric and result["higher_is_better"] == higher
     assert [e["values"]["optimizer.lr"] for e in result["leaderboard"]] == best_first
     assert result["best"]["values"]["optimizer.lr"] == best_first[0]
     rows = read_csv(tmp_path / "sw" / "sweep.csv")

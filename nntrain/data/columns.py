@@ -90,6 +90,8 @@ def _check_names(table: Table, roles: Roles, target: str | None) -> None:
             if both:
                 raise NntrainError(f"column '{both[0]}' is in both {a} and {b}; a column has one role", b)
     for name in roles.categorical:
+        if name == target:
+            raise NntrainError(f"column '{name}' is data.target; a target is not a feature", "data.columns.categorical")
         if name in exclusive["data.columns.ignore"] | exclusive["data.columns.id"]:
             raise NntrainError(f"column '{name}' is categorical but also ignored or the id; a column has one role", "data.columns.categorical")
 
@@ -105,7 +107,7 @@ def plan_columns(table: Table, target: str | None, roles: Roles) -> list[ColumnP
             plans.append(_target_plan(column, missing))
             continue
         if name == roles.id:
-            plans.append(ColumnPlan(name, "id", column.kind.replace("text-", ""), missing))
+            plans.append(ColumnPlan(name, "id", "number" if _all_numbers(column) else "text", missing))
             continue
         if name in roles.ignore:
             plans.append(ColumnPlan(name, "ignored", column.kind.replace("text-", ""), missing))
@@ -139,12 +141,21 @@ def plan_columns(table: Table, target: str | None, roles: Roles) -> list[ColumnP
 
 def _target_plan(column: Column, missing: int) -> ColumnPlan:
     """The target: numbers, or class labels (with their count)."""
-    import pyarrow.compute as pc
-
-    values = column.values.drop_null() if column.kind != "number" else None
-    if values is not None and not bool(pc.all(pc.match_substring_regex(values, NUMBER.pattern, ignore_case=True)).as_py() or False):
+    if not _all_numbers(column):
         return ColumnPlan(column.name, "target", "category", missing, _distinct(column))
     return ColumnPlan(column.name, "target", "number", missing)
+
+
+def _all_numbers(column: Column) -> bool:
+    """Whether every present cell of a column is a number (a column read as text for exactness, too)."""
+    import pyarrow.compute as pc
+
+    if column.kind == "number":
+        return True
+    if column.kind not in ("text", "text-number"):
+        return False
+    values = column.values.drop_null()
+    return bool(pc.all(pc.match_substring_regex(values, NUMBER.pattern, ignore_case=True)).as_py() or False)
 
 
 def _summary(plans: list[ColumnPlan]) -> str:

@@ -44,14 +44,20 @@ class TableOptions:
         impute = getattr(data, "impute", None)
         constants = {}
         if impute is not None:
-            constants = {n: r.value for n, r in impute.columns.items() if r.strategy == "constant"}
+            # Only category columns use these (a constant category is added to the column's categories).
+            constants = {n: _category_constant(r) for n, r in impute.columns.items() if r.strategy == "constant"}
             if impute.categorical.strategy == "constant":
-                constants["*"] = impute.categorical.value
+                constants["*"] = _category_constant(impute.categorical)
         delimiter = getattr(data, "delimiter", "auto")
         return cls(
             data.target, data.missing, Roles.of(data), getattr(data, "unknown", "error"),
             None if delimiter == "auto" else delimiter, bool(impute and impute.indicators), constants,
         )
+
+
+def _category_constant(rule) -> str:
+    """The category a constant rule fills in: its value as text, or 'missing' (impute_rules' default too)."""
+    return "missing" if rule.value is None else str(rule.value)
 
 
 @dataclass

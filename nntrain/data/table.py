@@ -469,9 +469,7 @@ def _read_columnar(path: Path, fmt: str, text_columns: set[str]) -> Table:
 
             arrow = pq.read_table(path)
         else:
-            import pyarrow.feather as feather
-
-            arrow = feather.read_table(path)
+            arrow = _read_ipc(path)
     except (pa.ArrowException, OSError, ValueError) as e:
         what = "Parquet" if fmt == "parquet" else "Feather / Arrow IPC"
         raise NntrainError(f"cannot read {path} as a {what} file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
@@ -480,6 +478,23 @@ def _read_columnar(path: Path, fmt: str, text_columns: set[str]) -> Table:
         raise NntrainError(f"{path} has no columns")
     columns = [_normalise(name, arrow.column(j), name in text_columns, infer=False) for j, name in enumerate(names)]
     return _table(path, fmt, _mark_unnamed(columns, unnamed), np.arange(arrow.num_rows), None)
+
+
+def _read_ipc(path: Path):
+    """A Feather v2 / Arrow IPC file, or an Arrow IPC stream; Feather v1 through pyarrow.feather."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    with pa.OSFile(str(path)) as source:  # read, not mapped: the table outlives the open file
+        for opener in (ipc.open_file, ipc.open_stream):
+            try:
+                source.seek(0)
+                return opener(source).read_all()
+            except pa.ArrowInvalid:
+                continue
+    import pyarrow.feather as feather
+
+    return feather.read_table(path)
 
 
 def header_names(path: Path, delimiter: str | None = None) -> tuple[list[str], set[str]]:

@@ -66,6 +66,7 @@ class Experiment:
     imputer: Imputer = field(default_factory=Imputer)  # data.missing: impute; fills NaN inputs before scaling
     threshold: float | None = None  # binary: the probability from which the second class is decided (eval --threshold)
     cautions: list[str] = field(default_factory=list)  # splits too small to measure much (summary.json)
+    extra_metrics: list[str] = field(default_factory=list)  # evaluated besides train.metrics (add_metrics)
 
     @property
     def dtype(self):
@@ -104,7 +105,14 @@ class Experiment:
         return self.target_scaler.inverse(z) if self.target_scaler.offset is not None else z
 
     def metric_names(self) -> list[str]:
-        return list(self.config.train.metrics)
+        return [*self.config.train.metrics, *(m for m in self.extra_metrics if m not in self.config.train.metrics)]
+
+    def add_metrics(self, names) -> None:
+        """Also compute these metrics when evaluating (eval --fail-under on a metric the run did not track)."""
+        allowed = cfg.CLASSIFICATION_METRICS if self.dataset.task == "classification" else cfg.REGRESSION_METRICS
+        if not self.network.loss.probabilities:
+            allowed = [m for m in allowed if m not in cfg.PROBABILITY_METRICS]
+        self.extra_metrics = [m for m in names if m in allowed]
 
     def metrics(self) -> Metrics:
         """An empty accumulator for the configured metrics."""
