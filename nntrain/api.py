@@ -233,6 +233,7 @@ def evaluate_run(
 
 def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, threshold: float | None, metrics) -> dict:
     exp = load_run(run_dir, which, with_data=data is None)
+    _check_threshold(exp, threshold)
     exp.threshold = threshold
     exp.add_metrics(metrics)
     if data is not None:
@@ -245,6 +246,18 @@ def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, thre
     if "confusion" in result:
         result["classes"] = exp.dataset.classes
     return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(samples), **result}
+
+
+def _check_threshold(exp: Experiment, threshold: float | None) -> None:
+    """A decision threshold needs a binary run whose loss gives probabilities."""
+    if threshold is None:
+        return
+    try:
+        if exp.dataset.n_classes != 2:
+            raise ValueError(f"a decision threshold applies to binary classification; this run has {exp.dataset.n_classes or 'no'} classes")
+        check_threshold(exp.network.loss, threshold, exp.network.out_features)
+    except ValueError as e:
+        raise NntrainError(f"--threshold: {e}") from None
 
 
 def predict_run(
@@ -260,13 +273,7 @@ def predict_run(
     its probability is at least `threshold`.
     """
     exp = load_run(run_dir, which, with_data=False)
-    if threshold is not None:
-        try:
-            if exp.dataset.n_classes != 2:
-                raise ValueError(f"a decision threshold applies to binary classification; this run has {exp.dataset.n_classes or 'no'} classes")
-            check_threshold(exp.network.loss, threshold, exp.network.out_features)
-        except ValueError as e:
-            raise NntrainError(f"--threshold: {e}") from None
+    _check_threshold(exp, threshold)
     options = TableOptions.of(exp.config.data)
     problems: dict[int, str] = {}
     data = read_table(Path(input_path), encoder=exp.dataset.encoder, with_target=False, options=options, problems=problems)

@@ -294,11 +294,20 @@ def test_read_csv_empty_target_cell(tmp_path):
     assert "line 3" in msg and "'t'" in msg and "empty" in msg
 
 
-@pytest.mark.parametrize("cell", ["nan", "NaN", "inf", "-inf", "Infinity"])
-def test_read_csv_non_finite_feature(tmp_path, cell):
+@pytest.mark.parametrize("cell, shown", [("inf", "inf"), ("-inf", "-inf"), ("Infinity", "inf"), ("1e999", "inf")])
+def test_read_csv_non_finite_feature(tmp_path, cell, shown):
+    """An infinite cell is refused, naming the value as it was parsed."""
     path = write(tmp_path / "d.csv", f"a,b,t\n1,2,0\n3,4,1\n5,{cell},1\n")
     msg = _error(path)
-    assert "line 4" in msg and "'b'" in msg and cell in msg
+    assert "line 4" in msg and "'b'" in msg and f"'{shown}' is not a finite number" in msg
+
+
+@pytest.mark.parametrize("cell", ["nan", "NaN", "NAN"])
+def test_read_csv_nan_is_a_missing_value(tmp_path, cell):
+    path = write(tmp_path / "d.csv", f"a,b,t\n1,2,0\n3,4,1\n5,{cell},1\n")
+    msg = _error(path)
+    assert "line 4, column 'b': missing value (set data.missing: drop" in msg and "missing in b 1 row)" in msg
+    assert "not a finite number" not in msg
 
 
 @pytest.mark.parametrize("row", ["1,2", "1,2,3,4"])
@@ -417,7 +426,7 @@ def test_wide_header_is_read_in_linear_time(tmp_path):
 def test_labels_beyond_float64_integers_stay_distinct_and_exact(tmp_path):
     """10**30, 10**30 + 1 and 10**30 + 2 are one float64 (and an int64 cast made them -2**63)."""
     big = [10**30, 10**30 + 1, 10**30 + 2]
-    path = write(tmp_path / "big.csv", "a,t\n" + "".join(f"{i},{big[i % 3]}\n" for i in range(9)) + "9,1e30\n")
+    path = write(tmp_path / "big.csv", "a,t\n" + "".join(f"{i * 7 % 10},{big[i % 3]}\n" for i in range(9)) + "3,1e30\n")
     _, y, _ = read_csv(path)
     assert y.dtype == object and y.tolist() == [*big * 3, 10**30]  # 1e30 written as a float is 10**30 exactly
     labels, classes = encode_labels(y, "classification")
@@ -447,20 +456,66 @@ def test_csv_labels_beyond_int64_train_and_predict_by_their_exact_names(cli, wri
     assert {line.split(",")[0] for line in predicted.stdout.splitlines()[1:]} <= set(big)
 
 
+def _unnamed_csv(path: Path, header: str, n: int = 40) -> Path:
+    """`header` over n rows: an unnamed column holds R-style row names 1..n (empty cells when it is the
+    last one: a trailing comma), x0 and x1 genuine features, label the class."""
+    names = header.split(",")
+    cell = {"x0": lambda i: f"{i * 7 % 10}", "x1": lambda i: f"{i * 3 % 4}", "label": lambda i: f"{i % 2}"}
+    trailing = lambda i: ""
+    rows = [",".join(cell.get(name, trailing if j == len(names) - 1 else lambda i: f"{i + 1}")(i) for j, name in enumerate(names))
+            for i in range(n)]
+    return write(path, f"{header}\n" + "\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize(
+    "header, unnamed, features, target",
+    [
+        (",x1,label", "unnamed_1", ["x1"], None),  # R's write.csv / pandas' to_csv row names
+        ("x0,,label", "unnamed_2", ["x0"], None),
+        ("x0,x1,label,", "unnamed_4", ["x0", "x1"], "label"),  # a comma at the end of the header, the target named
+    ],
+)
+def test_a_column_with_no_name_is_named_by_position_and_ignored(cli, write_config, tmp_path, header, unnamed, features, target):
+    """A row-number column (R's write.csv, pandas' to_csv) must not silently become a feature: it is ignored, and said so."""
+    _unnamed_csv(tmp_path / "u.csv", header)
+    data = {"dataset": str(tmp_path / "u.csv"), "options": {}, **({"target": target} if target else {})}
+    model = {"layers": [{"linear": 8}, "relu", {"linear": 2}]}
+    result = cli("validate", write_config(data=data, model=model))
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"^  {unnamed} +ignored: .*\(no name in the header", result.stderr, re.M), result.stderr
+    assert f"{len(features)} features, {len(features)} inputs after encoding" in result.stderr, result.stderr
+    for name in features:
+        assert re.search(rf"^  {name} +feature: number", result.stderr, re.M), result.stderr
+    assert re.search(r"^  label +target", result.stderr, re.M), result.stderr
+    X, _, names = read_csv(tmp_path / "u.csv", "label")
+    assert names == features and X.shape == (40, len(features))
+
+
+def test_a_column_with_no_name_is_used_when_data_columns_names_it(cli, write_config, tmp_path):
+    _unnamed_csv(tmp_path / "u.csv", "x0,,label")
+    data = {"dataset": str(tmp_path / "u.csv"), "options": {}, "columns": {"features": ["x0", "unnamed_2"]}}
+    result = cli("validate", write_config(data=data, model={"layers": [{"linear": 8}, "relu", {"linear": 2}]}))
+    assert result.exit_code == 0, result.output
+    assert "2 features, 2 inputs after encoding" in result.stderr, result.stderr
+    assert re.search(r"^  unnamed_2 +feature: number", result.stderr, re.M), result.stderr
+    data["columns"] = {"ignore": ["unnamed_2"]}  # naming it under another key is fine too
+    result = cli("validate", write_config(data=data, model={"layers": [{"linear": 8}, "relu", {"linear": 2}]}))
+    assert result.exit_code == 0 and re.search(r"^  unnamed_2 +ignored", result.stderr, re.M), result.output
+
+
 @pytest.mark.parametrize(
     "header, message",
     [
-        (",x1,label", "u.csv: column 1 has no name in the header (a row-number column, as R's write.csv"),
-        ("x0,,label", "u.csv: column 2 has no name in the header; name it, or drop it"),
-        ("x0,x1,label,", "u.csv: column 4 has no name in the header (a comma at the end of the header line?)"),
+        ("x0,x1,label,", "u.csv: the target is the last column by default, and it has no name in the header "
+                         "(a comma at the end of the header line?); name it, or set data.target"),
         (",,", "u.csv, line 1: the header row has no column names"),
         ("\n \n , , ", "u.csv, line 3: the header row has no column names"),
     ],
 )
-def test_header_names_must_not_be_empty(cli, write_config, tmp_path, header, message):
-    """A row-number column (R's write.csv, pandas' to_csv) must not silently become a feature."""
+def test_header_names_that_leave_no_target_are_refused(cli, write_config, tmp_path, header, message):
+    """A trailing comma with the default target (the last column) would make an empty column the target."""
     fields = header.splitlines()[-1].count(",") + 1
-    rows = "".join(",".join([f"{i}", f"{i % 2}", f"{i % 2}"] + [""] * (fields - 3)) + "\n" for i in range(40))
+    rows = "".join(",".join([f"{i * 7 % 10}", f"{i % 2}", f"{i % 2}"] + [""] * (fields - 3)) + "\n" for i in range(40))
     write(tmp_path / "u.csv", f"{header}\n{rows}")
     refused(cli("validate", write_config(data={"dataset": str(tmp_path / "u.csv"), "options": {}})), message)
 

@@ -388,3 +388,208 @@ def test_datasets(cli):
     assert listing["mnist"]["kind"] == "downloadable" and "status" in listing["mnist"]
     assert listing["sine"]["task"] == "regression"
     assert listing["spirals"]["options"] == {"samples": 3000, "classes": 3, "noise": 0.2}
+
+
+# --- predict and eval on a binary table run with an ID column --------------------------------
+
+
+BINARY_CONFIG = {
+    "seed": 0,
+    "data": {"dataset": "train.csv", "target": "label", "columns": {"id": "customer_id"}},
+    "model": {"layers": [{"linear": 8}, "relu", {"linear": 2}]},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "train": {"epochs": 20, "batch_size": 16},
+}
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory):
+    """A binary run (classes no, yes) on customer_id (an ID: data.columns.id), colour (red / blue), size."""
+    from typer.testing import CliRunner
+
+    from nntrain.cli import app
+
+    tmp = tmp_path_factory.mktemp("binary")
+    rng = np.random.default_rng(0)
+    lines = ["customer_id,colour,size,label"]
+    for i in range(200):
+        colour, size = ["red", "blue"][i % 2], rng.normal()
+        label = "yes" if size + 0.8 * (colour == "red") + rng.normal(0, 0.5) > 0.4 else "no"
+        lines.append(f"{1001 + i},{colour},{size:.4f},{label}")
+    (tmp / "train.csv").write_text("\n".join(lines) + "\n")
+    (tmp / "features.csv").write_text("".join(line.rsplit(",", 1)[0] + "\n" for line in lines))  # no label
+    (tmp / "run.yaml").write_text(yaml.safe_dump(BINARY_CONFIG))
+    result = CliRunner().invoke(app, ["fit", str(tmp / "run.yaml"), "--run-dir", str(tmp / "run"), "-q"])
+    assert result.exit_code == 0, result.output
+    return tmp
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def p_yes(cli, run, path):
+    """P(yes) of every row of `path`, from predict --json (full precision)."""
+    result = cli("predict", run, path, "--json")
+    assert result.exit_code == 0, result.output
+    return np.array([record["p_yes"] for record in json_lines(result.stdout)])
+
+
+def test_the_id_column_must_be_declared(cli, binary, tmp_path):
+    """customer_id (distinct whole numbers, an ID-like name) trips the guard unless it is data.columns.id."""
+    config = {**BINARY_CONFIG, "data": {"dataset": str(binary / "train.csv"), "target": "label"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = cli("validate", tmp_path / "c.yaml")
+    assert result.exit_code == 2 and "data.columns" in result.stderr and "'customer_id'" in result.stderr, result.output
+
+
+QUERY = "customer_id,colour,size\n5001,red,0.5\n5002,purple,0.1\n5003,blue,\n5004,blue,-0.3\n5005,red,-1.2\n"
+UNKNOWN = "column 'colour': category 'purple' was not in the training data (known: blue, red); set data.unknown: ignore"
+
+
+def test_predict_json_keeps_ids_and_order_and_reports_unscorable_rows(cli, binary, tmp_path):
+    query = tmp_path / "q.csv"
+    query.write_text(QUERY)
+    result = cli("predict", binary / "run", query, "--json")
+    assert result.exit_code == 2, result.output
+    records = json_lines(result.stdout)
+    assert [r["line"] for r in records] == [2, 3, 4, 5, 6]  # every input row, in file order
+    assert [r["customer_id"] for r in records] == ["5001", "5002", "5003", "5004", "5005"]
+    assert UNKNOWN in records[1]["error"] and "class" not in records[1]
+    assert "column 'size': missing value" in records[2]["error"] and "class" not in records[2]
+    scored = [records[i] for i in (0, 3, 4)]
+    for r in scored:
+        assert set(r) == {"line", "customer_id", "class", "p_no", "p_yes"} and "error" not in r
+        assert r["p_no"] + r["p_yes"] == pytest.approx(1, abs=1e-6)
+        assert r["class"] == ("yes" if r["p_yes"] > r["p_no"] else "no")
+    lines = result.stderr.splitlines()
+    assert lines[0] == "warning: 2 rows could not be scored:"
+    assert lines[1].startswith(f"  {query}, line 3: ") and UNKNOWN in lines[1]
+    assert lines[2].startswith(f"  {query}, line 4: ") and "column 'size': missing value" in lines[2]
+    assert len(lines) == 3 and "Traceback" not in result.output
+    # The scored rows are what the good rows alone give: the bad rows shift nothing.
+    good = tmp_path / "good.csv"
+    good.write_text("".join(line + "\n" for i, line in enumerate(QUERY.splitlines()) if i not in (2, 3)))
+    alone = cli("predict", binary / "run", good, "--json")
+    assert alone.exit_code == 0 and alone.stderr == "", alone.output
+    strip = lambda r: {k: v for k, v in r.items() if k != "line"}
+    assert [strip(r) for r in json_lines(alone.stdout)] == [strip(r) for r in scored]
+
+
+def test_predict_csv_puts_the_id_column_first(cli, binary, tmp_path):
+    query = tmp_path / "q.csv"
+    query.write_text("size,colour,customer_id\n0.5,red,5001\n0.1,purple,5002\n-0.3,blue,5004\n")  # any column order
+    result = cli("predict", binary / "run", query)
+    assert result.exit_code == 2, result.output
+    header, rows = parse_csv(result.stdout)
+    assert header == ["customer_id", "class", "p_no", "p_yes"]
+    assert [row[0] for row in rows] == ["5001", "5002", "5004"]
+    assert rows[1] == ["5002", "", "", ""]  # the unknown category: kept in place, nothing predicted
+    assert rows[0][1] in ("no", "yes") and rows[2][1] in ("no", "yes")
+    assert f"{query}, line 3: " in result.stderr and "'purple'" in result.stderr
+    # A file without the id column: no id in the output.
+    query.write_text("colour,size\nred,0.5\nblue,-0.3\n")
+    result = cli("predict", binary / "run", query)
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    header, rows = parse_csv(result.stdout)
+    assert header == ["class", "p_no", "p_yes"] and len(rows) == 2
+
+
+def _threshold_between(p, below_half=True):
+    """A threshold halfway between two neighbouring P(yes) values, in the lower (or upper) quarter."""
+    values = np.unique(p)
+    k = len(values) // 4 if below_half else 3 * len(values) // 4
+    return float((values[k] + values[k + 1]) / 2)
+
+
+@pytest.mark.parametrize("below_half", [True, False])
+def test_predict_threshold_flips_the_class_where_p_reaches_it(cli, binary, below_half):
+    run, path = binary / "run", binary / "features.csv"
+    p = p_yes(cli, run, path)
+    T = _threshold_between(p, below_half)
+    default = [r["class"] for r in json_lines(cli("predict", run, path, "--json").stdout)]
+    result = cli("predict", run, path, "--json", "--threshold", T)
+    assert result.exit_code == 0, result.output
+    records = json_lines(result.stdout)
+    assert [r["class"] for r in records] == ["yes" if v >= T else "no" for v in p]
+    assert np.array_equal([r["p_yes"] for r in records], p)  # the probabilities do not change
+    flipped = [i for i, (a, r) in enumerate(zip(default, records)) if a != r["class"]]
+    assert flipped  # the threshold is far from 0.5: some rows change class, and only those between
+    low, high = sorted((T, 0.5))
+    assert all(low <= p[i] <= high for i in flipped)
+    as_csv = cli("predict", run, path, "--threshold", T)
+    assert as_csv.exit_code == 0, as_csv.output
+    header, rows = parse_csv(as_csv.stdout)
+    assert header[:2] == ["customer_id", "class"] and [row[1] for row in rows] == [r["class"] for r in records]
+
+
+def test_threshold_is_refused_for_a_multiclass_run(cli, run, tmp_path):
+    query = tmp_path / "q.csv"
+    query.write_text("x0,x1\n0.1,0.2\n")
+    for args in (("--json",), ()):
+        result = cli("predict", run, query, "--threshold", "0.5", *args)
+        assert result.exit_code == 2 and result.stdout == "", result.output
+        assert "--threshold" in result.stderr and "binary" in result.stderr and "3 classes" in result.stderr
+    result = cli("eval", run, "--threshold", "0.5")
+    assert result.exit_code == 2 and result.stdout == "" and "threshold" in result.stderr, result.output
+    assert "Traceback" not in result.output
+    for bad in ("0", "1", "1.5"):
+        result = cli("predict", run, query, "--threshold", bad)
+        assert result.exit_code == 2 and "strictly between 0 and 1" in result.stderr, result.output
+
+
+def test_eval_threshold_changes_accuracy_as_computed_by_hand(cli, binary):
+    run, path = binary / "run", binary / "train.csv"
+    p = p_yes(cli, run, path)  # predict ignores the label column
+    truth = np.array([line.rsplit(",", 1)[1] == "yes" for line in path.read_text().splitlines()[1:]])
+    T = _threshold_between(p, below_half=True)
+    plain = eval_json(cli, run, "--data", path)
+    thresholded = eval_json(cli, run, "--data", path, "--threshold", T)
+    assert plain["samples"] == thresholded["samples"] == len(truth) == 200
+    assert plain["accuracy"] == pytest.approx(np.mean((p > 0.5) == truth))
+    decided = p >= T
+    assert thresholded["accuracy"] == pytest.approx(np.mean(decided == truth))
+    assert thresholded["accuracy"] != pytest.approx(plain["accuracy"])
+    confusion = [[int(np.sum(~truth & ~decided)), int(np.sum(~truth & decided))],
+                 [int(np.sum(truth & ~decided)), int(np.sum(truth & decided))]]
+    assert thresholded["confusion"] == confusion
+    assert thresholded["loss"] == pytest.approx(plain["loss"])  # a threshold decides classes, not the loss
+
+
+@pytest.mark.parametrize("which", ["multiclass", "binary"])
+def test_eval_json_per_class(cli, run, binary, which):
+    if which == "multiclass":
+        result, classes = eval_json(cli, run), 3
+    else:
+        result, classes = eval_json(cli, binary / "run", "--data", binary / "train.csv"), 2
+    per_class = result["per_class"]
+    assert set(per_class) == {"precision", "recall", "f1", "support"}
+    assert all(len(v) == classes for v in per_class.values())
+    assert sum(per_class["support"]) == result["samples"]
+    C = np.array(result["confusion"])
+    assert per_class["support"] == C.sum(axis=1).tolist()
+    diagonal = np.diag(C).astype(float)
+    with np.errstate(all="ignore"):
+        precision = np.nan_to_num(diagonal / C.sum(axis=0))
+        recall = np.nan_to_num(diagonal / C.sum(axis=1))
+        f1 = np.nan_to_num(2 * precision * recall / (precision + recall))
+    assert per_class["precision"] == pytest.approx(precision.tolist())
+    assert per_class["recall"] == pytest.approx(recall.tolist())
+    assert per_class["f1"] == pytest.approx(f1.tolist())
+    assert result["accuracy"] == pytest.approx(diagonal.sum() / result["samples"])
+
+
+def test_predict_json_of_a_parquet_file_numbers_rows(cli, binary, tmp_path):
+    """Parquet has no lines: records and messages give the 1-based row."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "q.parquet"
+    pq.write_table(pa.table({"customer_id": [7, 8, 9], "colour": ["red", "purple", "blue"], "size": [0.5, 0.1, None]}), path)
+    result = cli("predict", binary / "run", path, "--json")
+    assert result.exit_code == 2, result.output
+    records = json_lines(result.stdout)
+    assert [r["row"] for r in records] == [1, 2, 3] and all("line" not in r for r in records)
+    assert [r["customer_id"] for r in records] == ["7", "8", "9"]
+    assert "class" in records[0] and "'purple'" in records[1]["error"] and "missing value" in records[2]["error"]
+    assert f"{path}, row 2: " in result.stderr and f"{path}, row 3: " in result.stderr

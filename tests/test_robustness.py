@@ -506,14 +506,20 @@ def test_an_init_scale_that_overflows_is_refused(cli, write_config, tmp_path, mo
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_predict_and_eval_of_a_model_whose_outputs_overflow(cli, runs, tmp_path):
-    """No numpy warning; predict refuses to print predictions that are not numbers, eval reports them and gates fail."""
+    """No numpy warning; predict prints no predictions that are not numbers (the row is reported as not
+    scored, its fields left empty), eval reports them and gates fail."""
     with np.load(runs / "clf/checkpoints/best.npz") as npz:
         weight, bias = npz["layers.0.weight"], npz["layers.0.bias"]
     huge = np.finfo(weight.dtype).max
     path = crafted(runs, layers__0__bias=np.full_like(bias, huge))
     result = cli("predict", runs / "clf", runs / "pets-in.csv", "--checkpoint", path)
-    assert refused(result, "the model's outputs are not finite for row 1 of 1", "pets-in.csv", path.name) and clean(result)
-    assert result.stdout == ""
+    assert refused(result, "warning: 1 row could not be scored:", "pets-in.csv, line 2: the model's outputs are not finite",
+                   path.name) and clean(result)
+    assert result.stdout == "class,p_cat,p_dog\n,,\n"  # one output row per input row, nothing predicted
+    result = cli("predict", runs / "clf", runs / "pets-in.csv", "--checkpoint", path, "--json")
+    assert refused(result, "pets-in.csv, line 2: the model's outputs are not finite") and clean(result)
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["line"] == 2 and "not finite" in record["error"] and "class" not in record
     for path in (path, crafted(runs, layers__0__weight=np.full_like(weight, huge))):
         result = cli("eval", runs / "clf", "--checkpoint", path, "--fail-over", "loss=100", "--json")
         assert result.exit_code == 1 and clean(result)

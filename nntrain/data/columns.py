@@ -11,13 +11,14 @@ training split) fills them, and unknown categories are refused or encoded as all
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError, short_repr, shorten
-from .table import NUMBER, Column, Table, numbers_of
+from .table import NUMBER, Column, Table, ints, numbers_of, strings
 
 # A text column with more distinct values than this is refused unless declared (data.columns.max_categories).
 MAX_CATEGORIES = 50
@@ -225,9 +226,7 @@ def _all_dates(sample) -> bool:
 
 def _row_number(values: np.ndarray) -> str:
     n = len(values)
-    if np.isnan(values).any():
-        return ""
-    for start in (0, 1):
+    for start in (0, 1):  # the first and last values settle nearly every column
         if values[0] == start and values[-1] == start + n - 1 and np.array_equal(values, np.arange(start, start + n)):
             return f"is the row number ({start}, {start + 1}, {start + 2}, ... {start + n - 1})"
     return ""
@@ -318,20 +317,21 @@ class FeatureEncoder:
         unknown = "error") is an NntrainError naming its line, or, with `problems` (a dict),
         recorded there as {row: message} and its row left as NaN.
         """
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         if not table.has(self.columns):
             raise NntrainError(f"{table.path} has columns {table.names}; the model needs the features {self.columns}")
         n = len(table)
         X = np.empty((n, len(self.names)))
+        copied = self._copy_number_runs(table, X)
         for (name, cols, is_category), column in zip(self.blocks(), (table.column(c) for c in self.columns)):
             gaps = column.missing
-            if is_category:
+            if name in copied:
+                pass
+            elif is_category:
                 values = column.text() if column.kind != "text" else column.values
                 known = self.categories[name]
-                code = pc.index_in(values, value_set=pa.array(known, type=pa.string()))
-                code = np.asarray(pc.fill_null(code, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+                code = ints(pc.index_in(values, value_set=strings(known)), null=-1)
                 unknown = (code < 0) & ~gaps
                 block = X[:, cols]
                 block[...] = 0.0
@@ -356,8 +356,41 @@ class FeatureEncoder:
                 X[:, cols.stop] = gaps
         return X
 
+    def _copy_number_runs(self, table: Table, X: np.ndarray) -> set[str]:
+        """Copy runs of number columns that are adjacent both in X and in their table's shared array; their names.
+
+        A wide table of numbers is then one 2-D copy instead of a strided one per column.
+        """
+        done, run = set(), []  # run: (column, position in X) of the current run
+
+        def flush():
+            if len(run) > 1:
+                first, start = run[0]
+                X[:, start : start + len(run)] = first.block[:, first.index : first.index + len(run)]
+                done.update(c.name for c, _ in run)
+            run.clear()
+
+        for name, cols, is_category in self.blocks():
+            column = table.column(name)
+            finite = column.__dict__.get("_finite")
+            usable = not is_category and name not in self.indicators and column.block is not None and finite
+            if usable and run and column.block is run[-1][0].block and column.index == run[-1][0].index + 1:
+                run.append((column, cols.start))
+                continue
+            flush()
+            if usable:
+                run.append((column, cols.start))
+        flush()
+        return done
+
     def _numbers_by_row(self, table: Table, column: Column, problems: dict) -> np.ndarray:
         """A number column's values with every cell that is not a finite number recorded as a problem (NaN)."""
+        if column.kind == "number":  # read as numbers: only infinities can be wrong
+            values = np.array(column.values, dtype=np.float64)
+            for r in np.flatnonzero(np.isinf(values)):
+                problems.setdefault(int(r), f"column '{column.name}': '{values[r]}' is not a finite number")
+            values[np.isinf(values)] = np.nan
+            return values
         cells = column.values.to_pylist()
         out = np.full(len(cells), np.nan)
         for r, cell in enumerate(cells):
@@ -509,7 +542,19 @@ def impute_rules(encoder: FeatureEncoder, impute) -> dict[str, Rule]:
     return rules
 
 
+REPORT_COLUMNS = 50  # columns `validate` lists one by one; the others are counted by role and kind
+
+
 def column_report(plans: list[ColumnPlan]) -> list[str]:
-    """One line per column: its name and what nntrain does with it (`nntrain validate`)."""
-    width = min(30, max((len(p.name) for p in plans), default=0))
-    return [f"  {p.name:<{width}}  {p.describe()}" for p in plans]
+    """One line per column: its name and what nntrain does with it (`nntrain validate`).
+
+    Past REPORT_COLUMNS (tables may have 10,000s of columns) the rest are counted by role and kind.
+    """
+    shown = plans if len(plans) <= REPORT_COLUMNS + 10 else plans[:REPORT_COLUMNS]
+    width = min(30, max((len(p.name) for p in shown), default=0))
+    lines = [f"  {p.name:<{width}}  {p.describe()}" for p in shown]
+    rest = plans[len(shown) :]
+    if rest:
+        counts = Counter(f"{p.role}: {p.kind}" for p in rest)
+        lines.append(f"  ... and {len(rest):,} more: " + ", ".join(f"{n:,} {what}" for what, n in counts.most_common()))
+    return lines

@@ -16,8 +16,8 @@ import numpy as np
 from ..errors import NntrainError
 from ..fileio import AtomicStream, activity, atomic_write, make_dir
 from .columns import FeatureEncoder, Roles, plan_columns
-from .files import _target, _target_name
-from .table import Column, Table, batches, cells_of, header_names
+from .files import _target_name, target_values
+from .table import Column, Table, batches, header_names
 
 
 def _numeric(column: Column) -> Column:
@@ -85,7 +85,7 @@ def convert(
                     continue
             X = encoder.encode(table)
             X_file.write(np.ascontiguousarray(X, dtype=dtype).tobytes())
-            labels.append(_target(cells_of(table.column(target_name)), table, target_name))
+            labels.append(target_values(table.column(target_name), table))
             written += len(X)
         if written != kept:
             raise NntrainError(f"{path} changed while it was converted ({kept} rows, then {written})")

@@ -16,7 +16,7 @@ from ..engine.registry import did_you_mean
 from ..errors import NntrainError
 from ..npzfile import Member, check_members, load_npz
 from .columns import ColumnPlan, FeatureEncoder, Roles, plan_columns
-from .table import TABLE_SUFFIXES, Table, cells_of, header_names, is_table_file, read
+from .table import NUMBER, TABLE_SUFFIXES, Column, Table, bools, cells_of, float64s, header_names, is_table_file, read
 
 
 FILE_SUFFIXES = (*TABLE_SUFFIXES, ".npz")
@@ -153,10 +153,9 @@ def read_table(
     plans = plan_columns(table, target_name, roles) if encoder is None else []
     features = encoder.columns if encoder is not None else [p.name for p in plans if p.role == "feature"]
     if options.missing != "impute":
-        table, gone = _missing_rows(table, features, options.missing, problems)
-        if gone:
-            notes.append(gone)
-            dropped += int(gone.split(" rows", 1)[0].rsplit(" ", 1)[-1])
+        table, gone, note = _missing_rows(table, features, options.missing, problems)
+        dropped += gone
+        notes += [note] if note else []
     if encoder is None:
         constants = {p.name: options.constants.get(p.name, options.constants.get("*")) for p in plans if p.kind == "category"}
         constants = {k: v for k, v in constants.items() if v is not None}
@@ -165,31 +164,32 @@ def read_table(
     y = None
     if target_name is not None:
         column = table.column(target_name)
-        y = _target(cells_of(column), table, target_name)
+        y = target_values(column, table)
     ids = cells_of(table.column(roles.id)) if roles.id is not None and roles.id in table.names else None
     return TableData(X, y, encoder, dropped, plans, notes, ids, table)
 
 
-def _missing_rows(table: Table, features: list[str], missing: str, problems: dict | None) -> tuple[Table, str]:
-    """The table without rows that have a missing feature (data.missing: drop), or an error naming the first.
+def _missing_rows(table: Table, features: list[str], missing: str, problems: dict | None) -> tuple[Table, int, str]:
+    """(table, rows dropped, a note): without rows that have a missing feature (data.missing: drop), or an error.
 
     With `problems` (predict), such rows are recorded as problems and kept (as NaN).
     """
     gaps = {name: table.column(name).missing for name in features}
     gaps = {name: g for name, g in gaps.items() if g.any()}
     if not gaps:
-        return table, ""
+        return table, 0, ""
     any_gap = np.logical_or.reduce(list(gaps.values()))
     if problems is not None:
         for r in np.flatnonzero(any_gap):
             first = next(name for name, g in gaps.items() if g[r])
             problems.setdefault(int(r), f"column '{first}': missing value (the run's data.missing is {missing}, not impute)")
-        return table, ""
+        return table, 0, ""
     if missing == "drop":
         kept = table.select(~any_gap)
         if not len(kept):
             raise NntrainError(f"{table.path}: every row has a missing value ({_gap_counts(gaps)})")
-        return kept, f"{table.path}: dropped {int(any_gap.sum())} rows with missing values (data.missing: drop); missing in {_gap_counts(gaps)}"
+        gone = int(any_gap.sum())
+        return kept, gone, f"{table.path}: dropped {gone} rows with missing values (data.missing: drop); missing in {_gap_counts(gaps)}"
     r = int(np.argmax(any_gap))
     first = next(name for name, g in gaps.items() if g[r])
     raise NntrainError(
@@ -208,7 +208,7 @@ def _gap_counts(gaps: dict[str, np.ndarray]) -> str:
 EXACT = 2**53  # float64 holds every whole number of smaller magnitude exactly, and not every larger one
 
 
-def _target(cells: np.ndarray, table: Table, column: str) -> np.ndarray:
+def target_values(column: Column, table: Table) -> np.ndarray:
     """Numbers when every label is a number (then they must be finite), else the text labels.
 
     The numbers are float64, unless one of them is too large for float64 to hold every whole
@@ -216,33 +216,23 @@ def _target(cells: np.ndarray, table: Table, column: str) -> np.ndarray:
     Python numbers in an object array: whole numbers as int (read from the text, digit for
     digit), others as float. No two labels that differ in the file become the same.
     """
-    if not _parses(cells).all():
-        return cells
-    values = cells.astype(np.float64)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = column.text()
+    if not bools(pc.match_substring_regex(text, NUMBER.pattern, ignore_case=True), null=True).all():
+        return cells_of(column)
+    try:
+        values = float64s(pc.cast(text, pa.float64()))
+    except pa.ArrowInvalid:  # a spelling pyarrow does not read ('Infinity')
+        values = np.array([float(c) for c in cells_of(column).tolist()])
     finite = np.isfinite(values)
     if not finite.all():
         r = int(np.argmin(finite))
-        raise NntrainError(f"{table.where(r)}, column '{column}': '{cells[r]}' is not a finite number")
+        raise NntrainError(f"{table.where(r)}, column '{column.name}': '{text[r].as_py()}' is not a finite number")
     if len(values) and np.abs(values).max() >= EXACT:
-        return np.array([_exact(c) for c in cells.tolist()], dtype=object)
+        return np.array([_exact(c) for c in cells_of(column).tolist()], dtype=object)
     return values
-
-
-def _parses(cells: np.ndarray) -> np.ndarray:
-    """Which cells are numbers (finite or not)."""
-    try:
-        cells.astype(np.float64)
-        return np.ones(len(cells), dtype=bool)
-    except ValueError:
-        pass
-    out = np.empty(len(cells), dtype=bool)
-    for i, c in enumerate(cells.tolist()):  # only on the slow path: labels with text in them
-        try:
-            float(c)
-            out[i] = True
-        except ValueError:
-            out[i] = False
-    return out
 
 
 def _exact(cell: str) -> int | float:

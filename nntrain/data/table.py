@@ -28,7 +28,9 @@ FEATHER_SUFFIXES = (".feather", ".arrow", ".ipc")
 TABLE_SUFFIXES = (*CSV_SUFFIXES, *PARQUET_SUFFIXES, *FEATHER_SUFFIXES)
 DELIMITERS = (",", ";", "\t", "|")  # what `delimiter: auto` chooses among
 MISSING = ("", "na", "n/a", "nan", "null", "none", "?")  # cells read as missing, case-insensitive
+MISSING_CELL = "^(" + "|".join(re.escape(m) for m in MISSING) + ")$"
 SNIFF_BYTES = 64 * 1024
+WIDE = 200  # columns from which a CSV is first read as all numbers, without looking at its types
 
 
 def _case_variants(word: str) -> list[str]:
@@ -67,21 +69,34 @@ class Column:
     values: object  # np.ndarray (number) or pyarrow.Array (text, date, other)
     type_name: str = ""  # the file's own type, for messages about "other" columns
     unnamed: bool = False  # the header gave it no name (nntrain named it unnamed_J)
+    # Number columns of a table share one (rows, k) array (`stack_numbers`): values is column
+    # `index` of `block`, so that encoding copies runs of columns at once.
+    block: np.ndarray | None = None
+    index: int = -1
 
     @property
     def missing(self) -> np.ndarray:
-        if self.kind == "number":
-            return np.isnan(self.values)
-        return np.asarray(self.values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        """True where a cell is missing (computed once: guards, reports and encoding all ask)."""
+        cached = self.__dict__.get("_missing")
+        if cached is None:
+            cached = self._missing = np.isnan(self.values) if self.kind == "number" else bools(self.values.is_null())
+        return cached
 
     def text(self):
         """The column as pyarrow strings (numbers as the shortest text that reads back as the same float)."""
         import pyarrow as pa
 
-        if self.kind == "number":
-            return pa.array([None if np.isnan(v) else _number_text(v) for v in self.values.tolist()], type=pa.string())
         import pyarrow.compute as pc
 
+        if self.kind == "number":
+            values = self.values
+            present = values[~np.isnan(values)]
+            if np.all(np.mod(present, 1) == 0) and (not len(present) or np.abs(present).max() < 2**53):
+                text = pc.cast(indices(np.nan_to_num(values).astype(np.int64)), pa.string())
+            else:  # fractions: the shortest text that reads back as the same float
+                text = strings([_number_text(v) for v in values.tolist()])
+            gaps = np.isnan(values)
+            return pc.if_else(_bool_array(gaps), pa.nulls(len(values), pa.string()), text) if gaps.any() else text
         return pc.cast(self.values, pa.string()) if self.values.type != pa.string() else self.values
 
 
@@ -121,7 +136,7 @@ class Table:
         """The rows where `keep` is true (a boolean mask over the rows)."""
         import pyarrow as pa
 
-        index = pa.array(np.flatnonzero(keep))
+        index = indices(np.flatnonzero(keep))
         columns = [
             Column(c.name, c.kind, c.values[keep] if c.kind == "number" else c.values.take(index), c.type_name, c.unnamed)
             for c in self.columns
@@ -303,35 +318,52 @@ def _read_csv(path: Path, delimiter: str | None, text_columns: set[str]) -> Tabl
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    def read_with(types: dict, nulls=NULL_VALUES) -> "pa.Table":
-        return pcsv.read_csv(
-            path,
-            read_options=pcsv.ReadOptions(column_names=names, skip_rows=_header_records(path, delimiter)),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter),
-            convert_options=pcsv.ConvertOptions(
-                null_values=nulls,
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-                true_values=[],
-                false_values=[],
-                column_types=types,
-            ),
+    skip = _header_records(path, delimiter)
+    options = dict(
+        read_options=pcsv.ReadOptions(column_names=names, skip_rows=skip),
+        parse_options=pcsv.ParseOptions(delimiter=delimiter),
+    )
+
+    def convert(types: dict, nulls=NULL_VALUES):
+        return pcsv.ConvertOptions(
+            null_values=nulls, strings_can_be_null=True, quoted_strings_can_be_null=True,
+            true_values=[], false_values=[], column_types=types,
         )
+
+    def numbers_in_first_block() -> dict:
+        with pcsv.open_csv(path, convert_options=convert(text), **options) as first:
+            return {f.name: pa.float64() for f in first.schema if f.name not in text and _numeric_type(f.type)}
 
     text = {n: pa.string() for n in names if n in text_columns}
     try:
-        try:  # every other column numbers (most wide tables): no type inference, which costs ~0.1 ms per column
-            arrow = read_with({**{n: pa.float64() for n in names}, **text}, COMMON_NULLS)
-        except pa.ArrowInvalid as e:
-            if "conversion error" not in str(e):
-                raise
-            arrow = read_with(text)
+        # Type inference costs ~0.1 ms per column, so columns are typed float64 where that can be
+        # told: all of them first (most wide tables), else those that are numbers in the first
+        # block; only when text turns up later in such a column is every column inferred.
+        arrow = None
+        every = lambda: {n: pa.float64() for n in names}  # noqa: E731
+        # Inferring even one block's types is slow for 10,000s of columns; a failed full read is
+        # slow for many rows (pyarrow reports it after parsing blocks in parallel).
+        for guess in (every, numbers_in_first_block) if len(names) > WIDE else (numbers_in_first_block,):
+            try:
+                arrow = pcsv.read_csv(path, convert_options=convert({**guess(), **text}, COMMON_NULLS), **options)
+                break
+            except pa.ArrowInvalid as e:
+                if "conversion error" not in str(e):
+                    raise
+        if arrow is None:
+            arrow = pcsv.read_csv(path, convert_options=convert(text), **options)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, EOFError, zlib.error, gzip.BadGzipFile):
         # pyarrow says little of where; the Python reader finds the line, or reads what pyarrow could not
         # (a line of spaces), slowly.
         return _read_csv_python(path, delimiter, names, unnamed, text_columns)
-    columns = [_normalise(name, arrow.column(j), name in text_columns) for j, name in enumerate(names)]
+    columns = stack_numbers([_normalise(name, arrow.column(j), name in text_columns) for j, name in enumerate(names)])
     return _table(path, "csv", _mark_unnamed(columns, unnamed), np.arange(arrow.num_rows), delimiter)
+
+
+def _numeric_type(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
 
 
 def _header_records(path: Path, delimiter: str) -> int:
@@ -378,7 +410,7 @@ def _read_csv_python(path: Path, delimiter: str, names: list[str], unnamed: set[
         raise NntrainError(f"{path} has a header but no data rows")
     columns = []
     for j, name in enumerate(names):
-        cells = pa.array([r[j] for r in rows], type=pa.string())
+        cells = strings([r[j] for r in rows])
         columns.append(_normalise(name, pa.chunked_array([cells]), name in text_columns))
     return _table(path, "csv", _mark_unnamed(columns, unnamed), np.array(positions, dtype=np.int64), delimiter)
 
@@ -476,7 +508,7 @@ def _read_columnar(path: Path, fmt: str, text_columns: set[str]) -> Table:
     names, unnamed = _names([str(n).strip() for n in arrow.column_names], path)
     if not names:
         raise NntrainError(f"{path} has no columns")
-    columns = [_normalise(name, arrow.column(j), name in text_columns, infer=False) for j, name in enumerate(names)]
+    columns = stack_numbers([_normalise(name, arrow.column(j), name in text_columns, infer=False) for j, name in enumerate(names)])
     return _table(path, fmt, _mark_unnamed(columns, unnamed), np.arange(arrow.num_rows), None)
 
 
@@ -574,7 +606,7 @@ def _floats(array) -> np.ndarray:
 
     if pa.types.is_boolean(array.type) or pa.types.is_decimal(array.type):
         array = array.cast(pa.float64())
-    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=np.float64).copy()
+    return float64s(array)
 
 
 def _clean_text(array):
@@ -583,8 +615,8 @@ def _clean_text(array):
     import pyarrow.compute as pc
 
     trimmed = pc.utf8_trim_whitespace(array)
-    marker = pc.is_in(pc.utf8_lower(trimmed), value_set=pa.array(MISSING))
-    return pc.if_else(marker, pa.scalar(None, pa.string()), trimmed)
+    marker = pc.match_substring_regex(trimmed, MISSING_CELL, ignore_case=True)
+    return pc.if_else(marker, pa.nulls(len(trimmed), pa.string()), trimmed)
 
 
 def _table(path: Path, fmt: str, columns: list[Column], rows: np.ndarray, delimiter) -> Table:
@@ -606,6 +638,27 @@ def _table(path: Path, fmt: str, columns: list[Column], rows: np.ndarray, delimi
     return table
 
 
+def stack_numbers(columns: list[Column]) -> list[Column]:
+    """The number columns' values gathered into one (rows, k) array, each column a view of it.
+
+    One pass over the data instead of one per column: its missing cells and infinities are
+    found for all columns at once, and `FeatureEncoder.encode` copies runs of columns.
+    """
+    numbers = [c for c in columns if c.kind == "number"]
+    if len(numbers) < 2:
+        return columns
+    # Filled column by column as rows of its transpose (contiguous writes); block[:, i] is then contiguous too.
+    transposed = np.empty((len(numbers), len(numbers[0].values)))
+    for i, c in enumerate(numbers):
+        transposed[i] = c.values
+    block = transposed.T
+    gaps, infinite = np.isnan(block), np.isinf(transposed).any(axis=1)
+    for i, c in enumerate(numbers):
+        c.values, c.block, c.index, c._missing = block[:, i], block, i, gaps[:, i]
+        c._finite = not infinite[i]
+    return columns
+
+
 def numbers_of(table: Table, column: Column) -> np.ndarray:
     """A number column's values, float64 with NaN where missing; NntrainError at the first cell that is not a number."""
     import pyarrow as pa
@@ -614,14 +667,15 @@ def numbers_of(table: Table, column: Column) -> np.ndarray:
     if column.kind == "number":
         values = column.values
     elif column.kind == "text-number":
-        ok = pc.fill_null(pc.match_substring_regex(column.values, NUMBER.pattern, ignore_case=True), True)
-        ok = np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
+        ok = bools(pc.match_substring_regex(column.values, NUMBER.pattern, ignore_case=True), null=True)
         if not ok.all():
             r = int(np.argmin(ok))
             raise NntrainError(f"{table.where(r)}, column '{column.name}': '{column.values[r].as_py()}' is not a number")
-        values = np.asarray(pc.cast(column.values, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+        values = float64s(pc.cast(column.values, pa.float64()))
     else:
         raise NntrainError(f"{table.path}: column '{column.name}' is {column.kind}, not numbers")
+    if column.__dict__.get("_finite"):
+        return values
     infinite = np.isinf(values)
     if infinite.any():
         r = int(np.argmax(infinite))
@@ -635,4 +689,93 @@ def cells_of(column: Column) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return np.asarray(pc.fill_null(text, pa.scalar("", pa.string())).to_numpy(zero_copy_only=False), dtype=np.str_)
+    if text.null_count:
+        text = pc.if_else(pc.is_null(text), _empty_strings(len(text)), text)
+    return np.array(text.to_pylist(), dtype=np.str_)
+
+
+# --- arrow <-> numpy -------------------------------------------------------------------------------
+# Built from the arrays' buffers: pyarrow's own conversions (pa.array, pa.scalar, Array.to_numpy)
+# import pandas when it is installed, which costs ~0.2 s, more than reading a 9 MB table.
+
+
+def _validity(array) -> np.ndarray | None:
+    """True where a (non-chunked) array has a value; None when it has no nulls."""
+    if not array.null_count:
+        return None
+    bits = np.frombuffer(array.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, bitorder="little", count=array.offset + len(array))[array.offset :].astype(bool)
+
+
+def float64s(array) -> np.ndarray:
+    """A numeric array as float64, NaN where it is null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.type != pa.float64():
+        array = pc.cast(array, pa.float64())
+    values = np.frombuffer(array.buffers()[1], dtype=np.float64, count=array.offset + len(array))[array.offset :]
+    valid = _validity(array)
+    if valid is None:
+        return values
+    values = values.copy()
+    values[~valid] = np.nan
+    return values
+
+
+def bools(array, null: bool = False) -> np.ndarray:
+    """A boolean array as numpy, `null` where it is null."""
+    bits = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+    values = np.unpackbits(bits, bitorder="little", count=array.offset + len(array))[array.offset :].astype(bool)
+    valid = _validity(array)
+    if valid is not None:
+        values[~valid] = null
+    return values
+
+
+def ints(array, null: int = -1) -> np.ndarray:
+    """An integer array as int64, `null` where it is null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if array.type != pa.int64():
+        array = pc.cast(array, pa.int64())
+    values = np.frombuffer(array.buffers()[1], dtype=np.int64, count=array.offset + len(array))[array.offset :].copy()
+    valid = _validity(array)
+    if valid is not None:
+        values[~valid] = null
+    return values
+
+
+def strings(values) -> "pa.StringArray":
+    """A pyarrow string array of Python strings (no nulls)."""
+    import pyarrow as pa
+
+    encoded = [v.encode("utf-8", "surrogatepass") for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
+
+
+def indices(rows: np.ndarray):
+    """A pyarrow int64 array of row indices (for take)."""
+    import pyarrow as pa
+
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
+
+
+def _empty_strings(n: int):
+    import pyarrow as pa
+
+    return pa.StringArray.from_buffers(n, pa.py_buffer(np.zeros(n + 1, dtype=np.int32)), pa.py_buffer(b""))
+
+
+def _bool_array(mask: np.ndarray):
+    """A numpy boolean mask as a pyarrow boolean array."""
+    import pyarrow as pa
+
+    bits = np.packbits(np.ascontiguousarray(mask, dtype=bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
