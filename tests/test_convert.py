@@ -133,15 +133,21 @@ def _wide_csv(path: Path, megabytes: int) -> Path:
     block = "".join(",".join(f"{v:.5f}" for v in row) + f",{i % 3}\n" for i, row in enumerate(rng.normal(size=(1400, 40))))
     with open(path, "w") as f:
         f.write(",".join(f"f{j}" for j in range(40)) + ",label\n")
-        f.write(block * int(megabytes * 2**20 / len(block)))
+        for _ in range(int(megabytes * 2**20 / len(block))):
+            f.write(block)
     return path
 
 
 @pytest.mark.slow
 def test_convert_memory_does_not_grow_with_the_file(tmp_path):
-    """Converting 4 times the data takes about the same peak memory: the file is never held whole."""
-    small, large = _wide_csv(tmp_path / "small.csv", 20), _wide_csv(tmp_path / "large.csv", 80)
-    growth = _peak_kib(large, tmp_path / "l") - _peak_kib(small, tmp_path / "s")
-    extra = (large.stat().st_size - small.stat().st_size) / 1024
-    assert growth < 0.2 * extra, (growth, extra)
-    assert np.load(tmp_path / "l" / "X.npy", mmap_mode="r").shape[1] == 40
+    """A file larger than the whole converting process's peak memory converts; 12 times the data, the same peak.
+
+    (Measured: about 210 MiB for both 20 MB and 240 MB of CSV; most of it is numpy and pyarrow.)
+    """
+    small, large = _wide_csv(tmp_path / "small.csv", 20), _wide_csv(tmp_path / "large.csv", 240)
+    small_peak, large_peak = _peak_kib(small, tmp_path / "s"), _peak_kib(large, tmp_path / "l")
+    size = large.stat().st_size / 1024
+    assert large_peak < size, (large_peak, size)  # the file was never held whole
+    assert large_peak - small_peak < 0.1 * (size - small.stat().st_size / 1024), (small_peak, large_peak)
+    X = np.load(tmp_path / "l" / "X.npy", mmap_mode="r")
+    assert X.shape[1] == 40 and X.shape[0] == len(np.load(tmp_path / "l" / "y.npy"))

@@ -593,3 +593,26 @@ def test_predict_json_of_a_parquet_file_numbers_rows(cli, binary, tmp_path):
     assert [r["customer_id"] for r in records] == ["7", "8", "9"]
     assert "class" in records[0] and "'purple'" in records[1]["error"] and "missing value" in records[2]["error"]
     assert f"{path}, row 2: " in result.stderr and f"{path}, row 3: " in result.stderr
+
+
+def _auc_by_hand(y: np.ndarray, score: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counting one half."""
+    pos, neg = score[y == 1], score[y == 0]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def test_ci_gates_on_roc_auc_even_when_the_run_did_not_track_it(cli, binary, tmp_path):
+    """`eval --fail-under roc_auc=...` computes the metric for the gate; its value is the AUC of P(yes)."""
+    run = binary / "run"
+    data = binary / "train.csv"
+    labels = np.array([line.rsplit(",", 1)[1] == "yes" for line in data.read_text().splitlines()[1:]], dtype=int)
+    auc = _auc_by_hand(labels, p_yes(cli, run, data))
+    passed = cli("eval", run, "--data", data, "--fail-under", f"roc_auc={auc - 0.01}", "--json")
+    assert passed.exit_code == 0, passed.output
+    result = json.loads(passed.stdout)
+    assert result["roc_auc"] == pytest.approx(auc, abs=1e-6) and "roc_auc" in result
+    failed = cli("eval", run, "--data", data, "--fail-under", f"roc_auc={auc + 0.01}", "--fail-over", "log_loss=0.01")
+    assert failed.exit_code == 1 and "FAILED: roc_auc" in failed.stdout and "FAILED: log_loss" in failed.stdout
+    plain = json.loads(cli("eval", run, "--data", data, "--json").stdout)
+    assert "roc_auc" not in plain  # computed for a gate only

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -431,3 +434,40 @@ def test_infinity_in_a_csv_is_an_error(tmp_path):
     path = write_text(tmp_path / "i.csv", "a,y\n1,0\n-inf,1\n")
     with pytest.raises(NntrainError, match=r"i\.csv, line 3, column 'a': '-inf' is not a finite number"):
         read_table(path)
+
+
+PANDAS_SPY = """
+import sys
+from pathlib import Path
+from nntrain.data.columns import Roles
+from nntrain.data.files import TableOptions, read_table
+options = TableOptions(target="y", roles=Roles(categorical=["code"]), missing="impute")
+for name in ("t.csv", "t.parquet", "t.feather"):
+    data = read_table(Path(sys.argv[1]) / name, options=options)
+    assert data.X.shape[0] == 3, data.X.shape
+print("read", Path(sys.argv[2]).exists())
+import pyarrow as pa
+pa.array([1])  # what pyarrow's own conversions do: the stand-in must notice
+print("pa.array", Path(sys.argv[2]).exists())
+"""
+
+
+def test_reading_a_table_never_makes_pyarrow_import_pandas(tmp_path):
+    """pyarrow imports pandas (~0.2 s) from pa.array, pa.scalar, to_numpy where it is installed; nntrain avoids them.
+
+    A stand-in `pandas` package records that it was imported (and then fails, as if absent).
+    """
+    marker = tmp_path / "pandas-imported"
+    (tmp_path / "stub" / "pandas").mkdir(parents=True)
+    (tmp_path / "stub" / "pandas" / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nraise ImportError('stand-in')\n"
+    )
+    path = tmp_path / "t.csv"
+    path.write_text("a,colour,code,y\n1,red,04,x\n,blue,05,y\n3, red ,NA,x\n")
+    arrow = pa.table({"a": [1.0, None, 3.0], "colour": ["red", "blue", "red"], "code": [4, 5, None], "y": ["x", "y", "x"]})
+    pq.write_table(arrow, tmp_path / "t.parquet")
+    feather.write_feather(arrow, tmp_path / "t.feather")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "stub"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", PANDAS_SPY, str(tmp_path), str(marker)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["read False", "pa.array True"]

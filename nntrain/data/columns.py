@@ -117,7 +117,7 @@ def plan_columns(table: Table, target: str | None, roles: Roles) -> list[ColumnP
             plans.append(ColumnPlan(name, "ignored", column.kind.replace("text-", ""), missing, why="not in data.columns.features"))
             continue
         asked = roles.declared(name)
-        if name.startswith("unnamed_") and getattr(column, "unnamed", False) and not asked:
+        if column.unnamed and not asked:
             plans.append(ColumnPlan(name, "ignored", column.kind.replace("text-", ""), missing, why="no name in the header: row names?"))
             continue
         if name in roles.categorical:
@@ -126,14 +126,12 @@ def plan_columns(table: Table, target: str | None, roles: Roles) -> list[ColumnP
             continue
         try:
             plans.append(_guarded_feature(table, column, missing, roles, asked))
-        except NntrainError as e:
-            if e.key != "data.columns":
-                raise
-            refused.append(str(e).split(": ", 1)[1])
+        except Refused as e:
+            refused.append(str(e))
     if len(refused) == 1:
-        raise NntrainError(refused[0], "data.columns")
-    if refused:
-        lines = "\n".join(f"  {r.split(': ', 1)[1]}" for r in refused)
+        raise NntrainError(f"{table.path}: {refused[0]}", "data.columns")
+    if refused:  # every such column at once: the user declares them in one go
+        lines = "\n".join(f"  {r}" for r in refused)
         raise NntrainError(f"{table.path}: {len(refused)} columns must not become features unasked:\n{lines}", "data.columns")
     if not any(p.role == "feature" for p in plans):
         raise NntrainError(f"{table.path}: no column is a feature ({_summary(plans)})", "data.columns")
@@ -163,10 +161,12 @@ def _summary(plans: list[ColumnPlan]) -> str:
     return "; ".join(f"{p.name}: {p.role}" for p in plans[:10]) + (" ..." if len(plans) > 10 else "")
 
 
+class Refused(Exception):
+    """A column a guard keeps from becoming a feature (the message names it and the keys that decide)."""
+
+
 def _declare_hint(name: str, what: str) -> str:
-    return (
-        f"list '{name}' in data.columns.ignore (or make it data.columns.id){what}"
-    )
+    return f"list '{name}' in data.columns.ignore (or make it data.columns.id){what}"
 
 
 def _guarded_feature(table: Table, column: Column, missing: int, roles: Roles, asked: bool) -> ColumnPlan:
@@ -174,38 +174,34 @@ def _guarded_feature(table: Table, column: Column, missing: int, roles: Roles, a
     name, n = column.name, len(table)
     if column.kind in ("date", "other"):
         what = "dates" if column.kind == "date" else f"values of type {column.type_name}"
-        raise NntrainError(
-            f"{table.path}: column '{name}' holds {what}, which nntrain does not turn into features;"
-            f" {_declare_hint(name, ', or in data.columns.categorical to use each value as a category')}",
-            "data.columns",
+        raise Refused(
+            f"column '{name}' holds {what}, which nntrain does not turn into features;"
+            f" {_declare_hint(name, ', or in data.columns.categorical to use each value as a category')}"
         )
     if column.kind == "text":
         count = _distinct(column)
         present = n - missing
         sample = column.values.drop_null()
         if len(sample) and _all_dates(sample):
-            raise NntrainError(
-                f"{table.path}: column '{name}' holds dates (e.g. '{sample[0].as_py()}'), which nntrain does not turn"
-                f" into features; {_declare_hint(name, ', or in data.columns.categorical to use each date as a category')}",
-                "data.columns",
+            raise Refused(
+                f"column '{name}' holds dates (e.g. '{sample[0].as_py()}'), which nntrain does not turn"
+                f" into features; {_declare_hint(name, ', or in data.columns.categorical to use each date as a category')}"
             )
         nearly_all = present >= DISTINCT_MIN_ROWS and count >= DISTINCT_SHARE * present
         if not asked and (count > roles.max_categories or nearly_all):
             why = "nearly every row has its own value: an ID? free text?" if nearly_all else f"more than data.columns.max_categories: {roles.max_categories}"
-            raise NntrainError(
-                f"{table.path}: text column '{name}' has {count} distinct values in {present} rows ({why});"
-                f" {_declare_hint(name, f', or in data.columns.categorical to one-hot encode its {count} values')}",
-                "data.columns",
+            raise Refused(
+                f"text column '{name}' has {count} distinct values in {present} rows ({why});"
+                f" {_declare_hint(name, f', or in data.columns.categorical to one-hot encode its {count} values')}"
             )
         return ColumnPlan(name, "feature", "category", missing, count)
     values = numbers_of(table, column)
     if not asked and n >= ROW_NUMBER_MIN_ROWS:
         flagged = _row_number(values) or _id_like(name, values)
         if flagged:
-            raise NntrainError(
-                f"{table.path}: column '{name}' {flagged}; a model would learn the row order or the IDs, not the data:"
-                f" {_declare_hint(name, ', or in data.columns.features if it is meant as a feature')}",
-                "data.columns",
+            raise Refused(
+                f"column '{name}' {flagged}; a model would learn the row order or the IDs, not the data:"
+                f" {_declare_hint(name, ', or in data.columns.features if it is meant as a feature')}"
             )
     return ColumnPlan(name, "feature", "number", missing)
 

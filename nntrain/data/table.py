@@ -499,7 +499,7 @@ def _read_columnar(path: Path, fmt: str, text_columns: set[str]) -> Table:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            arrow = pq.read_table(path)
+            arrow = pq.ParquetFile(path).read()  # pq.read_table goes through pyarrow's pandas shim (imports pandas)
         else:
             arrow = _read_ipc(path)
     except (pa.ArrowException, OSError, ValueError) as e:
