@@ -310,14 +310,11 @@ def predict_run(
     for r in problems:
         rows[r] = None
     id_name = options.roles.id if data.ids is not None else None
-    lines = data.table.lines(sorted(problems)) if problems else []
-    line_of = dict(zip(sorted(problems), lines))
-    messages = [f"{input_path}, line {line_of[r]}: {problems[r]}" for r in sorted(problems)]
-    if data.table.format != "csv":
-        messages = [m.replace(", line ", ", row ", 1) for m in messages]
+    unit = "line" if data.table.format == "csv" else "row"  # Parquet and Feather have rows, not lines
+    bad = sorted(problems)
+    messages = [f"{input_path}, {unit} {line}: {problems[r]}" for r, line in zip(bad, data.table.lines(bad) if bad else [])]
     if as_json:
         all_lines = data.table.lines(range(len(X)))
-        unit = "line" if data.table.format == "csv" else "row"
         text = io.StringIO()
         for r, row in enumerate(rows):
             record = {unit: all_lines[r]}

@@ -626,8 +626,7 @@ def datasets_convert(
             _err(f"error: {option} '{value}' is not one of: {', '.join(a for a in allowed if a)}")
             raise typer.Exit(EXIT_USAGE)
     roles = Roles(ignore=list(ignore or []), id=id_, categorical=list(categorical or []))
-    target_key: str | int | None = target
-    result = _guard(debug, lambda: convert(input_file, out_dir, target_key, roles, missing, delimiter, dtype))
+    result = _guard(debug, lambda: convert(input_file, out_dir, target, roles, missing, delimiter, dtype))
     from .data.columns import column_report
 
     _err(f"columns ({len(result['plans'])}):")
