@@ -1176,6 +1176,61 @@ def file_cases(base_run: Path, marker_dir: Path, seed: int = 0) -> list[FileCase
         blob = bytes(rng.getrandbits(8) for _ in range(rng.choice([10, 500, 50_000])))
         csv_case(f"garbage-{i}", blob, "refuse", eval_expect="refuse", predict_expect="refuse")
 
+    # ---- Parquet and Feather / Arrow IPC files (read through pyarrow)
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    columns = {"x0": [float(r[0]) for r in rows[1:]], "x1": [float(r[1]) for r in rows[1:]], "label": [r[2] for r in rows[1:]]}
+
+    def arrow_bytes(table, kind="parquet") -> bytes:
+        sink = io.BytesIO()
+        if kind == "parquet":
+            pq.write_table(table, sink)
+        elif kind == "feather":
+            feather.write_feather(table, sink)
+        else:  # an Arrow IPC stream
+            with ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+        return sink.getvalue()
+
+    def table_of(**changes):
+        return pa.table({**columns, **changes})
+
+    def arrow_case(cid, data, expect, name="data.parquet", note=""):
+        add(FileCase(f"arrow-{cid}", "arrow", {name: data, "data.yaml": data_config(name)},
+                     data_commands(name, expect, "any", "any"), run_from_base={}, note=note))
+
+    n = len(columns["x0"])
+    parquet = arrow_bytes(table_of())
+    arrow_case("parquet-valid", parquet, "accept")
+    arrow_case("feather-valid", arrow_bytes(table_of(), "feather"), "accept", name="data.feather")
+    arrow_case("ipc-stream-valid", arrow_bytes(table_of(), "stream"), "accept", name="data.arrow")
+    arrow_case("parquet-dictionary-labels", arrow_bytes(pa.table({**columns, "label": pa.array(columns["label"]).dictionary_encode()})), "accept")
+    for cut in sorted({0, 4, 12, len(parquet) // 2, len(parquet) - 8, len(parquet) - 1}):
+        arrow_case(f"parquet-truncated-{cut}", parquet[:cut], "refuse")
+    for i in range(4):
+        flipped = bytearray(parquet)
+        for _ in range(1 + 2 * i):
+            flipped[rng.randrange(8, len(flipped) - 8)] ^= 1 << rng.randrange(8)
+        arrow_case(f"parquet-flipped-{i}", bytes(flipped), "any")
+    arrow_case("parquet-garbage", bytes(rng.getrandbits(8) for _ in range(5000)), "refuse")
+    arrow_case("feather-truncated", arrow_bytes(table_of(), "feather")[:300], "refuse", name="data.feather")
+    arrow_case("feather-garbage", bytes(rng.getrandbits(8) for _ in range(5000)), "refuse", name="data.feather")
+    arrow_case("parquet-no-rows", arrow_bytes(table_of().slice(0, 0)), "refuse")
+    arrow_case("parquet-list-column", arrow_bytes(table_of(x1=[[1.0, 2.0]] * n)), "refuse")
+    arrow_case("parquet-struct-column", arrow_bytes(table_of(x1=[{"a": 1}] * n)), "refuse")
+    arrow_case("parquet-binary-column", arrow_bytes(table_of(x1=[b"\x00\xff"] * n)), "refuse")
+    arrow_case("parquet-timestamps", arrow_bytes(table_of(x1=pa.array(np.arange(n).astype("datetime64[s]")))), "refuse")
+    arrow_case("parquet-all-null-column", arrow_bytes(table_of(x1=pa.nulls(n, pa.float64()))), "refuse")
+    arrow_case("parquet-nan-and-inf", arrow_bytes(table_of(x0=[float("nan"), float("inf")] + columns["x0"][2:])), "refuse")
+    arrow_case("parquet-huge-string", arrow_bytes(table_of(x1=["x" * (10 << 20)] + ["a"] * (n - 1))), "any")
+    arrow_case("parquet-uint64-labels", arrow_bytes(table_of(label=pa.array([2**64 - 1 - i % 3 for i in range(n)], pa.uint64()))), "any")
+    arrow_case("parquet-duplicate-names", arrow_bytes(pa.Table.from_arrays([pa.array(columns["x0"])] * 2 + [pa.array(columns["label"])],
+                                                                            names=["x0", "x0", "label"])), "refuse")
+    arrow_case("parquet-is-csv", good, "refuse")
+
     # ---- .npz data files
     X = nrng.normal(size=(80, 2))
     y = np.arange(80) % 3

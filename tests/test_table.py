@@ -471,3 +471,18 @@ def test_reading_a_table_never_makes_pyarrow_import_pandas(tmp_path):
     done = subprocess.run([sys.executable, "-c", PANDAS_SPY, str(tmp_path), str(marker)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["read False", "pa.array True"]
+
+
+def test_parquet_integer_labels_beyond_float64_stay_exact(tmp_path):
+    """uint64 labels near 2**64 are three classes, named digit for digit (a float cast would merge them)."""
+    labels = [2**64 - 1 - i % 3 for i in range(30)]
+    pq.write_table(pa.table({"x": [float(i * 7 % 11) for i in range(30)], "y": pa.array(labels, pa.uint64())}), tmp_path / "u.parquet")
+    data = read_table(tmp_path / "u.parquet")
+    assert data.y.dtype == object and data.y.tolist() == labels
+
+
+def test_a_huge_cell_is_shortened_in_messages(tmp_path):
+    path = write_text(tmp_path / "h.csv", "a,y\n" + "".join(f"{i % 7},{i % 2}\n" for i in range(10)) + "x" * 100_000 + ",1\n")
+    with pytest.raises(NntrainError, match=r"line 12, column 'a': 'x+'\.\.\.'x+' \(100,000 characters\) is not a number") as e:
+        read_table(path)
+    assert len(str(e.value)) < 400

@@ -395,10 +395,10 @@ class FeatureEncoder:
             try:
                 v = float(cell)
             except (TypeError, ValueError):
-                problems.setdefault(r, f"column '{column.name}': '{cell}' is not a number")
+                problems.setdefault(r, f"column '{column.name}': {short_repr(cell, 60)} is not a number")
                 continue
             if not np.isfinite(v):
-                problems.setdefault(r, f"column '{column.name}': '{cell}' is not a finite number")
+                problems.setdefault(r, f"column '{column.name}': {short_repr(cell, 60)} is not a finite number")
                 continue
             out[r] = v
         return out

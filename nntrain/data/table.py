@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NntrainError
+from ..errors import NntrainError, short_repr
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -583,9 +583,9 @@ def _normalise(name: str, chunked, as_text: bool, infer: bool = True) -> Column:
     if pa.types.is_null(t):
         return Column(name, "number", np.full(len(array), np.nan))
     if as_text and not pa.types.is_string(t):
-        if pa.types.is_integer(t) or pa.types.is_floating(t):
+        if pa.types.is_floating(t):  # the shortest text that reads back as the same float
             return Column(name, "text", Column(name, "number", _floats(array)).text())
-        return Column(name, "text", pc.cast(array, pa.string()))
+        return Column(name, "text", pc.cast(array, pa.string()))  # integers digit for digit, however large
     if pa.types.is_string(t):
         array = _clean_text(array)
         if as_text or not infer:
@@ -670,7 +670,7 @@ def numbers_of(table: Table, column: Column) -> np.ndarray:
         ok = bools(pc.match_substring_regex(column.values, NUMBER.pattern, ignore_case=True), null=True)
         if not ok.all():
             r = int(np.argmin(ok))
-            raise NntrainError(f"{table.where(r)}, column '{column.name}': '{column.values[r].as_py()}' is not a number")
+            raise NntrainError(f"{table.where(r)}, column '{column.name}': {short_repr(column.values[r].as_py(), 60)} is not a number")
         values = float64s(pc.cast(column.values, pa.float64()))
     else:
         raise NntrainError(f"{table.path}: column '{column.name}' is {column.kind}, not numbers")
@@ -715,7 +715,7 @@ def float64s(array) -> np.ndarray:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if array.type != pa.float64():
-        array = pc.cast(array, pa.float64())
+        array = pc.cast(array, pa.float64(), safe=False)  # integers beyond 2**53 round, as numpy's would
     values = np.frombuffer(array.buffers()[1], dtype=np.float64, count=array.offset + len(array))[array.offset :]
     valid = _validity(array)
     if valid is None:
