@@ -54,7 +54,7 @@ def test_generators_are_deterministic_and_cover_every_family(campaign):
     sample = faults.stratified(first, 20, SEED)
     assert len(sample) == 20 and {c.family for c in sample} == families
     files = faults.file_cases(campaign.base_run(), campaign.markers, SEED)
-    assert {c.family for c in files} == {"csv", "npz", "npy_pair", "checkpoint", "run_dir", "outputs"}
+    assert {c.family for c in files} == {"csv", "arrow", "npz", "npy_pair", "checkpoint", "run_dir", "outputs"}
     assert len({c.id for c in files}) == len(files)
 
 
