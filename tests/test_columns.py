@@ -953,3 +953,15 @@ def test_example_raw_table_trains_on_roles_and_predicts_with_ids(tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["customer_id"] for r in records] == [f"c{10000 + 7 * i}" for i in range(600)]
     assert [r["line"] for r in records] == list(range(2, 602)) and all(r["class"] in ("no", "yes") for r in records)
+
+
+def test_eval_data_finds_the_default_target_beside_an_unnamed_index(tmp_path):
+    """A run on an R-style export (unnamed row numbers, target last by default) evaluates the same export."""
+    rows = [",a,b,y"] + [f"{i + 1},{i * 7 % 11},{i * 3 % 5},{i % 2}" for i in range(60)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "c.yaml").write_text("data: {dataset: t.csv}\nmodel: {layers: [linear: 4, relu, linear: 2]}\ntrain: {epochs: 1}\n")
+    fit = subprocess.run([*NNTRAIN, "fit", "c.yaml", "--run-dir", "r", "-q"], cwd=tmp_path, capture_output=True, text=True)
+    assert fit.returncode == 0, fit.stderr
+    done = subprocess.run([*NNTRAIN, "eval", "r", "--data", "t.csv", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["samples"] == 60

@@ -125,7 +125,7 @@ def read_table(
         if not features <= set(names):
             target_name = names[-1]
         else:
-            rest = [h for h in names if h not in features and h != roles.id and h not in roles.ignore]
+            rest = [h for h in names if h not in features and h != roles.id and h not in roles.ignore and h not in unnamed]
             if options.target is None and len(rest) != 1:
                 raise NntrainError(f"{path}: cannot tell the target column among {rest or 'no other columns'}")
             target_name = _target_name(names, options.target if options.target is not None else rest[0], path)
