@@ -356,8 +356,26 @@ def _read_csv(path: Path, delimiter: str | None, text_columns: set[str]) -> Tabl
         # pyarrow says little of where; the Python reader finds the line, or reads what pyarrow could not
         # (a line of spaces), slowly.
         return _read_csv_python(path, delimiter, names, unnamed, text_columns)
-    columns = stack_numbers([_normalise(name, arrow.column(j), name in text_columns) for j, name in enumerate(names)])
-    return _table(path, "csv", _mark_unnamed(columns, unnamed), np.arange(arrow.num_rows), delimiter)
+    rows, held = arrow.num_rows, [arrow]
+    del arrow  # _normalise_all gets the only reference, and frees the table column by column
+    columns = stack_numbers(_normalise_all(held.pop(), names, text_columns))
+    return _table(path, "csv", _mark_unnamed(columns, unnamed), np.arange(rows), delimiter)
+
+
+def _normalise_all(arrow, names: list[str], text_columns: set[str], infer: bool = True) -> list[Column]:
+    """Every column of a pyarrow table normalised, each column's chunks let go once it is done.
+
+    The table is emptied as it goes, so that the file's data is held about once, not as the
+    table's chunks and the columns' arrays at the same time (then stack_numbers frees each
+    number column's array once it is in the block).
+    """
+    chunked = [arrow.column(j) for j in range(arrow.num_columns)]
+    del arrow  # the caller passed its only reference: now each column's chunks are held once, by `chunked`
+    columns = []
+    for j, name in enumerate(names):
+        columns.append(_normalise(name, chunked[j], name in text_columns, infer))
+        chunked[j] = None
+    return columns
 
 
 def _numeric_type(t) -> bool:
@@ -508,8 +526,10 @@ def _read_columnar(path: Path, fmt: str, text_columns: set[str]) -> Table:
     names, unnamed = _names([str(n).strip() for n in arrow.column_names], path)
     if not names:
         raise NntrainError(f"{path} has no columns")
-    columns = stack_numbers([_normalise(name, arrow.column(j), name in text_columns, infer=False) for j, name in enumerate(names)])
-    return _table(path, fmt, _mark_unnamed(columns, unnamed), np.arange(arrow.num_rows), None)
+    rows, held = arrow.num_rows, [arrow]
+    del arrow  # as in _read_csv
+    columns = stack_numbers(_normalise_all(held.pop(), names, text_columns, infer=False))
+    return _table(path, fmt, _mark_unnamed(columns, unnamed), np.arange(rows), None)
 
 
 def _read_ipc(path: Path):
@@ -644,18 +664,24 @@ def stack_numbers(columns: list[Column]) -> list[Column]:
     One pass over the data instead of one per column: its missing cells and infinities are
     found for all columns at once, and `FeatureEncoder.encode` copies runs of columns.
     """
+    import pyarrow as pa
+
     numbers = [c for c in columns if c.kind == "number"]
     if len(numbers) < 2:
         return columns
     # Filled column by column as rows of its transpose (contiguous writes); block[:, i] is then contiguous too.
+    # Each column's own array is let go as soon as it is copied: with the caller's table dropped
+    # (see _read_csv), the file's data and the block are not held at once.
     transposed = np.empty((len(numbers), len(numbers[0].values)))
+    block = transposed.T
     for i, c in enumerate(numbers):
         transposed[i] = c.values
-    block = transposed.T
+        c.values = block[:, i]
     gaps, infinite = np.isnan(block), np.isinf(transposed).any(axis=1)
     for i, c in enumerate(numbers):
-        c.values, c.block, c.index, c._missing = block[:, i], block, i, gaps[:, i]
+        c.block, c.index, c._missing = block, i, gaps[:, i]
         c._finite = not infinite[i]
+    pa.default_memory_pool().release_unused()  # pyarrow's allocator keeps freed pages unless asked
     return columns
 
 
