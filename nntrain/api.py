@@ -16,7 +16,8 @@ import numpy as np
 
 from . import config as cfg
 from .data.dataset import builtin_names, encode_labels, resolve_path
-from .data.files import TableOptions, is_table_file, read_npz, read_table
+from .data.files import TableOptions, read_npz, read_table
+from .data.table import is_table_file
 from .engine.gradcheck import check_gradients
 from .errors import NntrainError
 from .train import checkpoint

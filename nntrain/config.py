@@ -33,7 +33,8 @@ from pydantic import (
 from pydantic import Tag
 
 from .data.dataset import builtin_names, unknown_dataset
-from .data.files import is_data_file, is_table_file
+from .data.files import is_data_file
+from .data.table import is_table_file
 from .data.download import DOWNLOADABLE
 from .data.generators import GENERATORS
 from .engine.init import INITIALIZERS

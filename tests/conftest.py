@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,32 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+# --- table tests (test_table.py, test_columns.py) ---------------------------------------------
+
+
+def table_config(tmp_path, data: dict, name="c.yaml", classes=2, epochs=2, layers=None, hidden=4, optimizer=None, **extra):
+    """A YAML file of a small classifier on `data` (a data section): hidden-relu-classes, SGD, batches of 16."""
+    config = {
+        "seed": 0,
+        "data": data,
+        "model": {"layers": layers or [{"linear": hidden}, "relu", {"linear": classes}]},
+        "loss": "cross_entropy",
+        "optimizer": optimizer or {"name": "sgd", "lr": 0.05},
+        "train": {"epochs": epochs, "batch_size": 16},
+        **extra,
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def fit_json(cli, config, run_dir):
+    """`nntrain fit --json` that must succeed: (summary, result)."""
+    result = cli("fit", config, "--run-dir", run_dir, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), result
 
 
 # --- optimizer and schedule tests ---------------------------------------------------------

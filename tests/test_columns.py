@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
+from conftest import fit_json, table_config
 from nntrain import api
 from nntrain.data.columns import FeatureEncoder, Imputer, Roles, Rule, column_report, impute_rules, plan_columns
 from nntrain.data.files import TableOptions, read_table
@@ -45,27 +45,6 @@ def cell(v) -> str:
 def write_columns(path, columns: dict):
     """A CSV from {name: values}; None / NaN cells are written empty."""
     return write_rows(path, list(columns), [[cell(v) for v in row] for row in zip(*columns.values())])
-
-
-def write_config(tmp_path, data: dict, name="c.yaml", classes=2, epochs=2, layers=None, **extra):
-    config = {
-        "seed": 0,
-        "data": data,
-        "model": {"layers": layers or [{"linear": 4}, "relu", {"linear": classes}]},
-        "loss": "cross_entropy",
-        "optimizer": {"name": "sgd", "lr": 0.05},
-        "train": {"epochs": epochs, "batch_size": 16},
-        **extra,
-    }
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def fit_ok(cli, config, run_dir):
-    result = cli("fit", config, "--run-dir", run_dir, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout), result
 
 
 def refused(cli, config, *needles, command="validate"):
@@ -133,14 +112,14 @@ def test_an_exported_row_number_column_is_never_a_feature(cli, tmp_path, style):
             writer.writerow(["", "a", "b", "y"])
             for i, (a, b, y) in enumerate(zip(*columns.values())):
                 writer.writerow([str(i + 1), float(a), float(b), int(y)])
-    config = write_config(tmp_path, {"dataset": str(path)})
+    config = table_config(tmp_path, {"dataset": str(path)})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     report = report_lines(result.stderr)
     assert list(report) == ["unnamed_1", "a", "b", "y"]
     assert report["unnamed_1"].startswith("ignored:") and "no name in the header" in report["unnamed_1"]
     assert report_header(result.stderr) == "columns (4; 2 features, 2 inputs after encoding):"
-    fit_ok(cli, config, tmp_path / "run")
+    fit_json(cli, config, tmp_path / "run")
     saved = checkpoint(tmp_path / "run")
     assert saved["data.features"].tolist() == ["a", "b"]
     assert saved["layers.0.weight"].shape[0] == 2  # the network has 2 inputs
@@ -153,7 +132,7 @@ def test_an_unnamed_column_named_by_a_role_is_used(cli, tmp_path):
     rng = np.random.default_rng(1)
     rows = [[int(rng.integers(0, 5)), f"{rng.normal():.3f}", i % 2] for i in range(40)]
     path = write_rows(tmp_path / "u.csv", ["", "a", "y"], rows)
-    config = write_config(tmp_path, {"dataset": str(path), "columns": {"categorical": ["unnamed_1"]}})
+    config = table_config(tmp_path, {"dataset": str(path), "columns": {"categorical": ["unnamed_1"]}})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     assert report_lines(result.stderr)["unnamed_1"].startswith("feature: category")
@@ -170,7 +149,7 @@ def id_file(tmp_path, n=600):
 
 def test_a_text_id_column_is_refused(cli, tmp_path):
     path = id_file(tmp_path)
-    config = write_config(tmp_path, {"dataset": str(path)})
+    config = table_config(tmp_path, {"dataset": str(path)})
     message = (
         "text column 'customer_id' has 600 distinct values in 600 rows (nearly every row has its own value: an ID? free text?);"
         " list 'customer_id' in data.columns.ignore (or make it data.columns.id), or in data.columns.categorical"
@@ -181,7 +160,7 @@ def test_a_text_id_column_is_refused(cli, tmp_path):
 
 @pytest.mark.parametrize("columns", [{"id": "customer_id"}, {"ignore": ["customer_id"]}, {"features": ["x"]}])
 def test_a_text_id_column_passes_once_declared(cli, tmp_path, columns):
-    config = write_config(tmp_path, {"dataset": str(id_file(tmp_path)), "columns": columns})
+    config = table_config(tmp_path, {"dataset": str(id_file(tmp_path)), "columns": columns})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     assert "1 features, 1 inputs after encoding" in report_header(result.stderr)
@@ -204,7 +183,7 @@ def test_a_numeric_id_column_is_refused(cli, tmp_path, name):
     rng = np.random.default_rng(3)
     ids = rng.permutation(5000)[:40] + 100  # distinct whole numbers, not in row order
     columns = {name: ids, **base_columns(40)}
-    config = write_config(tmp_path, {"dataset": str(write_columns(tmp_path / "n.csv", columns))})
+    config = table_config(tmp_path, {"dataset": str(write_columns(tmp_path / "n.csv", columns))})
     refused(
         cli, config, f"column '{name}' looks like an ID (its name, and 40 distinct whole numbers, one per row)",
         "data.columns.ignore", "data.columns.id", "data.columns.features",
@@ -217,7 +196,7 @@ def test_a_numeric_id_column_is_refused(cli, tmp_path, name):
 def test_a_numeric_id_column_passes_once_declared(cli, tmp_path, columns, features):
     ids = np.random.default_rng(3).permutation(5000)[:40] + 100
     path = write_columns(tmp_path / "n.csv", {"ID": ids, **base_columns(40)})
-    config = write_config(tmp_path, {"dataset": str(path), "columns": columns})
+    config = table_config(tmp_path, {"dataset": str(path), "columns": columns})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     assert f"{features} features" in report_header(result.stderr)
@@ -237,7 +216,7 @@ def test_number_columns_that_are_not_ids_pass(tmp_path):
 @pytest.mark.parametrize("start", [0, 1])
 def test_a_row_number_column_is_refused(cli, tmp_path, start):
     columns = {"seq": np.arange(start, start + 30), **base_columns(30)}
-    config = write_config(tmp_path, {"dataset": str(write_columns(tmp_path / "r.csv", columns))})
+    config = table_config(tmp_path, {"dataset": str(write_columns(tmp_path / "r.csv", columns))})
     refused(
         cli, config, f"column 'seq' is the row number ({start}, {start + 1}, {start + 2}, ... {start + 29})",
         "data.columns.ignore", "data.columns.id",
@@ -247,7 +226,7 @@ def test_a_row_number_column_is_refused(cli, tmp_path, start):
 @pytest.mark.parametrize("columns", [{"ignore": ["seq"]}, {"id": "seq"}, {"features": ["seq", "a"]}])
 def test_a_row_number_column_passes_once_declared(cli, tmp_path, columns):
     path = write_columns(tmp_path / "r.csv", {"seq": np.arange(30), **base_columns(30)})
-    config = write_config(tmp_path, {"dataset": str(path), "columns": columns})
+    config = table_config(tmp_path, {"dataset": str(path), "columns": columns})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     assert report_lines(result.stderr)["seq"].split(":")[0] == {"ignore": "ignored", "id": "id", "features": "feature"}[next(iter(columns))]
@@ -277,7 +256,7 @@ def roles_file(tmp_path, n=60):
 
 
 def test_features_makes_the_other_columns_ignored(cli, tmp_path):
-    config = write_config(tmp_path, {"dataset": str(roles_file(tmp_path)), "columns": {"features": ["a", "plan"]}})
+    config = table_config(tmp_path, {"dataset": str(roles_file(tmp_path)), "columns": {"features": ["a", "plan"]}})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     report = report_lines(result.stderr)
@@ -287,20 +266,20 @@ def test_features_makes_the_other_columns_ignored(cli, tmp_path):
         assert report[name].startswith("ignored:") and "not in data.columns.features" in report[name]
     assert report["y"].startswith("target: category")
     assert report_header(result.stderr) == "columns (6; 2 features, 4 inputs after encoding):"
-    fit_ok(cli, config, tmp_path / "run")
+    fit_json(cli, config, tmp_path / "run")
     assert checkpoint(tmp_path / "run")["data.features"].tolist() == ["a", "plan=basic", "plan=pro", "plan=team"]
 
 
 def test_ignore_and_id_are_never_features(cli, tmp_path):
     path = roles_file(tmp_path)
-    config = write_config(tmp_path, {"dataset": str(path), "columns": {"id": "sample_id", "ignore": ["notes", "b"]}})
+    config = table_config(tmp_path, {"dataset": str(path), "columns": {"id": "sample_id", "ignore": ["notes", "b"]}})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     report = report_lines(result.stderr)
     assert report["sample_id"] == "id: text"
     assert report["notes"] == "ignored: text, 15 missing"
     assert report["b"] == "ignored: number"
-    fit_ok(cli, config, tmp_path / "run")
+    fit_json(cli, config, tmp_path / "run")
     saved = checkpoint(tmp_path / "run")
     assert saved["data.features"].tolist() == ["a", "plan=basic", "plan=pro", "plan=team"]
     assert saved["layers.0.weight"].shape[0] == 4
@@ -328,11 +307,11 @@ def test_a_number_coded_categorical_column_keeps_the_file_spelling(cli, tmp_path
     plain = read_table(path)  # undeclared: a number
     assert plain.encoder.columns == ["region", "x"] and plain.encoder.categories == {}
     assert plain.X[:3, 0].tolist() == [4, 7, 12]
-    config = write_config(tmp_path, {"dataset": str(path), "columns": {"categorical": ["region"]}})
+    config = table_config(tmp_path, {"dataset": str(path), "columns": {"categorical": ["region"]}})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     assert report_lines(result.stderr)["region"] == "feature: category (3 values)"
-    fit_ok(cli, config, tmp_path / "run")
+    fit_json(cli, config, tmp_path / "run")
     saved = checkpoint(tmp_path / "run")
     assert saved["data.categories.0"].tolist() == ["04", "07", "12"]
     assert saved["data.features"].tolist() == ["region=04", "region=07", "region=12", "x"]
@@ -362,28 +341,28 @@ def many_categories(path, distinct, n):
 def test_max_categories_limit(cli, tmp_path):
     path = many_categories(tmp_path / "m.csv", 8, 80)
     refused(
-        cli, write_config(tmp_path, {"dataset": str(path), "columns": {"max_categories": 5}}),
+        cli, table_config(tmp_path, {"dataset": str(path), "columns": {"max_categories": 5}}),
         "text column 'colour' has 8 distinct values in 80 rows (more than data.columns.max_categories: 5)",
         "data.columns.categorical to one-hot encode its 8 values",
     )
     for columns in ({"max_categories": 8}, {"max_categories": 5, "categorical": ["colour"]}, {"max_categories": 5, "features": ["colour", "x"]}):
-        result = cli("validate", write_config(tmp_path, {"dataset": str(path), "columns": columns}))
+        result = cli("validate", table_config(tmp_path, {"dataset": str(path), "columns": columns}))
         assert result.exit_code == 0, (columns, result.output)
         assert report_lines(result.stderr)["colour"] == "feature: category (8 values)"
 
 
 def test_max_categories_default_is_50(cli, tmp_path):
     path = many_categories(tmp_path / "m.csv", 51, 200)
-    refused(cli, write_config(tmp_path, {"dataset": str(path)}), "text column 'colour' has 51 distinct values in 200 rows",
+    refused(cli, table_config(tmp_path, {"dataset": str(path)}), "text column 'colour' has 51 distinct values in 200 rows",
             "max_categories: 50")
     at_limit = many_categories(tmp_path / "m50.csv", 50, 200)
-    assert cli("validate", write_config(tmp_path, {"dataset": str(at_limit)})).exit_code == 0
+    assert cli("validate", table_config(tmp_path, {"dataset": str(at_limit)})).exit_code == 0
 
 
 @pytest.mark.parametrize("value", [1, 100001])
 def test_max_categories_range(cli, tmp_path, value):
     path = many_categories(tmp_path / "m.csv", 3, 30)
-    refused(cli, write_config(tmp_path, {"dataset": str(path), "columns": {"max_categories": value}}), "data.columns.max_categories")
+    refused(cli, table_config(tmp_path, {"dataset": str(path), "columns": {"max_categories": value}}), "data.columns.max_categories")
 
 
 @pytest.mark.parametrize("columns, data, needles", [
@@ -398,7 +377,7 @@ def test_max_categories_range(cli, tmp_path, value):
 ])
 def test_two_roles_for_one_column_are_an_error(cli, tmp_path, columns, data, needles):
     path = write_columns(tmp_path / "t.csv", base_columns(30))
-    refused(cli, write_config(tmp_path, {"dataset": str(path), "columns": columns, **data}), *needles)
+    refused(cli, table_config(tmp_path, {"dataset": str(path), "columns": columns, **data}), *needles)
 
 
 @pytest.mark.parametrize("key, columns", [
@@ -409,7 +388,7 @@ def test_two_roles_for_one_column_are_an_error(cli, tmp_path, columns, data, nee
 ])
 def test_a_role_naming_a_column_the_file_lacks_is_an_error(cli, tmp_path, key, columns):
     path = write_columns(tmp_path / "t.csv", base_columns(30))
-    refused(cli, write_config(tmp_path, {"dataset": str(path), "columns": columns}), f"error: {key}: no column named 'zz' in", "columns: a, b, y")
+    refused(cli, table_config(tmp_path, {"dataset": str(path), "columns": columns}), f"error: {key}: no column named 'zz' in", "columns: a, b, y")
 
 
 def test_a_role_naming_a_near_miss_suggests_the_column(tmp_path):
@@ -420,12 +399,12 @@ def test_a_role_naming_a_near_miss_suggests_the_column(tmp_path):
 
 def test_a_column_listed_twice_under_one_key_is_an_error(cli, tmp_path):
     path = write_columns(tmp_path / "t.csv", base_columns(30))
-    refused(cli, write_config(tmp_path, {"dataset": str(path), "columns": {"ignore": ["b", "b"]}}), "lists 'b' more than once")
+    refused(cli, table_config(tmp_path, {"dataset": str(path), "columns": {"ignore": ["b", "b"]}}), "lists 'b' more than once")
 
 
 def test_no_feature_left_is_an_error(cli, tmp_path):
     path = write_columns(tmp_path / "t.csv", base_columns(30))
-    refused(cli, write_config(tmp_path, {"dataset": str(path), "columns": {"ignore": ["a", "b"]}}), "no column is a feature")
+    refused(cli, table_config(tmp_path, {"dataset": str(path), "columns": {"ignore": ["a", "b"]}}), "no column is a feature")
 
 
 def test_columns_need_a_table_file(cli, write_config):
@@ -445,9 +424,9 @@ def test_columns_need_a_table_file(cli, write_config):
 ])
 def test_date_columns_are_refused_unless_declared(cli, tmp_path, dates):
     path = write_columns(tmp_path / "d.csv", {"when": dates, **base_columns(30)})
-    refused(cli, write_config(tmp_path, {"dataset": str(path)}), "column 'when' holds dates", "data.columns.ignore", "data.columns.categorical")
+    refused(cli, table_config(tmp_path, {"dataset": str(path)}), "column 'when' holds dates", "data.columns.ignore", "data.columns.categorical")
     for columns, role in (({"ignore": ["when"]}, "ignored"), ({"id": "when"}, "id"), ({"categorical": ["when"]}, "feature")):
-        result = cli("validate", write_config(tmp_path, {"dataset": str(path), "columns": columns}))
+        result = cli("validate", table_config(tmp_path, {"dataset": str(path), "columns": columns}))
         assert result.exit_code == 0, (columns, result.output)
         assert report_lines(result.stderr)["when"].startswith(f"{role}:")
 
@@ -461,10 +440,10 @@ def test_arrow_date_columns_are_refused_unless_declared(cli, tmp_path, fmt, valu
     table = pa.table({"when": pa.array(values), **{k: pa.array(v) for k, v in base_columns(30).items()}})
     path = tmp_path / f"d.{fmt}"
     (pq.write_table if fmt == "parquet" else feather.write_feather)(table, path)
-    refused(cli, write_config(tmp_path, {"dataset": str(path)}), "column 'when' holds dates", "data.columns.ignore")
-    refused(cli, write_config(tmp_path, {"dataset": str(path)}), "column 'when' holds dates", command="fit")
+    refused(cli, table_config(tmp_path, {"dataset": str(path)}), "column 'when' holds dates", "data.columns.ignore")
+    refused(cli, table_config(tmp_path, {"dataset": str(path)}), "column 'when' holds dates", command="fit")
     for columns in ({"ignore": ["when"]}, {"id": "when"}, {"categorical": ["when"]}):
-        result = cli("validate", write_config(tmp_path, {"dataset": str(path), "columns": columns}))
+        result = cli("validate", table_config(tmp_path, {"dataset": str(path), "columns": columns}))
         assert result.exit_code == 0, (columns, result.output)
 
 
@@ -542,8 +521,8 @@ def test_impute_is_fitted_on_the_training_file_only(cli, tmp_path, rule):
     train_path = write_columns(tmp_path / "train.csv", train)
     val_path = write_columns(tmp_path / "val.csv", val)
     data = {"train": str(train_path), "val": str(val_path), "missing": "impute", "impute": {"numeric": rule}}
-    config = write_config(tmp_path, data)
-    fit_ok(cli, config, tmp_path / "run")
+    config = table_config(tmp_path, data)
+    fit_json(cli, config, tmp_path / "run")
     saved = checkpoint(tmp_path / "run")
     fill = fills(saved)
     assert list(fill) == ["a", "k", "c=blue", "c=green", "c=red"]
@@ -569,8 +548,8 @@ def test_impute_uses_the_training_split_of_one_file(cli, tmp_path, rule):
     k[::5] = np.nan
     y = rng.integers(0, 2, size=n)
     path = write_columns(tmp_path / "one.csv", {"a": a, "k": k, "y": y})
-    config = write_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"numeric": rule}})
-    fit_ok(cli, config, tmp_path / "run")
+    config = table_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"numeric": rule}})
+    fit_json(cli, config, tmp_path / "run")
     with np.load(tmp_path / "run" / "splits.npz", allow_pickle=False) as splits:
         train = splits["train"]
     assert 0 < len(train) < n
@@ -583,12 +562,12 @@ def test_impute_uses_the_training_split_of_one_file(cli, tmp_path, rule):
 
 def test_predict_fills_gaps_with_the_saved_values(cli, tmp_path):
     train = gappy_columns(80, seed=7)
-    config = write_config(tmp_path, {
+    config = table_config(tmp_path, {
         "train": str(write_columns(tmp_path / "train.csv", train)),
         "val": str(write_columns(tmp_path / "val.csv", gappy_columns(40, seed=8, shift=100.0))),
         "missing": "impute", "impute": {"numeric": "median"},
     })
-    fit_ok(cli, config, tmp_path / "run")
+    fit_json(cli, config, tmp_path / "run")
     fill = fills(checkpoint(tmp_path / "run", "best"))
     top = next(v for v in ("blue", "green", "red") if fill[f"c={v}"] == 1.0)
     gaps = [["", "1", "red"], ["0.5", "NA", "green"], ["-0.25", "2", "?"], ["", "", ""]]
@@ -617,11 +596,11 @@ def test_indicators_add_missing_inputs(cli, tmp_path):
     train = gappy_columns(80, seed=7)
     train["full"] = np.round(np.linspace(-1, 1, 80) ** 3, 4)  # no gaps: no indicator
     path = write_columns(tmp_path / "train.csv", train)
-    config = write_config(tmp_path, {"dataset": str(path), "target": "y", "missing": "impute", "impute": {"indicators": True}})
+    config = table_config(tmp_path, {"dataset": str(path), "target": "y", "missing": "impute", "impute": {"indicators": True}})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     assert report_header(result.stderr) == "columns (5; 4 features, 9 inputs after encoding):"
-    fit_ok(cli, config, tmp_path / "run")
+    fit_json(cli, config, tmp_path / "run")
     saved = checkpoint(tmp_path / "run")
     names = ["a", "a:missing", "k", "k:missing", "c=blue", "c=green", "c=red", "c:missing", "full"]
     assert saved["data.features"].tolist() == names
@@ -640,7 +619,7 @@ def test_indicators_add_missing_inputs(cli, tmp_path):
 def test_per_column_rules(cli, tmp_path):
     train = gappy_columns(80, seed=7)
     train["m"] = np.where(np.arange(80) % 6 == 0, np.nan, np.arange(80) % 7 * 1.5)
-    config = write_config(tmp_path, {
+    config = table_config(tmp_path, {
         "train": str(write_columns(tmp_path / "train.csv", train)),
         "val": str(write_columns(tmp_path / "val.csv", {**gappy_columns(30, seed=1), "m": np.arange(30) * 1.0})),
         "target": "y",
@@ -650,7 +629,7 @@ def test_per_column_rules(cli, tmp_path):
             "columns": {"k": "median", "m": {"strategy": "constant", "value": 42}, "c": {"strategy": "constant", "value": "unknown"}},
         },
     })
-    fit_ok(cli, config, tmp_path / "run")
+    fit_json(cli, config, tmp_path / "run")
     saved = checkpoint(tmp_path / "run")
     fill = fills(saved)
     assert fill["a"] == pytest.approx(numeric_fill(train["a"], "mean"), rel=1e-12)
@@ -663,8 +642,8 @@ def test_per_column_rules(cli, tmp_path):
 @pytest.mark.parametrize("impute", [{"categorical": "constant"}, {"columns": {"c": "constant"}}, {"columns": {"c": {"strategy": "constant"}}}])
 def test_a_constant_category_defaults_to_missing(cli, tmp_path, impute):
     train = gappy_columns(60, seed=7)
-    config = write_config(tmp_path, {"dataset": str(write_columns(tmp_path / "t.csv", train)), "missing": "impute", "impute": impute})
-    fit_ok(cli, config, tmp_path / "run")
+    config = table_config(tmp_path, {"dataset": str(write_columns(tmp_path / "t.csv", train)), "missing": "impute", "impute": impute})
+    fit_json(cli, config, tmp_path / "run")
     saved = checkpoint(tmp_path / "run")
     assert saved["data.categories.2"].tolist() == ["blue", "green", "missing", "red"]
     assert fills(saved)["c=missing"] == 1.0
@@ -673,14 +652,14 @@ def test_a_constant_category_defaults_to_missing(cli, tmp_path, impute):
 def test_mean_of_a_category_column_is_refused(cli, tmp_path):
     path = write_columns(tmp_path / "t.csv", gappy_columns(60, seed=7))
     refused(
-        cli, write_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"columns": {"c": "mean"}}}),
+        cli, table_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"columns": {"c": "mean"}}}),
         "data.impute.columns.c: column 'c' holds categories, which have no mean; use most_frequent or constant",
     )
-    refused(cli, write_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"categorical": "median"}}),
+    refused(cli, table_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"categorical": "median"}}),
             "data.impute.categorical")
-    refused(cli, write_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"columns": {"a": {"strategy": "constant", "value": "zero"}}}}),
+    refused(cli, table_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"columns": {"a": {"strategy": "constant", "value": "zero"}}}}),
             "data.impute.columns.a", "the constant must be a number")
-    refused(cli, write_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"columns": {"zz": "mean"}}}),
+    refused(cli, table_config(tmp_path, {"dataset": str(path), "missing": "impute", "impute": {"columns": {"zz": "mean"}}}),
             "data.impute.columns.zz", "not a feature column")
 
 
@@ -691,14 +670,14 @@ def test_a_column_without_training_values_needs_a_constant(cli, tmp_path):
     val["e"] = np.arange(30) * 1.0
     data = {"train": str(write_columns(tmp_path / "train.csv", train)), "val": str(write_columns(tmp_path / "val.csv", val)),
             "target": "y", "missing": "impute"}
-    refused(cli, write_config(tmp_path, data), "data.impute: column 'e' has no values in the 60 training rows", "constant")
+    refused(cli, table_config(tmp_path, data), "data.impute: column 'e' has no values in the 60 training rows", "constant")
     for i, (rules, expected) in enumerate([
         ({"columns": {"e": "constant"}}, 0.0),
         ({"numeric": "constant"}, 0.0),
         ({"columns": {"e": {"strategy": "constant", "value": 3}}}, 3.0),
     ]):
-        config = write_config(tmp_path, {**data, "impute": rules}, name=f"ok{i}.yaml")
-        fit_ok(cli, config, tmp_path / f"run{i}")
+        config = table_config(tmp_path, {**data, "impute": rules}, name=f"ok{i}.yaml")
+        fit_json(cli, config, tmp_path / f"run{i}")
         assert fills(checkpoint(tmp_path / f"run{i}"))["e"] == expected
 
 
@@ -707,7 +686,7 @@ def test_impute_drops_rows_without_a_target_with_a_note(cli, tmp_path):
     y = train["y"].astype(object)
     y[[3, 10]] = None
     train["y"] = list(y)
-    config = write_config(tmp_path, {"dataset": str(write_columns(tmp_path / "t.csv", train)), "missing": "impute"})
+    config = table_config(tmp_path, {"dataset": str(write_columns(tmp_path / "t.csv", train)), "missing": "impute"})
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     assert "dropped 2 rows without a target ('y')" in result.stderr
@@ -763,12 +742,12 @@ def test_drop_names_the_columns_and_counts(cli, tmp_path):
     notes = [None if i % 2 else "x" for i in range(n)]  # ignored: never a reason to drop
     ids = [f"r{i}" if i % 3 else None for i in range(n)]  # the id: never a reason to drop
     path = write_columns(tmp_path / "d.csv", {"rid": ids, "a": a, "b": b, "notes": notes, "y": columns["y"]})
-    config = write_config(tmp_path, {"dataset": str(path), "missing": "drop", "columns": {"id": "rid", "ignore": ["notes"]}})
+    config = table_config(tmp_path, {"dataset": str(path), "missing": "drop", "columns": {"id": "rid", "ignore": ["notes"]}})
     note = f"data.dataset: {path}: dropped 4 rows with missing values (data.missing: drop); missing in a 3 rows, b 2 rows"
     result = cli("validate", config)
     assert result.exit_code == 0, result.output
     assert f"note: {note}" in result.stderr
-    _, fitted = fit_ok(cli, config, tmp_path / "run")
+    _, fitted = fit_json(cli, config, tmp_path / "run")
     assert note in fitted.stderr
     with np.load(tmp_path / "run" / "splits.npz", allow_pickle=False) as splits:
         assert sum(len(splits[k]) for k in ("train", "val", "test")) == n - 4
@@ -779,7 +758,7 @@ def test_missing_error_names_the_line_column_and_counts(cli, tmp_path):
     columns["b"] = columns["b"].copy()
     columns["b"][[6, 7]] = np.nan
     path = write_columns(tmp_path / "e.csv", columns)
-    refused(cli, write_config(tmp_path, {"dataset": str(path)}),
+    refused(cli, table_config(tmp_path, {"dataset": str(path)}),
             f"{path}, line 8, column 'b': missing value (set data.missing: drop to skip such rows, or impute to fill them; missing in b 2 rows)")
 
 
@@ -794,8 +773,8 @@ def cities_file(path, n=120):
 
 
 def test_an_unknown_category_is_an_error_by_default(cli, tmp_path):
-    config = write_config(tmp_path, {"dataset": str(cities_file(tmp_path / "train.csv"))})
-    fit_ok(cli, config, tmp_path / "run")
+    config = table_config(tmp_path, {"dataset": str(cities_file(tmp_path / "train.csv"))})
+    fit_json(cli, config, tmp_path / "run")
     known = "known: c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, ... (12 in all)"
     labelled = write_rows(tmp_path / "unseen.csv", ["city", "x", "y"], [["c01", "0.5", "1"], ["zz", "0.1", "0"], ["c02", "0", "1"]])
     result = cli("eval", tmp_path / "run", "--data", labelled)
@@ -824,8 +803,8 @@ def test_few_known_categories_are_listed_in_full(tmp_path):
 
 
 def test_unknown_ignore_encodes_all_zeros(cli, tmp_path):
-    config = write_config(tmp_path, {"dataset": str(cities_file(tmp_path / "train.csv")), "unknown": "ignore"})
-    fit_ok(cli, config, tmp_path / "run")
+    config = table_config(tmp_path, {"dataset": str(cities_file(tmp_path / "train.csv")), "unknown": "ignore"})
+    fit_json(cli, config, tmp_path / "run")
     query = write_rows(tmp_path / "q.csv", ["x", "city"], [["0.5", "c03"], ["0.1", "zz"], ["-0.7", "nowhere"]])
     predicted = cli("predict", tmp_path / "run", query, "--checkpoint", "last")
     assert predicted.exit_code == 0, predicted.output
@@ -877,7 +856,7 @@ def test_validate_lists_every_column_with_its_role(cli, tmp_path):
         [i, 1000 + i * 7, ["A", "B"][int(v > 0)], isl, cell(b), cell(v), cell(s), "" if i % 3 else f"note {i}"]
         for i, (v, isl, s, b) in enumerate(zip(a, island, sex, bill))
     ])
-    config = write_config(tmp_path, {
+    config = table_config(tmp_path, {
         "dataset": str(path), "target": "species", "missing": "impute",
         "columns": {"id": "sample_id", "ignore": ["comments"]},
     })

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
-import json
 import os
 import re
 import subprocess
@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
+from conftest import fit_json, table_config
 from nntrain.data import table as table_module
 from nntrain.data.files import TableOptions, read_table
 from nntrain.data.table import header_names, read, sniff_delimiter
@@ -66,25 +66,7 @@ def write_feather(path, columns: dict):
     return path
 
 
-def write_config(tmp_path, data: dict, name="c.yaml", classes=2, epochs=3, **extra):
-    config = {
-        "seed": 0,
-        "data": data,
-        "model": {"layers": [{"linear": 8}, "relu", {"linear": classes}]},
-        "loss": "cross_entropy",
-        "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9},
-        "train": {"epochs": epochs, "batch_size": 16},
-        **extra,
-    }
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def fit_json(cli, config, run_dir):
-    result = cli("fit", config, "--run-dir", run_dir, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout), result
+write_config = functools.partial(table_config, epochs=3, hidden=8, optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9})
 
 
 # --- delimiters ----------------------------------------------------------------------------------

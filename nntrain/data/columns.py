@@ -18,7 +18,7 @@ import numpy as np
 
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError, short_repr, shorten
-from .table import NUMBER, Column, Table, ints, numbers_of, strings
+from .table import NUMBER, Column, Table, bools, float64s, ints, numbers_of, strings
 
 # A text column with more distinct values than this is refused unless declared (data.columns.max_categories).
 MAX_CATEGORIES = 50
@@ -44,7 +44,7 @@ class Roles:
     @classmethod
     def of(cls, config) -> "Roles":
         """From a DataConfig's `columns` section (or its absence)."""
-        c = getattr(config, "columns", None)
+        c = config.columns
         if c is None:
             return cls()
         return cls(c.features, list(c.ignore), c.id, list(c.categorical), c.max_categories)
@@ -381,27 +381,21 @@ class FeatureEncoder:
 
     def _numbers_by_row(self, table: Table, column: Column, problems: dict) -> np.ndarray:
         """A number column's values with every cell that is not a finite number recorded as a problem (NaN)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         if column.kind == "number":  # read as numbers: only infinities can be wrong
             values = np.array(column.values, dtype=np.float64)
-            for r in np.flatnonzero(np.isinf(values)):
-                problems.setdefault(int(r), f"column '{column.name}': '{values[r]}' is not a finite number")
-            values[np.isinf(values)] = np.nan
-            return values
-        cells = column.values.to_pylist()
-        out = np.full(len(cells), np.nan)
-        for r, cell in enumerate(cells):
-            if cell is None:
-                continue
-            try:
-                v = float(cell)
-            except (TypeError, ValueError):
-                problems.setdefault(r, f"column '{column.name}': {short_repr(cell, 60)} is not a number")
-                continue
-            if not np.isfinite(v):
-                problems.setdefault(r, f"column '{column.name}': {short_repr(cell, 60)} is not a finite number")
-                continue
-            out[r] = v
-        return out
+        else:
+            text = column.values
+            parses = pc.match_substring_regex(text, NUMBER.pattern, ignore_case=True)
+            for r in np.flatnonzero(~bools(parses, null=True)):
+                problems.setdefault(int(r), f"column '{column.name}': {short_repr(text[int(r)].as_py(), 60)} is not a number")
+            values = float64s(pc.cast(pc.if_else(parses, text, pa.nulls(len(text), pa.string())), pa.float64()))
+        for r in np.flatnonzero(np.isinf(values)):
+            problems.setdefault(int(r), f"column '{column.name}': '{values[r]}' is not a finite number")
+        values[np.isinf(values)] = np.nan
+        return values
 
     def _unknown_message(self, table: Table, row: int, column: str, value, per_row: bool) -> str:
         known = self.categories[column]

@@ -16,7 +16,8 @@ from . import download
 from .bundled import BUNDLED, read_bundled
 from .download import DOWNLOADABLE
 from .columns import ColumnPlan, FeatureEncoder
-from .files import FILE_SUFFIXES, TableOptions, is_table_file, read_npz, read_table
+from .files import FILE_SUFFIXES, TableOptions, read_npz, read_table
+from .table import is_table_file
 from .generators import GENERATORS
 
 SPLITS = ("train", "val", "test")

@@ -16,7 +16,7 @@ from ..engine.registry import did_you_mean
 from ..errors import NntrainError
 from ..npzfile import Member, check_members, load_npz
 from .columns import ColumnPlan, FeatureEncoder, Roles, plan_columns
-from .table import NUMBER, TABLE_SUFFIXES, Column, Table, bools, cells_of, float64s, header_names, is_table_file, read
+from .table import NUMBER, TABLE_SUFFIXES, Column, Table, bools, cells_of, float64s, header_names, read
 
 
 FILE_SUFFIXES = (*TABLE_SUFFIXES, ".npz")
@@ -41,16 +41,16 @@ class TableOptions:
     @classmethod
     def of(cls, data) -> "TableOptions":
         """From a DataConfig."""
-        impute = getattr(data, "impute", None)
+        impute = data.impute
         constants = {}
         if impute is not None:
             # Only category columns use these (a constant category is added to the column's categories).
             constants = {n: _category_constant(r) for n, r in impute.columns.items() if r.strategy == "constant"}
             if impute.categorical.strategy == "constant":
                 constants["*"] = _category_constant(impute.categorical)
-        delimiter = getattr(data, "delimiter", "auto")
+        delimiter = data.delimiter
         return cls(
-            data.target, data.missing, Roles.of(data), getattr(data, "unknown", "error"),
+            data.target, data.missing, Roles.of(data), data.unknown,
             None if delimiter == "auto" else delimiter, bool(impute and impute.indicators), constants,
         )
 

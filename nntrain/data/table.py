@@ -134,8 +134,6 @@ class Table:
 
     def select(self, keep: np.ndarray) -> "Table":
         """The rows where `keep` is true (a boolean mask over the rows)."""
-        import pyarrow as pa
-
         index = indices(np.flatnonzero(keep))
         columns = [
             Column(c.name, c.kind, c.values[keep] if c.kind == "number" else c.values.take(index), c.type_name, c.unnamed)
@@ -712,7 +710,6 @@ def numbers_of(table: Table, column: Column) -> np.ndarray:
 def cells_of(column: Column) -> np.ndarray:
     """A column's cells as text (numpy str array; '' where missing): for target labels."""
     text = column.text() if column.kind in ("number", "date", "other") else column.values
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if text.null_count:

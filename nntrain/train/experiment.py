@@ -117,10 +117,8 @@ class Experiment:
     def metrics(self) -> Metrics:
         """An empty accumulator for the configured metrics."""
         units = self.to_target_units if self.target_scaler.offset is not None else None
-        try:
-            return Metrics(self.network.loss, self.metric_names(), units, n_classes=self.dataset.n_classes, threshold=self.threshold)
-        except ValueError as e:  # a threshold for a task or loss that has none
-            raise NntrainError(str(e)) from None
+        # A threshold is checked against the run (api._check_threshold) before it is set here.
+        return Metrics(self.network.loss, self.metric_names(), units, n_classes=self.dataset.n_classes, threshold=self.threshold)
 
     def evaluate(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int | None = None, confusion=False) -> dict:
         """Loss and metrics of the network in eval mode over encoded arrays, in large batches.
