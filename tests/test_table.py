@@ -468,3 +468,15 @@ def test_a_huge_cell_is_shortened_in_messages(tmp_path):
     with pytest.raises(NntrainError, match=r"line 12, column 'a': 'x+'\.\.\.'x+' \(100,000 characters\) is not a number") as e:
         read_table(path)
     assert len(str(e.value)) < 400
+
+
+@pytest.mark.parametrize("values", [[[1.0, 2.0]] * 3, [{"a": 1}] * 3, np.arange(3).astype("datetime64[s]")])
+def test_predict_rows_with_cells_that_are_no_numbers_at_all_are_problems(tmp_path, values):
+    """Lists, structs or dates where the model needs numbers: each row is reported, none crashes."""
+    from nntrain.data.columns import FeatureEncoder
+
+    pq.write_table(pa.table({"x": pa.array(values), "z": [1.0, 2.0, 3.0]}), tmp_path / "p.parquet")
+    problems = {}
+    data = read_table(tmp_path / "p.parquet", encoder=FeatureEncoder(["x", "z"]), with_target=False, problems=problems)
+    assert sorted(problems) == [0, 1, 2] and "column 'x' holds values of type" in problems[0]
+    assert np.isnan(data.X[:, 0]).all() and data.X[:, 1].tolist() == [1.0, 2.0, 3.0]

@@ -386,6 +386,10 @@ class FeatureEncoder:
 
         if column.kind == "number":  # read as numbers: only infinities can be wrong
             values = np.array(column.values, dtype=np.float64)
+        elif column.kind in ("date", "other"):  # dates, lists, structs: no cell is a number
+            for r in np.flatnonzero(~column.missing):
+                problems.setdefault(int(r), f"column '{column.name}' holds values of type {column.type_name}, not numbers")
+            return np.full(len(table), np.nan)
         else:
             text = column.values
             parses = pc.match_substring_regex(text, NUMBER.pattern, ignore_case=True)
