@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from nntrain.engine import blas
-from nntrain.engine.blas import Axpby
+from nntrain.engine.blas import axpby
 from nntrain.engine.layers import LAYERS
 from nntrain.engine.losses import LOSSES
 from nntrain.engine.network import Network
@@ -36,13 +36,20 @@ def test_axpby_is_the_formula(path, dtype, a, b):
     x = rng.standard_normal(1001).astype(dtype)
     y = rng.standard_normal(1001).astype(dtype)
     expected = a * x.astype(np.float64) + b * y.astype(np.float64)
-    kernel = Axpby(x, y)
-    assert kernel.uses_blas == (path == "blas")
     x_before = x.copy()
-    kernel(a, b)
+    axpby(a, x, b, y)
     tol = 1e-6 if dtype == np.float32 else 1e-14
     assert_allclose(y, expected, rtol=tol, atol=tol)
     assert_array_equal(x, x_before)  # x is only read
+
+
+@pytest.mark.parametrize("n", [blas.ONE_PASS_MAX, blas.ONE_PASS_MAX + 3])
+def test_axpby_is_the_formula_on_both_sides_of_the_one_pass_limit(path, n):
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    expected = 0.5 * x.astype(np.float64) + 0.9 * y.astype(np.float64)
+    axpby(0.5, x, 0.9, y)
+    assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_axpby_writes_through_to_the_views_of_y(path):
@@ -50,17 +57,17 @@ def test_axpby_writes_through_to_the_views_of_y(path):
     x = np.ones((3, 4), np.float32)
     y = np.zeros((3, 4), np.float32)
     view = y[1]
-    Axpby(x, y)(2.0, 1.0)
+    axpby(2.0, x, 1.0, y)
     assert_array_equal(view, 2.0)
 
 
 def test_axpby_refuses_mismatched_arrays():
     with pytest.raises(ValueError):
-        Axpby(np.zeros(3, np.float32), np.zeros(4, np.float32))
+        axpby(1.0, np.zeros(3, np.float32), 1.0, np.zeros(4, np.float32))
     with pytest.raises(ValueError):
-        Axpby(np.zeros(3, np.float32), np.zeros(3, np.float64))
+        axpby(1.0, np.zeros(3, np.float32), 1.0, np.zeros(3, np.float64))
     with pytest.raises(ValueError):
-        Axpby(np.zeros(6, np.float32)[::2], np.zeros(3, np.float32))
+        axpby(1.0, np.zeros(6, np.float32)[::2], 1.0, np.zeros(3, np.float32))
 
 
 def network(seed: int) -> Network:
@@ -70,7 +77,7 @@ def network(seed: int) -> Network:
 
 @pytest.mark.parametrize("options", [{}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True}])
 def test_packed_sgd_matches_the_per_parameter_update(path, options):
-    """The fused update over the packed arrays is torch's formula, as the per-parameter numpy update computes it."""
+    """The fused update over the packed arrays is torch's formula, as plain numpy computes it per parameter."""
     packed, plain = network(3), network(3)
     fast, reference = SGD(lr=0.05, **options), SGD(lr=0.05, **options)
     rng = np.random.default_rng(4)
@@ -90,5 +97,14 @@ def test_packed_sgd_matches_the_per_parameter_update(path, options):
 
 
 def reference_step(optimizer: SGD, params) -> None:
-    """One step of `update` per parameter (plain numpy), bypassing the packed route."""
-    optimizer._step_each(params)
+    """torch.optim.SGD's formulas in plain numpy, one parameter at a time (state kept as SGD keeps it)."""
+    optimizer.steps += 1
+    lr, momentum = optimizer.lr, optimizer.momentum
+    for p in params:
+        d = p.grad
+        if momentum:
+            v = optimizer.state.setdefault(f"{p.key}.momentum_buffer", np.zeros_like(p.value))
+            v *= momentum
+            v += p.grad
+            d = p.grad + momentum * v if optimizer.nesterov else v
+        p.value -= lr * d

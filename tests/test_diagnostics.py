@@ -236,10 +236,10 @@ def test_probe_pass_draws_no_random_numbers_and_changes_no_buffers():
     diag = Diagnostics(net, X)
     train_epoch(net, OPTIMIZERS["sgd"](lr=0.1), diag, X, y)
     rng_state = net.rng.bit_generator.state
-    buffers = {k: v.copy() for k, v in net.buffers().items()}
+    buffers = {k: v.copy() for k, v in net.layer_state().items()}
     rows = diag.end_epoch(1)
     assert net.rng.bit_generator.state == rng_state
-    for k, v in net.buffers().items():
+    for k, v in net.layer_state().items():
         np.testing.assert_array_equal(v, buffers[k])
     # Dropout is the identity in eval mode; batch_norm's scale vector counts as its weight.
     assert rows[3]["activation_mean"] == rows[2]["activation_mean"]

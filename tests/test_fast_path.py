@@ -1,12 +1,12 @@
-"""The training fast path: float32 end to end, reused buffers that give the straightforward results.
+"""The training fast path: float32 end to end, reused arrays that give the straightforward results.
 
 - During and after a short float32 fit no parameter, gradient, activation, loss array or
   optimizer state is anything but float32 (float64 literals and numpy defaults are the usual leaks).
-- The trainer's buffered path (workspace mode, batches gathered into reused buffers, parameters
-  packed into flat arrays and updated layer by layer) matches a reference written here in plain
-  numpy expressions, batch by batch, including a last batch of a different size.
-- Workspace mode gives what the allocating path gives, never overwrites the caller's arrays, the
-  output of a layer that needs it again, or a buffer that is still to be used; gradcheck passes with it on.
+- The trainer's path (arrays reused from step to step by the network's arena, batches gathered
+  into reused arrays, parameters packed into flat arrays) matches a reference written here in
+  plain numpy expressions, batch by batch, including a last batch of a different size.
+- Reusing arrays gives what fresh arrays give, never overwrites the caller's arrays, the output
+  of a layer that needs it again, or an array that is still to be used; gradcheck passes with it on.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def test_nothing_leaves_float32_during_a_fit(tmp_path, case):
     def on_start(run, exp, done):
         seen["exp"] = exp
 
-    def on_batch(done, total, loss):  # mid-epoch: the workspace holds this batch's arrays
+    def on_batch(done, total, loss):  # mid-epoch: the arena holds this batch's arrays
         exp = seen["exp"]
         seen["batches"] += 1
         assert isinstance(loss, float)
@@ -108,9 +108,7 @@ def test_nothing_leaves_float32_during_a_fit(tmp_path, case):
             bad.extend(
                 f"layer {i} ({layer.name}).{n}: {a.dtype}" for n, a in float_arrays(layer) if a.dtype != np.float32
             )
-            for key, array in (layer.workspace or {}).items():
-                if array.dtype.kind in "fc" and array.dtype != np.float32:
-                    bad.append(f"layer {i} ({layer.name}) workspace {key}: {array.dtype}")
+        bad.extend(f"arena array {a.shape}: {a.dtype}" for a in exp.network.arena.kept if a.dtype.kind in "fc" and a.dtype != np.float32)
         loss_fn = exp.network.loss
         bad.extend(
             f"loss.{n}: {a.dtype}" for n, a in float_arrays(loss_fn) if a.dtype != np.float32 and n != "_weights"
@@ -140,7 +138,7 @@ def test_nothing_leaves_float32_during_a_fit(tmp_path, case):
     assert X.dtype == np.float32
     net = exp.network
     for reuse in (False, True):
-        net.reuse_buffers(reuse)
+        net.reuse_arrays(reuse)
         z = net.forward(X[:7], training=True)
         net.loss.forward(z, t[:7])
         grad = net.loss.backward()
@@ -148,7 +146,7 @@ def test_nothing_leaves_float32_during_a_fit(tmp_path, case):
         _, z, dx = net.loss_and_grad(X[:7], t[:7], input_grad=True)
         assert z.dtype == np.float32 and dx.dtype == np.float32
         assert all(p.grad.dtype == np.float32 for p in net.params)
-    net.reuse_buffers(False)
+    net.reuse_arrays(False)
     assert net.forward(X[:5]).dtype == np.float32 and net.predict(X[:5]).dtype == np.float32
 
 
@@ -257,13 +255,13 @@ def mlp():
 
 
 def test_buffered_steps_match_the_allocating_engine_batch_by_batch():
-    """Workspace mode on one network, off on an identical one: the same losses, outputs and parameters
-    after every step of 32, 32 and a last batch of 6 rows, then again (buffers of both sizes reused)."""
+    """Arrays reused on one network, fresh on an identical one: the same losses, outputs and parameters
+    after every step of 32, 32 and a last batch of 6 rows, then again (arrays of both sizes reused)."""
     rng = np.random.default_rng(1)
     X = rng.standard_normal((ROWS, FEATURES)).astype(np.float32)
     y = rng.integers(0, CLASSES, ROWS)
     fast, plain = small_network(mlp()), small_network(mlp())
-    fast.reuse_buffers(True)
+    fast.reuse_arrays(True)
     opt_fast, opt_plain = OPTIMIZERS["sgd"](lr=0.05, momentum=0.9), OPTIMIZERS["sgd"](lr=0.05, momentum=0.9)
     outputs = {}
     for epoch in range(2):
@@ -286,18 +284,21 @@ def test_buffered_steps_match_the_allocating_engine_batch_by_batch():
     assert isinstance(opt_fast._flat_state, type(opt_fast._flat_state)) and opt_fast._flat_state is not None
 
 
-def test_outside_workspace_mode_every_call_returns_new_arrays():
+def test_only_training_steps_reuse_arrays():
     net = small_network(mlp())
-    x = np.random.default_rng(0).standard_normal((5, FEATURES)).astype(np.float32)
-    a, b = net.forward(x, training=True), net.forward(x, training=True)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, FEATURES)).astype(np.float32)
+    t = rng.integers(0, CLASSES, 5)
+    a, b = net.loss_and_grad(x, t)[1], net.loss_and_grad(x, t)[1]
     assert a is not b and not np.shares_memory(a, b)
-    net.reuse_buffers(True)
-    c, d = net.forward(x, training=True), net.forward(x, training=True)
-    assert c is d  # the documented contract: valid until the next training pass of this size
-    e, f = net.forward(x, training=False), net.forward(x, training=False)
-    assert e is not f  # evaluation never uses the workspace
-    net.reuse_buffers(False)
-    assert net.forward(x, training=True) is not c and all(layer.workspace is None for layer in net.layers)
+    net.reuse_arrays(True)
+    c, d = net.loss_and_grad(x, t)[1], net.loss_and_grad(x, t)[1]
+    assert c is d  # the documented contract: valid until the next training step of this size
+    for training in (True, False):  # a forward outside a step (evaluation, diagnostics) never reuses
+        e, f = net.forward(x, training=training), net.forward(x, training=training)
+        assert e is not f and not np.shares_memory(e, c)
+    net.reuse_arrays(False)
+    assert net.loss_and_grad(x, t)[1] is not c and not net.arena.kept
 
 
 STACKS = {
@@ -310,10 +311,10 @@ STACKS = {
 
 
 @pytest.mark.parametrize("stack", sorted(STACKS))
-def test_workspace_mode_changes_no_result_and_no_caller_array(stack):
+def test_reused_arrays_change_no_result_and_no_caller_array(stack):
     loss = "mse" if "mse" in stack else "cross_entropy"
     fast, plain = small_network(STACKS[stack](), loss=loss), small_network(STACKS[stack](), loss=loss)
-    fast.reuse_buffers(True)
+    fast.reuse_arrays(True)
     rng = np.random.default_rng(2)
     for batch in (9, 9, 4):
         x = rng.standard_normal((batch, FEATURES)).astype(np.float32)
@@ -332,12 +333,12 @@ def test_workspace_mode_changes_no_result_and_no_caller_array(stack):
             assert_allclose(pf.grad, pp.grad, rtol=1e-5, atol=1e-6)
 
 
-def test_backward_in_workspace_mode_leaves_the_callers_gradient_alone():
-    """A ReLU at the top may multiply the incoming gradient in place only when nobody else holds it."""
+def test_backward_leaves_the_callers_gradient_alone():
+    """A ReLU at the top multiplies the incoming gradient into an array of its own."""
     net = small_network(
         [LAYERS["linear"](units=6), LAYERS["relu"](), LAYERS["linear"](units=CLASSES), LAYERS["relu"]()], loss="mse"
     )
-    net.reuse_buffers(True)
+    net.reuse_arrays(True)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, FEATURES)).astype(np.float32)
     net.forward(x, training=True)
@@ -352,12 +353,12 @@ def test_backward_in_workspace_mode_leaves_the_callers_gradient_alone():
     assert_allclose(dx, plain.backward(kept, input_grad=True), rtol=1e-5, atol=1e-7)
 
 
-def test_gradcheck_passes_in_workspace_mode():
-    """gradcheck runs forward after forward; with reused buffers its gradients must still be right."""
+def test_gradcheck_passes_with_reuse_on():
+    """gradcheck runs forward after forward; with reuse on its gradients must still be right."""
     layers = [LAYERS["linear"](units=6), LAYERS["relu"](), LAYERS["linear"](units=5), LAYERS["tanh"](),
               LAYERS["relu"](), LAYERS["linear"](units=3), LAYERS["softmax"]()]  # fmt: skip
     net = Network(layers, LOSSES["cross_entropy"](), 4, np.float64, np.random.default_rng(0), init="xavier")
-    net.reuse_buffers(True)
+    net.reuse_arrays(True)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((8, 4))
     t = net.loss.encode(rng.integers(0, 3, 8), 3, np.float64)

@@ -128,7 +128,7 @@ def test_fixture_covers_every_optimizer_and_option():
     for case in CASES:
         name = str(TORCH[f"{case}.optimizer"])
         used.setdefault(name, set()).update(json.loads(str(TORCH[f"{case}.options"])))
-    # lbfgs works on closures, not per-batch steps; its torch comparison lives in test_optim_extra
+    # lbfgs works on closures, not per-batch steps; its torch comparison lives in test_lbfgs
     assert set(used) == {name for name, cls in OPTIMIZERS.items() if not cls.needs_closure}
     assert used["sgd"] >= {"lr", "momentum", "nesterov", "weight_decay"}
     assert used["adam"] >= {"lr", "beta1", "beta2", "eps", "weight_decay"}
@@ -379,8 +379,8 @@ def test_check_state_requires_exactly_the_buffers_the_optimizer_keeps(name, opti
                 fresh.check_state({k: v for k, v in state.items() if k != key}, shapes, prefix="optim.")
         if name != "lbfgs":
             # before the first step even its own buffer is extra; after it, one it does not keep
-            others = [b for b in ("sum", "exp_avg_sq", "momentum_buffer") if b not in opt.buffers]
-            buffer = (opt.buffers or others)[0] if steps == 0 else others[0]
+            others = [b for b in ("sum", "exp_avg_sq", "momentum_buffer") if b not in opt.slots]
+            buffer = (opt.slots or others)[0] if steps == 0 else others[0]
             extra = {**state, f"layers.0.bias.{buffer}": np.zeros(3)}
             with pytest.raises(ValueError, match=f"unexpected optim.layers.0.bias.{buffer}"):
                 fresh.check_state(extra, shapes, prefix="optim.")

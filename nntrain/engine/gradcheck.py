@@ -87,19 +87,19 @@ def check_gradients(
 
     At most `max_entries` entries per tensor are checked (all when the tensor is smaller),
     chosen by `rng`. Every perturbed entry is restored, whatever happens, and so are
-    `network.rng`'s state (frozen during the check) and the layers' buffers.
+    `network.rng`'s state (frozen during the check) and the layers' state.
     """
     rng = rng or np.random.default_rng(0)
     x = np.array(x, dtype=network.dtype)
     rng_state = network.rng.bit_generator.state
-    buffers = {k: v.copy() for k, v in network.buffers().items()}
+    buffers = {k: v.copy() for k, v in network.layer_state().items()}
     try:
         network.rng.bit_generator.state = rng_state
         _, _, dx = network.loss_and_grad(x, t, input_grad=True)
         return _check_tensors(network, x, t, dx, eps, tol, tiny, max_entries, rng, rng_state)
     finally:
         network.rng.bit_generator.state = rng_state
-        for key, value in network.buffers().items():
+        for key, value in network.layer_state().items():
             value[...] = buffers[key]
 
 

@@ -1,4 +1,8 @@
-"""Weight initializers: (fan_in, fan_out) -> a (fan_in, fan_out) matrix. Biases start at zero.
+"""Weight initializers: (rows, cols, fan_in, fan_out) -> a (rows, cols) matrix. Biases start at zero.
+
+A linear layer's weight is its (in, units) matrix, so rows = fan_in and cols = fan_out. A
+convolution kernel (out, in, kh, kw) is drawn as the (out, in kh kw) matrix torch's
+initializers see, with fan_in = in kh kw and fan_out = out kh kw (see `init_weight`).
 
 Weights are drawn in float64 and then cast, so a float32 and a float64 network built from
 the same seed start from the same values (up to rounding).
@@ -20,59 +24,59 @@ def initializer(name):
 
 
 @initializer("he")
-def he(fan_in, fan_out, rng, scale):
+def he(rows, cols, fan_in, fan_out, rng, scale):
     """Normal with std sqrt(2 / fan_in) (He et al. 2015), suited to ReLU layers."""
-    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+    return rng.standard_normal((rows, cols)) * np.sqrt(2.0 / fan_in)
 
 
 @initializer("xavier")
-def xavier(fan_in, fan_out, rng, scale):
+def xavier(rows, cols, fan_in, fan_out, rng, scale):
     """Uniform in ±sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), suited to tanh/sigmoid."""
     limit = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, (fan_in, fan_out))
+    return rng.uniform(-limit, limit, (rows, cols))
 
 
 @initializer("normal")
-def normal(fan_in, fan_out, rng, scale):
+def normal(rows, cols, fan_in, fan_out, rng, scale):
     """Normal with std `init_scale`."""
-    return rng.standard_normal((fan_in, fan_out)) * scale
+    return rng.standard_normal((rows, cols)) * scale
 
 
 @initializer("uniform")
-def uniform(fan_in, fan_out, rng, scale):
+def uniform(rows, cols, fan_in, fan_out, rng, scale):
     """Uniform in ±`init_scale`."""
-    return rng.uniform(-scale, scale, (fan_in, fan_out))
+    return rng.uniform(-scale, scale, (rows, cols))
 
 
 @initializer("he_uniform")
-def he_uniform(fan_in, fan_out, rng, scale):
+def he_uniform(rows, cols, fan_in, fan_out, rng, scale):
     """Uniform in ±sqrt(6 / fan_in): He's variance 2 / fan_in with a uniform draw."""
     limit = np.sqrt(6.0 / fan_in)
-    return rng.uniform(-limit, limit, (fan_in, fan_out))
+    return rng.uniform(-limit, limit, (rows, cols))
 
 
 @initializer("xavier_normal")
-def xavier_normal(fan_in, fan_out, rng, scale):
+def xavier_normal(rows, cols, fan_in, fan_out, rng, scale):
     """Normal with std sqrt(2 / (fan_in + fan_out)): Glorot's variance with a normal draw."""
-    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / (fan_in + fan_out))
+    return rng.standard_normal((rows, cols)) * np.sqrt(2.0 / (fan_in + fan_out))
 
 
 @initializer("lecun")
-def lecun(fan_in, fan_out, rng, scale):
+def lecun(rows, cols, fan_in, fan_out, rng, scale):
     """Normal with std sqrt(1 / fan_in) (LeCun 1998), suited to tanh and SELU-like units."""
-    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(1.0 / fan_in)
+    return rng.standard_normal((rows, cols)) * np.sqrt(1.0 / fan_in)
 
 
 @initializer("orthogonal")
-def orthogonal(fan_in, fan_out, rng, scale):
+def orthogonal(rows, cols, fan_in, fan_out, rng, scale):
     """A (semi-)orthogonal matrix (Saxe et al. 2014): Q of the QR of a Gaussian matrix, signs fixed by R's diagonal.
 
-    Rows are orthonormal when fan_in <= fan_out, columns otherwise (as torch.nn.init.orthogonal_).
+    Rows are orthonormal when rows <= cols, columns otherwise (as torch.nn.init.orthogonal_).
     """
-    flat = rng.standard_normal((max(fan_in, fan_out), min(fan_in, fan_out)))
+    flat = rng.standard_normal((max(rows, cols), min(rows, cols)))
     q, r = np.linalg.qr(flat)
     q *= np.sign(np.diag(r))  # makes the result uniformly distributed over orthogonal matrices
-    return q if fan_in >= fan_out else q.T
+    return q if rows >= cols else q.T
 
 
 class InitError(ValueError):
@@ -84,8 +88,12 @@ class InitError(ValueError):
     layer: int | None = None
 
 
-def init_weight(name: str, fan_in: int, fan_out: int, rng: np.random.Generator, scale: float, dtype) -> np.ndarray:
-    """A (fan_in, fan_out) weight matrix of `dtype` from initializer `name`.
+def init_weight(
+    name: str, fan_in: int, fan_out: int, rng: np.random.Generator, scale: float, dtype, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """A weight of `dtype` from initializer `name`: the (fan_in, fan_out) matrix, or an array of `shape`.
+
+    With `shape` (a kernel (out, in, kh, kw)) the draw is the (shape[0], rest) matrix, reshaped.
 
     InitError when the weights are not all finite in `dtype` (e.g. normal with init_scale 1e308,
     or 1e39 in float32): computed without numpy warnings, refused instead.
@@ -94,7 +102,10 @@ def init_weight(name: str, fan_in: int, fan_out: int, rng: np.random.Generator, 
         raise KeyError(f"unknown initializer '{name}'; allowed: {', '.join(INITIALIZERS)}")
     with np.errstate(all="ignore"):
         try:
-            weight = INITIALIZERS[name](fan_in, fan_out, rng, scale).astype(dtype)
+            rows, cols = (fan_in, fan_out) if shape is None else (shape[0], int(np.prod(shape[1:])))
+            weight = INITIALIZERS[name](rows, cols, fan_in, fan_out, rng, scale).astype(dtype)
+            if shape is not None:
+                weight = weight.reshape(shape)
         except OverflowError:  # uniform: high - low beyond the largest float
             weight = None
     if weight is None or not np.isfinite(weight).all():

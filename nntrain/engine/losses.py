@@ -35,7 +35,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from .registry import Range, Registry
-from .workspace import arange, scratch
+from .arena import FRESH, Arena
 
 LOSSES = Registry("loss")
 
@@ -53,7 +53,7 @@ class Loss:
     # sum_i w_{y_i} of the last forward's batch, None when unweighted: what that batch's mean loss
     # weighs when batches are combined (Metrics), so the total is sum w l / sum w over all rows.
     batch_weight: float | None = None
-    workspace: dict | None = None  # reused arrays (see engine.workspace); set by Network.reuse_buffers
+    arena: Arena = FRESH  # where results are written (see engine.arena); the Network gives it its own
 
     def encode(self, y: np.ndarray, n_classes: int | None, dtype) -> np.ndarray:
         """Targets as this loss wants them. Classification y: (batch,) class indices."""
@@ -233,11 +233,11 @@ class CrossEntropy(_Weighted):
 
     def forward(self, z, t):
         # One (batch, classes) array goes z - max -> exp -> probabilities -> (in backward) the gradient;
-        # in workspace mode it is the same array every batch. z itself is left as it is (metrics read it).
-        ws = self.workspace
+        # in a training step it is the same array every batch. z itself is left as it is (metrics read it).
+        arena = self.arena
         dtype = z.dtype if z.dtype.kind == "f" else np.float64
-        shifted = np.subtract(z, z.max(axis=1, keepdims=True), out=scratch(ws, "probs", z.shape, dtype))
-        rows = arange(ws, len(t))
+        shifted = np.subtract(z, z.max(axis=1, keepdims=True), out=arena.empty(self, "probs", z.shape, dtype))
+        rows = arena.arange(len(t))
         picked = shifted[rows, t]
         exp = np.exp(shifted, out=shifted)
         total = exp.sum(axis=1, keepdims=True)
@@ -254,7 +254,7 @@ class CrossEntropy(_Weighted):
 
     def backward(self):
         grad = self.probs  # reused in place: the next forward computes new probabilities
-        grad[arange(self.workspace, len(self.t)), self.t] -= 1
+        grad[self.arena.arange(len(self.t)), self.t] -= 1
         if self.coef is None:
             grad *= 1.0 / len(self.t)
         else:

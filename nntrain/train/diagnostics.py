@@ -16,10 +16,13 @@ epoch, with
                         exact per step; by default the first UPDATE_SAMPLE_STEPS steps of each
                         epoch are measured (each costs one copy of W into a buffer allocated
                         once), `update_samples=None` measures every step
-    dead_fraction       relu / leaky_relu: fraction of units whose output is <= 0 for every
-                        sample of the probe batch (for leaky_relu: always on the negative side)
-    saturated_fraction  sigmoid: fraction of units whose output is < 0.01 or > 0.99 for at
-                        least 99% of the probe samples; tanh: |y| > 0.99 likewise
+    dead_fraction       activations whose units can die (a layer's `dies`: relu, leaky_relu):
+                        fraction of units whose output is <= 0 for every sample of the probe
+                        batch (for leaky_relu: always on the negative side); a unit is one
+                        output position (a feature, or one channel at one pixel)
+    saturated_fraction  activations that saturate (a layer's `saturates`: sigmoid outside
+                        (0.01, 0.99), tanh outside (-0.99, 0.99)): fraction of units saturated
+                        for at least 99% of the probe samples
     activation_mean     mean of the layer's output over all probe samples and units
     activation_std      standard deviation (ddof 0) of the same values
 
@@ -55,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..engine.layers import LAYERS, Layer
 from ..errors import NntrainError
 from ..fileio import LineLog
 from .rundir import csv_text, read_csv
@@ -82,11 +86,9 @@ PROBE_ROWS = 256
 # update_ratio is measured exactly on the first this-many optimizer steps of each epoch
 # (fewer when the epoch has fewer steps); see Diagnostics(update_samples=...).
 UPDATE_SAMPLE_STEPS = 10
-# A sigmoid output is saturated below SIGMOID_LOW or above SIGMOID_HIGH, a tanh output when
-# |y| > TANH_HIGH: there the local gradient y(1 - y) or 1 - y^2 is below ~0.01-0.02, so almost
-# nothing flows back through the unit.
-SIGMOID_LOW, SIGMOID_HIGH = 0.01, 0.99
-TANH_HIGH = 0.99
+# Which activations die or saturate, and where, is declared on the layer classes (`dies`,
+# `saturates`: e.g. sigmoid outside (0.01, 0.99), tanh outside (-0.99, 0.99), where the local
+# gradient is below ~0.01-0.02, so almost nothing flows back through the unit).
 # A unit counts as saturated when it is saturated on at least this fraction of the probe
 # samples (not 100%: one unusual sample should not make a stuck unit look alive).
 SATURATED_SAMPLES = 0.99
@@ -110,10 +112,21 @@ UPDATE_RATIO_LOW = 1e-5
 # explode (first >> last) or vanish (first << last) on the way back through the network.
 # Layer sizes alone explain factors of 10-100; three orders of magnitude do not.
 GRAD_RATIO_WARN = 1e3
-# Layers whose `weight` is a per-feature scale vector (initialized to 1), not a weight matrix:
-# their norms and ratios are reported but left out of the update-ratio and gradient-ratio
-# warnings, whose healthy ranges are those of weight matrices.
-SCALE_ONLY_TYPES = ("batch_norm", "layer_norm")
+
+
+def _layer_class(name: str):
+    """The class a row's `type` names (rows are read back from diagnostics.csv), or the plain Layer."""
+    return LAYERS.get(name, Layer)
+
+
+def _is_scale(name: str) -> bool:
+    """A layer whose `weight` is a per-feature scale (batch_norm, layer_norm), not a weight matrix: its norms
+    and ratios are reported but left out of the weight-ratio warnings, whose healthy ranges are those of weights."""
+    return "weight" in _layer_class(name).scales
+
+
+def _saturation_text(low: float, high: float) -> str:
+    return f"|y| > {high:g}" if low == -high else f"< {low:g} or > {high:g}"
 
 
 def _norm(a: np.ndarray) -> float:
@@ -265,7 +278,7 @@ class Diagnostics:
         self._finish_pending()
         rows = []
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            x = self.probe_X
+            x = self.network.as_samples(self.probe_X)
             for i, layer in enumerate(self.network.layers):
                 x = layer.forward(x, False)
                 row = dict.fromkeys(COLUMNS)
@@ -276,13 +289,11 @@ class Diagnostics:
                         row["grad_norm"] = self._grad_sum[i] / self.steps
                     if self._ratio_steps:
                         row["update_ratio"] = self._ratio_sum[i] / self._ratio_steps
-                if layer.name in ("relu", "leaky_relu"):
+                if layer.dies:  # a unit: one output position (a feature, or a channel at one pixel)
                     row["dead_fraction"] = float(np.mean(np.all(x <= 0, axis=0)))
-                elif layer.name == "sigmoid":
-                    out = (x < SIGMOID_LOW) | (x > SIGMOID_HIGH)
-                    row["saturated_fraction"] = float(np.mean(np.mean(out, axis=0) >= SATURATED_SAMPLES))
-                elif layer.name == "tanh":
-                    out = np.abs(x) > TANH_HIGH
+                elif layer.saturates is not None:
+                    low, high = layer.saturates
+                    out = (x < low) | (x > high)
                     row["saturated_fraction"] = float(np.mean(np.mean(out, axis=0) >= SATURATED_SAMPLES))
                 row["activation_mean"] = float(np.mean(x, dtype=np.float64))
                 row["activation_std"] = float(np.std(x, dtype=np.float64))
@@ -385,7 +396,7 @@ def _warnings(table: list[dict]) -> list[str]:
                 )
         dead = r["dead_fraction"]
         if dead is not None and dead > DEAD_FRACTION_WARN:
-            if r["type"] == "leaky_relu":
+            if _layer_class(r["type"]).dies == "leak":
                 warnings.append(
                     f"{where}: {_pct(dead)} of units are on the negative side for every probe sample (only the leak"
                     " passes gradient) — lower the learning rate or check input scaling"
@@ -397,14 +408,14 @@ def _warnings(table: list[dict]) -> list[str]:
                 )
         saturated = r["saturated_fraction"]
         if saturated is not None and saturated > SATURATED_FRACTION_WARN and r["layer"] != last_layer:
-            limit = f"< {SIGMOID_LOW:g} or > {SIGMOID_HIGH:g}" if r["type"] == "sigmoid" else f"|y| > {TANH_HIGH:g}"
+            limit = _saturation_text(*(_layer_class(r["type"]).saturates or (math.nan, math.nan)))
             warnings.append(
                 f"{where}: {_pct(saturated)} of units are saturated ({limit} for at least {_pct(SATURATED_SAMPLES)} of"
                 " probe samples), so almost no gradient flows through them — scale the inputs (data.scale), use a"
                 " smaller init_scale or xavier init, or lower the learning rate"
             )
         ratio = r["update_ratio"]
-        if ratio is not None and math.isfinite(ratio) and r["type"] not in SCALE_ONLY_TYPES:
+        if ratio is not None and math.isfinite(ratio) and not _is_scale(r["type"]):
             if ratio > UPDATE_RATIO_HIGH:
                 warnings.append(
                     f"{where}: each step changes the weights by {ratio:.2g} of their norm (healthy ≈ 1e-3) —"
@@ -424,7 +435,7 @@ def _warnings(table: list[dict]) -> list[str]:
     grads = [
         r
         for r in table
-        if r["grad_norm"] is not None and math.isfinite(r["grad_norm"]) and r["type"] not in SCALE_ONLY_TYPES
+        if r["grad_norm"] is not None and math.isfinite(r["grad_norm"]) and not _is_scale(r["type"])
     ]
     if len(grads) >= 2:
         first, last = grads[0], grads[-1]

@@ -247,9 +247,9 @@ class Trainer:
         network, optimizer, params = exp.network, exp.optimizer, exp.network.params
         penalty = exp.penalty if exp.penalty else None
         clip, diagnostics, on_batch = exp.config.train.clip_grad_norm, self.diagnostics, self.hooks.on_batch
-        # Layer outputs, gradients and the loss's arrays are reused from batch to batch (workspace
+        # Layer outputs, gradients and the loss's arrays are reused from batch to batch (see engine.arena
         # mode): each batch's z is used by the metrics before the next batch overwrites it.
-        network.reuse_buffers(True)
+        network.reuse_arrays(True)
         try:
             for done, start in enumerate(range(0, n, batch), 1):
                 X, y, t = batch_rows(start, start + batch)
@@ -269,7 +269,7 @@ class Trainer:
                 if stop:
                     break
         finally:
-            network.reuse_buffers(False)
+            network.reuse_arrays(False)
         return metrics.result()
 
     def _train_epoch_full_batch(self, X: np.ndarray, y: np.ndarray, t: np.ndarray) -> dict | None:

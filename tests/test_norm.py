@@ -1,10 +1,10 @@
-"""Regularization and normalization layers: dropout, gaussian_noise, batch_norm, layer_norm.
+"""Normalization layers (engine/layers/norm.py): batch_norm and layer_norm.
 
-Dropout and noise: behaviour at eval and training time, statistics, determinism from the
-network's generator. Batch / layer norm: forward and backward against torch.nn.BatchNorm1d /
-LayerNorm (fixtures made by tests/fixtures/make_torch_norm_fixtures.py; torch is not needed
-here). Gradchecks with frozen randomness; buffers in state dicts; weight decay on linear
-weights only; float32 end to end.
+Forward and backward against torch.nn.BatchNorm1d / LayerNorm (fixtures made by
+tests/fixtures/make_torch_norm_fixtures.py; torch is not needed here). Also the tests that mix
+them with dropout / gaussian_noise (whose own tests are in test_noise.py): gradchecks with frozen
+randomness, buffers in state dicts, weight decay on linear weights only, float32 end to end, and
+the layers' config options.
 """
 
 from __future__ import annotations
@@ -14,169 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build, layer, small_config
 from numpy.testing import assert_allclose, assert_array_equal
 
-from conftest import small_config
 from nntrain import config as cfg
 from nntrain.engine.gradcheck import check_gradients
 from nntrain.engine.layers import LAYERS
-from nntrain.engine.losses import LOSSES
-from nntrain.engine.network import DEFAULT_RNG_SEED, Network
 from nntrain.engine.optim import OPTIMIZERS
 from nntrain.errors import NntrainError
 
-COVERED_HERE = {"dropout", "gaussian_noise", "batch_norm", "layer_norm"}
+NOISE_AND_NORM = {"dropout", "gaussian_noise", "batch_norm", "layer_norm"}
 FIXTURE = Path(__file__).parent / "fixtures" / "torch_norm.npz"
 
 
-def layer(name, width=4, dtype=np.float64, seed=0, **options):
-    """A set-up layer for inputs of `width`; stochastic layers get their own Generator(seed)."""
-    obj = LAYERS[name](**options)
-    obj.setup(width, np.dtype(dtype), np.random.default_rng(123), "he", 0.01)
-    obj.rng = np.random.default_rng(seed)
-    return obj
-
-
-def build(spec, loss="mse", in_features=4, dtype=np.float64, seed=0):
-    """A Network from [("linear", {"units": 6}), ("dropout", {"p": 0.3}), ...]."""
-    layers = [LAYERS[name](**options) for name, options in spec]
-    return Network(layers, LOSSES[loss](), in_features, dtype, np.random.default_rng(seed), init="xavier")
-
-
 def test_new_layers_are_registered():
-    assert COVERED_HERE <= set(LAYERS)
-
-
-# ---------------------------------------------------------------- dropout
-
-
-@pytest.mark.parametrize("p", [0.0, 0.3, 0.9])
-def test_dropout_eval_is_identity(p):
-    drop = layer("dropout", p=p)
-    x = np.random.default_rng(1).standard_normal((50, 4))
-    state = drop.rng.bit_generator.state
-    assert_array_equal(drop.forward(x, training=False), x)
-    g = np.random.default_rng(2).standard_normal((50, 4))
-    assert_array_equal(drop.backward(g), g)
-    assert drop.rng.bit_generator.state == state  # eval draws nothing
-
-
-def test_dropout_p_zero_is_identity_in_training():
-    drop = layer("dropout", p=0.0)
-    x = np.random.default_rng(1).standard_normal((50, 4))
-    assert_array_equal(drop.forward(x, training=True), x)
-    assert_array_equal(drop.backward(x * 2), x * 2)
-
-
-@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
-def test_dropout_keeps_one_minus_p_and_scales(p):
-    drop = layer("dropout", width=500, p=p)
-    x = np.ones((200, 500))  # 100,000 units: the kept fraction is within ~0.002 of 1 - p
-    y = drop.forward(x, training=True)
-    kept = y != 0
-    assert kept.mean() == pytest.approx(1 - p, abs=0.01)
-    assert_allclose(y[kept], 1 / (1 - p), rtol=1e-15)
-    assert np.unique(y).size == 2
-    # Scaled so that the mean activation is unchanged.
-    assert y.mean() == pytest.approx(1.0, abs=0.03)
-
-
-def test_dropout_expected_output_is_the_input():
-    """E[y] = x entry by entry: the average of 20,000 independent masks over one row v."""
-    rng = np.random.default_rng(3)
-    v = rng.uniform(0.5, 2.0, 6) * rng.choice([-1, 1], 6)
-    drop = layer("dropout", width=6, p=0.4)
-    y = drop.forward(np.tile(v, (20000, 1)), training=True)
-    # Per entry the std of the mean is |v| sqrt(p / (1 - p)) / sqrt(20000) ~ 0.0058 |v|.
-    assert_allclose(y.mean(axis=0), v, rtol=0.03)
-    assert not np.allclose(y.mean(axis=0), v, rtol=1e-6)  # it is a real average of random masks
-
-
-def test_dropout_gradient_flows_through_kept_units_only():
-    p = 0.5
-    drop = layer("dropout", width=8, p=p)
-    rng = np.random.default_rng(4)
-    x, g = rng.standard_normal((10, 8)), rng.standard_normal((10, 8))
-    y = drop.forward(x, training=True)
-    dx = drop.backward(g)
-    kept = y != 0
-    assert 0 < kept.sum() < kept.size
-    assert_allclose(dx[kept], g[kept] / (1 - p), rtol=1e-15)
-    assert_array_equal(dx[~kept], 0)
-
-
-def test_dropout_same_rng_state_same_mask():
-    x = np.random.default_rng(5).standard_normal((30, 4))
-    a, b = layer("dropout", seed=7, p=0.5), layer("dropout", seed=7, p=0.5)
-    assert_array_equal(a.forward(x, True), b.forward(x, True))
-    state = a.rng.bit_generator.state
-    first = a.forward(x, True)
-    assert not np.array_equal(first, a.forward(x, True))  # the generator moves on: a new mask
-    a.rng.bit_generator.state = state
-    assert_array_equal(a.forward(x, True), first)  # restored state: the same mask again
-
-
-def test_dropout_never_touches_global_random_state():
-    np.random.seed(0)
-    before = np.random.get_state()[1].copy()
-    layer("dropout", p=0.5).forward(np.ones((10, 4)), True)
-    layer("gaussian_noise", std=1.0).forward(np.ones((10, 4)), True)
-    assert_array_equal(np.random.get_state()[1], before)
-
-
-def test_stochastic_layer_without_rng_says_so():
-    drop = LAYERS["dropout"](p=0.5)
-    drop.setup(4, np.dtype(np.float64), np.random.default_rng(0), "he", 0.01)
-    with pytest.raises(RuntimeError, match="rng"):
-        drop.forward(np.ones((2, 4)), True)
-    assert_array_equal(drop.forward(np.ones((2, 4)), False), 1)  # eval needs none
-
-
-# ---------------------------------------------------------------- the network's generator
-
-
-def test_network_rng_is_shared_with_layers_and_drives_dropout():
-    spec = [("linear", {"units": 6}), ("dropout", {"p": 0.5}), ("gaussian_noise", {"std": 0.3}), ("linear", {"units": 2})]
-    net = build(spec)
-    assert all(l.rng is net.rng for l in net.layers)
-    # The default generator has a fixed seed: two equal networks draw the same masks and noise.
-    assert_array_equal(build(spec).forward(np.ones((5, 4)), True), net.forward(np.ones((5, 4)), True))
-    assert net.rng.bit_generator.state != np.random.default_rng(DEFAULT_RNG_SEED).bit_generator.state  # it drew
-
-    train = np.random.default_rng(99)
-    net.rng = train  # what the trainer does: the run's training generator, saved in checkpoints
-    assert net.rng is train and all(l.rng is train for l in net.layers)
-    x = np.random.default_rng(6).standard_normal((5, 4))
-    state = train.bit_generator.state
-    first = net.forward(x, True)
-    assert train.bit_generator.state != state  # the masks came from `train`
-    train.bit_generator.state = state  # e.g. restored from a checkpoint's meta.rng
-    assert_array_equal(net.forward(x, True), first)
-    assert_array_equal(net.forward(x, False), net.forward(x, False))  # eval is deterministic
-    with pytest.raises(TypeError, match="Generator"):
-        net.rng = 42
-
-
-# ---------------------------------------------------------------- gaussian noise
-
-
-def test_gaussian_noise_eval_identity_and_training_std():
-    noise = layer("gaussian_noise", width=500, std=0.3)
-    x = np.random.default_rng(7).standard_normal((200, 500))
-    assert_array_equal(noise.forward(x, training=False), x)
-    y = noise.forward(x, training=True)
-    d = y - x
-    assert d.std() == pytest.approx(0.3, rel=0.01)  # 100,000 draws: ~0.2% sampling error
-    assert abs(d.mean()) < 0.005
-    g = np.random.default_rng(8).standard_normal(x.shape)
-    assert_array_equal(noise.backward(g), g)
-
-
-def test_gaussian_noise_default_and_zero_std():
-    assert LAYERS["gaussian_noise"]().std == 0.1
-    assert LAYERS["dropout"]().p == 0.5
-    x = np.ones((3, 4))
-    assert_array_equal(layer("gaussian_noise", std=0.0).forward(x, True), x)
+    assert NOISE_AND_NORM <= set(LAYERS)
 
 
 # ---------------------------------------------------------------- batch / layer norm against torch
@@ -194,9 +46,9 @@ TIGHT = {"rtol": 1e-10, "atol": 1e-13}
 
 def _norm_layer(case):
     name, options = str(TORCH[f"{case}.layer"]), json.loads(str(TORCH[f"{case}.options"]))
-    weight = TORCH[f"{case}.weight"]
+    weight, shape = TORCH[f"{case}.weight"], tuple(TORCH[f"{case}.shape"].tolist())
     norm = LAYERS[name](**options)
-    assert norm.setup(weight.size, np.dtype(np.float64), np.random.default_rng(0), "he", 0.01) == weight.size
+    assert norm.setup(shape, np.dtype(np.float64), np.random.default_rng(0), "he", 0.01) == shape
     assert_array_equal(norm.params["weight"], 1)  # torch's initial values
     assert_array_equal(norm.params["bias"], 0)
     norm.params["weight"][...] = weight
@@ -229,14 +81,14 @@ def test_norm_matches_torch_in_training_and_eval(case):
     for t in range(int(TORCH[f"{case}.steps"])):
         _compare(norm, TORCH, f"{case}.{t}", training=True)
         if batch_norm:
-            assert_allclose(norm.buffers["running_mean"], TORCH[f"{case}.{t}.running_mean"], **TIGHT)
-            assert_allclose(norm.buffers["running_var"], TORCH[f"{case}.{t}.running_var"], **TIGHT)
+            assert_allclose(norm.state["running_mean"], TORCH[f"{case}.{t}.running_mean"], **TIGHT)
+            assert_allclose(norm.state["running_var"], TORCH[f"{case}.{t}.running_var"], **TIGHT)
     if batch_norm:  # the running statistics really moved away from 0 / 1
-        assert np.abs(norm.buffers["running_mean"]).max() > 0.5
-    before = {k: v.copy() for k, v in norm.buffers.items()}
+        assert np.abs(norm.state["running_mean"]).max() > 0.5
+    before = {k: v.copy() for k, v in norm.state.items()}
     _compare(norm, TORCH, f"{case}.eval", training=False)
     for key, value in before.items():  # eval reads the running statistics, never updates them
-        assert_array_equal(norm.buffers[key], value)
+        assert_array_equal(norm.state[key], value)
 
 
 def test_batch_norm_eval_uses_running_statistics():
@@ -246,7 +98,7 @@ def test_batch_norm_eval_uses_running_statistics():
     for _ in range(5):
         norm.forward(rng.standard_normal((8, 3)) * 2 + 1, training=True)
     x = rng.standard_normal((4, 3))
-    expected = (x - norm.buffers["running_mean"]) / np.sqrt(norm.buffers["running_var"] + 1e-5)
+    expected = (x - norm.state["running_mean"]) / np.sqrt(norm.state["running_var"] + 1e-5)
     assert_allclose(norm.forward(x, False), expected, rtol=1e-14)
     assert_allclose(norm.forward(x[:1], False), expected[:1], rtol=1e-14)
 
@@ -278,11 +130,11 @@ def test_norm_backward_without_input_grad(name, training):
 
 def test_batch_norm_needs_two_samples_to_train():
     norm = layer("batch_norm", width=3)
-    with pytest.raises(ValueError, match="at least 2 samples"):
+    with pytest.raises(ValueError, match="at least 2 values per feature"):
         norm.forward(np.ones((1, 3)), training=True)
     # Eval of one sample is fine: (1 - running_mean 0) / sqrt(running_var 1 + eps).
     assert_allclose(norm.forward(np.ones((1, 3)), training=False), 1 / np.sqrt(1 + 1e-5), rtol=1e-15)
-    assert_array_equal(norm.buffers["running_mean"], 0)  # the refused batch changed nothing
+    assert_array_equal(norm.state["running_mean"], 0)  # the refused batch changed nothing
 
 
 # ---------------------------------------------------------------- gradchecks, randomness frozen
@@ -315,7 +167,7 @@ def test_gradcheck_in_training_mode(case):
     t = rng.integers(0, 3, 7) if case == "all" else rng.standard_normal((7, 2))
     net.rng = np.random.default_rng(13)
     state = net.rng.bit_generator.state
-    buffers = {k: v.copy() for k, v in net.buffers().items()}
+    buffers = {k: v.copy() for k, v in net.layer_state().items()}
     results = check_gradients(net, x, t)
     assert {r.name for r in results} == {p.key for p in net.params} | {"input"}
     for r in results:
@@ -323,22 +175,27 @@ def test_gradcheck_in_training_mode(case):
         assert r.checked - r.kinks > 0, r
     # The network is left as it was: same generator state, same running statistics.
     assert net.rng.bit_generator.state == state
-    for key, value in net.buffers().items():
+    for key, value in net.layer_state().items():
         assert_array_equal(value, buffers[key], err_msg=key)
     for l in net.layers:  # the randomness was real: some units dropped
         if l.name == "dropout":
             assert (l.mask == 0).any()
 
 
-def test_gradcheck_catches_a_dropout_backward_that_ignores_the_mask(monkeypatch):
-    """With the mask frozen the check is exact, so a wrong dropout backward fails below the layer."""
-    net = build(GRADCHECK_SPECS["dropout"], seed=3)
-    rng = np.random.default_rng(12)
-    x, t = rng.standard_normal((7, 4)), rng.standard_normal((7, 2))
-    monkeypatch.setattr(type(net.layers[2]), "backward", lambda self, grad, need_input_grad=True: grad)
-    results = {r.name: r for r in check_gradients(net, x, t)}
-    assert results["layers.3.weight"].passed  # above the broken layer
-    assert not results["layers.0.weight"].passed and not results["input"].passed
+@pytest.mark.parametrize("batch", [1, 5])
+def test_gradcheck_of_shaped_samples(batch):
+    """batch_norm per channel of (c, h, w) samples (one image still has h * w values per channel), dropout,
+    gaussian noise and the activations on any shape, layer_norm and linear on the last axis, then flatten."""
+    spec = [("batch_norm", {}), ("gaussian_noise", {"std": 0.2}), ("tanh", {}), ("dropout", {"p": 0.2}),
+            ("linear", {"units": 4}), ("layer_norm", {}), ("sigmoid", {}), ("flatten", {}), ("linear", {"units": 3})]  # fmt: skip
+    net = build(spec, loss="cross_entropy", in_features=(2, 3, 5), seed=4)
+    assert net.shapes == [(2, 3, 5)] * 4 + [(2, 3, 4)] * 3 + [(24,), (3,)]
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((batch, 2, 3, 5)) * 3 + 1
+    net.rng = np.random.default_rng(15)
+    for r in check_gradients(net, x, rng.integers(0, 3, batch)):
+        assert r.passed and r.max_rel_error < 1e-6, r
+        assert r.checked - r.kinks > 0, r
 
 
 # ---------------------------------------------------------------- buffers, state dict, decay
@@ -352,7 +209,7 @@ def _train_forward(net, steps=4, seed=14):
         net.loss_and_grad(rng.standard_normal((8, 4)) * 3 + 1, rng.standard_normal((8, 2)))
 
 
-def test_state_dict_has_buffers_and_params_do_not():
+def test_state_dict_has_layer_state_and_params_do_not():
     net = build(NORM_NET)
     state = net.state_dict()
     param_keys = [p.key for p in net.params]
@@ -360,8 +217,8 @@ def test_state_dict_has_buffers_and_params_do_not():
     assert not any("running" in k for k in param_keys)
     assert set(state) == set(param_keys) | {"layers.1.running_mean", "layers.1.running_var"}
     assert "layers.1.weight" in param_keys and "layers.4.bias" in param_keys
-    assert set(net.buffers()) == {"layers.1.running_mean", "layers.1.running_var"}
-    assert state["layers.1.running_mean"] is net.layers[1].buffers["running_mean"]
+    assert set(net.layer_state()) == {"layers.1.running_mean", "layers.1.running_var"}
+    assert state["layers.1.running_mean"] is net.layers[1].state["running_mean"]
     assert_array_equal(state["layers.1.running_mean"], 0)
     assert_array_equal(state["layers.1.running_var"], 1)
     _train_forward(net)  # updated in place: the arrays the network handed out move too
@@ -377,9 +234,9 @@ def test_save_load_round_trip_restores_eval_outputs(tmp_path):
     with np.load(tmp_path / "ck.npz", allow_pickle=False) as data:
         b.load_state_dict({k: data[k] for k in data.files})
     assert_array_equal(b.forward(x), a.forward(x))
-    for key, value in a.buffers().items():
-        assert_array_equal(b.buffers()[key], value)
-    assert b.layers[1].buffers["running_var"] is b.buffers()["layers.1.running_var"]  # copied in place
+    for key, value in a.layer_state().items():
+        assert_array_equal(b.layer_state()[key], value)
+    assert b.layers[1].state["running_var"] is b.layer_state()["layers.1.running_var"]  # copied in place
 
 
 @pytest.mark.parametrize(
@@ -442,7 +299,7 @@ def test_float32_network_keeps_float32_everywhere():
         assert value.dtype == np.float32, key
     for p in net.params:
         assert p.grad.dtype == np.float32, p.key
-    for l in (l for l in net.layers if l.name in COVERED_HERE):  # what the new layers kept for backward
+    for l in (l for l in net.layers if l.name in NOISE_AND_NORM):  # what the new layers kept for backward
         for attr in ("mask", "x_hat", "inv_std"):
             if getattr(l, attr, None) is not None:
                 assert getattr(l, attr).dtype == np.float32, (l.name, attr)
@@ -450,7 +307,7 @@ def test_float32_network_keeps_float32_everywhere():
     assert net.predict(x).dtype == np.float32
 
 
-@pytest.mark.parametrize("name", sorted(COVERED_HERE))
+@pytest.mark.parametrize("name", sorted(NOISE_AND_NORM))
 def test_float32_layer_agrees_with_float64(name):
     """The same layer in float32 and float64 (same generator seed): equal to float32 precision."""
     x = np.random.default_rng(17).standard_normal((6, 4))
