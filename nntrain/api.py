@@ -16,8 +16,8 @@ import numpy as np
 
 from . import config as cfg
 from .data.dataset import builtin_names, encode_labels, resolve_path
-from .data.files import TableOptions, read_npz, read_table
-from .data.table import is_table_file
+from .data.files import TableOptions, read_table
+from .data.inputs import is_input_file, read_inputs
 from .engine.gradcheck import check_gradients
 from .errors import NntrainError
 from .train import checkpoint
@@ -162,7 +162,7 @@ def _restart(run: RunDir, overrides, config_path, hooks: Hooks) -> dict:
 
 def _warn_line_search(exp: Experiment, hooks: Hooks) -> None:
     """An optimizer that line-searches (lbfgs) compares many evaluations of one loss: say so when layers change it."""
-    changing = list(dict.fromkeys(layer.name for layer in exp.network.layers if not layer.repeatable))
+    changing = list(dict.fromkeys(layer.name for layer in exp.network.layers if layer.random))
     if exp.optimizer.needs_closure and changing:
         hooks.log(
             f"warning: {exp.optimizer.name} evaluates the loss many times per step, but in training"
@@ -204,13 +204,14 @@ def load_run(run_dir: Path, which: str = "best", with_data: bool = True, dtype: 
 
 
 def _file_arrays(exp: Experiment, data: Path):
-    """(X, y, t) of a labelled data file, encoded as the run's training data was."""
-    path = resolve_path(str(data), None)
-    if is_table_file(path):
+    """(X, y, t) of a labelled data file or image folder, encoded (and images resized) as the run's training data was."""
+    if is_input_file(data):  # arrays (an .npz with y), or an image folder with one subfolder per class
+        inputs = read_inputs(Path(data), exp.dataset.sample_shape, exp.config.data.image, with_target=True)
+        X, y_raw = inputs.X, inputs.y
+    else:
+        path = resolve_path(str(data), None)
         table = read_table(path, encoder=exp.dataset.encoder, options=TableOptions.of(exp.config.data))
         X, y_raw = table.X, table.y
-    else:
-        X, y_raw, _ = read_npz(path)
     if X.shape[1] != exp.network.in_features:
         raise NntrainError(f"{data} has {X.shape[1]} feature columns; the run was trained on {exp.network.in_features}")
     y, _ = encode_labels(y_raw, exp.dataset.task, exp.dataset.classes)
@@ -277,8 +278,20 @@ def predict_run(
     _check_threshold(exp, threshold)
     options = TableOptions.of(exp.config.data)
     problems: dict[int, str] = {}
-    data = read_table(Path(input_path), encoder=exp.dataset.encoder, with_target=False, options=options, problems=problems)
-    X = exp.imputer.transform(data.X)
+    if is_input_file(input_path):  # arrays, or an image folder (read at the run's image size and mode)
+        inputs = read_inputs(Path(input_path), exp.dataset.sample_shape, exp.config.data.image, with_target=False)
+        X = exp.imputer.transform(inputs.X)
+        problems.update(inputs.problems)
+        if inputs.paths is not None:  # a folder: each row is named by its file, which leads every output row
+            id_name, ids, unit, places = "path", [str(p) for p in inputs.paths], None, None
+        else:  # an array: by its index in X, from 0
+            id_name, ids, unit, places = None, None, "index", list
+    else:
+        data = read_table(Path(input_path), encoder=exp.dataset.encoder, with_target=False, options=options, problems=problems)
+        X = exp.imputer.transform(data.X)
+        id_name, ids = (options.roles.id, data.ids) if data.ids is not None else (None, None)
+        unit = "line" if data.table.format == "csv" else "row"  # Parquet and Feather have rows, not lines
+        places = data.table.lines
     loss, classes = exp.network.loss, exp.dataset.classes
     ok = ~np.isnan(X).any(axis=1)
     for r in np.flatnonzero(~ok):
@@ -310,17 +323,18 @@ def predict_run(
         rows[r] = row
     for r in problems:
         rows[r] = None
-    id_name = options.roles.id if data.ids is not None else None
-    unit = "line" if data.table.format == "csv" else "row"  # Parquet and Feather have rows, not lines
     bad = sorted(problems)
-    messages = [f"{input_path}, {unit} {line}: {problems[r]}" for r, line in zip(bad, data.table.lines(bad) if bad else [])]
+    if unit is None:
+        messages = [f"{ids[r]}: {problems[r]}" for r in bad]
+    else:
+        messages = [f"{input_path}, {unit} {place}: {problems[r]}" for r, place in zip(bad, places(bad) if bad else [])]
     if as_json:
-        all_lines = data.table.lines(range(len(X)))
+        all_places = places(range(len(X))) if unit is not None else None
         text = io.StringIO()
         for r, row in enumerate(rows):
-            record = {unit: all_lines[r]}
+            record = {unit: all_places[r]} if unit is not None else {}
             if id_name is not None:
-                record[id_name] = str(data.ids[r])
+                record[id_name] = str(ids[r])
             if row is None:
                 record["error"] = problems[r]
             else:
@@ -332,7 +346,7 @@ def predict_run(
     writer.writerow(([id_name] if id_name else []) + header)
     for r, row in enumerate(rows):
         cells = [""] * len(header) if row is None else [v if isinstance(v, str) else f"{v:.6g}" for v in row]
-        writer.writerow(([str(data.ids[r])] if id_name else []) + cells)
+        writer.writerow(([str(ids[r])] if id_name else []) + cells)
     return text.getvalue(), messages
 
 
@@ -352,8 +366,10 @@ def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: fl
         config.dtype = "float64"
         exp = prepare(config, base)
     n = len(exp.splits["train"])
-    if min(samples, n) < 2 and any(spec.type == "batch_norm" for spec in config.model.layers):
-        raise NntrainError(f"batch_norm needs at least 2 samples to normalize in training mode; use --samples 2 or more (got {samples})")
+    need = exp.network.min_batch
+    if min(samples, n) < need:
+        which = next(layer.name for layer in exp.network.layers if layer.batch_statistics and layer.min_batch == need)
+        raise NntrainError(f"{which} needs at least {need} samples to normalize in training mode; use --samples {need} or more (got {samples})")
     pick = np.random.default_rng(config.seed).choice(n, size=min(samples, n), replace=False)
     X, _, t = exp.rows("train", pick)
     checks = check_gradients(exp.network, X, t, eps=eps, tol=tol, max_entries=entries)

@@ -402,9 +402,34 @@ def validate(
 
             trials = plan_sweep(config, set_ or [], None, check_data=False).trials
             _err(f"sweep: {len(trials)} trial{'s' if len(trials) != 1 else ''}, each config valid")
+        for line in _layer_table(exp.network):  # last: printed only when everything else passed
+            _err(line)
         return cfg.to_yaml(c)
 
     _say(_guard(debug, check), end="")
+
+
+LAYER_TABLE_ROWS = 50  # a deeper network shows its first and last layers (a 10,000-layer config stays readable)
+
+
+def _layer_table(network) -> list[str]:
+    """The network's shape after every layer and its parameter counts, as Keras' summary() shows them."""
+    from .train.experiment import shape_text
+
+    entries = network.summary()
+    rows = [("layer", "type", "output shape", "params"), ("", "input", shape_text(network.in_shape), "")]
+    shown = entries if len(entries) <= LAYER_TABLE_ROWS else entries[: LAYER_TABLE_ROWS - 10] + [None] + entries[-10:]
+    for entry in shown:
+        if entry is None:
+            rows.append(("...", f"{len(entries) - LAYER_TABLE_ROWS} more layers", "", ""))
+        else:
+            rows.append((str(entry["layer"]), entry["type"], shape_text(entry["shape"]), f"{entry['params']:,}"))
+    widths = [max(len(r[k]) for r in rows) for k in range(4)]
+    lines = ["model:"]
+    for r in rows:
+        lines.append(f"  {r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}".rstrip())
+    lines.append(f"  {sum(entry['params'] for entry in entries):,} parameters")
+    return lines
 
 
 @app.command()
@@ -568,7 +593,7 @@ def datasets_show(
         _say(json.dumps(info))
         return
     _say(f"{info['name']}: {info['rows']} rows, {info['features']} features, {info['task']}")
-    for key in ("image_shape", "parts"):
+    for key in ("sample_shape", "parts"):
         if key in info:
             _say(f"{key}: {info[key]}")
     if "classes" in info:

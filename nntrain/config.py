@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic import Tag
 
-from .data.dataset import builtin_names, unknown_dataset
+from .data.dataset import builtin_names, looks_like_folder, unknown_dataset
 from .data.files import is_data_file
 from .data.table import is_table_file
 from .data.download import DOWNLOADABLE
@@ -254,11 +254,15 @@ class SplitConfig(Strict):
 
 
 class ScaleConfig(Strict):
-    """Feature scaling fitted on the training split: `standardize` (mean 0, std 1), `minmax` (to `range`)."""
+    """Feature scaling: `standardize` (mean 0, std 1) and `minmax` (to `range`) fitted on the training split, `divide` fixed."""
 
-    name: Literal["none", "standardize", "minmax"] = "standardize"
+    name: Literal["none", "standardize", "minmax", "divide"] = "standardize"
     range: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
         None, description="minmax only: [low, high], default [0, 1]"
+    )
+    by: Annotated[float, Field(gt=0)] | None = Field(None, description="divide only: x / by, default 255 (8-bit pixels to [0, 1])")
+    per: Literal["auto", "feature", "channel"] = Field(
+        "auto", description="standardize / minmax: statistics per feature column or per image channel; auto: channel for images"
     )
 
     @model_validator(mode="before")
@@ -270,6 +274,12 @@ class ScaleConfig(Strict):
     def _range_fits(self):
         if self.range is not None and self.name != "minmax":
             raise ValueError(_at("range", f"applies only to minmax scaling, not to {self.name}"))
+        if self.by is not None and self.name != "divide":
+            raise ValueError(_at("by", f"applies only to divide scaling, not to {self.name}"))
+        if self.per != "auto" and self.name not in ("standardize", "minmax"):
+            raise ValueError(_at("per", f"applies only to standardize and minmax scaling, not to {self.name}"))
+        if self.name == "divide":
+            self.by = self.by if self.by is not None else 255.0
         if self.name == "minmax":
             self.range = self.range or [0.0, 1.0]
             if not self.range[0] < self.range[1]:
@@ -277,8 +287,19 @@ class ScaleConfig(Strict):
         return self
 
 
+class ImageConfig(Strict):
+    """Image folders: the size every image is resized to, and its colours (channels)."""
+
+    size: Annotated[list[Annotated[int, Field(ge=1, le=8192)]], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="[height, width] in pixels; default: the images' own size, which must be one for all"
+    )
+    mode: Literal["auto", "grayscale", "rgb"] = Field(
+        "auto", description="grayscale: 1 channel, rgb: 3; auto: grayscale when every training image is"
+    )
+
+
 class ArrayFiles(Strict):
-    """Two .npy files: features X (rows, features), read from disk batch by batch, and targets y (rows,)."""
+    """Two .npy files: features X (rows, features) or images (rows, [channels,] height, width), read from disk batch by batch, and targets y (rows,)."""
 
     X: str
     y: str
@@ -354,7 +375,9 @@ class ImputeConfig(Strict):
 
 class DataConfig(Strict):
     dataset: Source | None = Field(
-        None, description="a built-in dataset (see `nntrain datasets`), a .csv / .csv.gz / .npz file, or {X: .npy, y: .npy}"
+        None,
+        description="a built-in dataset (see `nntrain datasets`), a .csv / .csv.gz / .npz file, an image folder"
+        " (one subfolder per class), or {X: .npy, y: .npy}",
     )
     train: Source | None = Field(None, description="instead of dataset: the training file; then val / test files too")
     val: Source | None = Field(None, description="the validation file (with train); default: split.val of train")
@@ -363,7 +386,9 @@ class DataConfig(Strict):
     target: str | int | None = Field(None, description="CSV only: target column by name or index (default: last)")
     task: Literal["classification", "regression"] | None = Field(None, description="inferred when omitted")
     split: SplitConfig = Field(default_factory=SplitConfig)
-    scale: ScaleConfig = Field(default_factory=ScaleConfig, description="none | standardize | minmax, or {name, range}")
+    scale: ScaleConfig = Field(
+        default_factory=ScaleConfig, description="none | standardize | minmax | divide, or {name, range, by, per}"
+    )
     scale_target: bool = Field(False, description="regression: standardize the targets too (predictions in original units)")
     missing: Literal["error", "drop", "impute"] = Field(
         "error", description="table cells that are empty, NA, NaN, ?: error, drop the row, or impute (data.impute)"
@@ -374,7 +399,10 @@ class DataConfig(Strict):
         "error", description="a category not seen in training: error, or ignore (encoded as all zeros)"
     )
     delimiter: Literal["auto", ",", ";", "\t", "|"] = Field("auto", description="CSV: the field delimiter (auto: detected)")
-    flatten: bool = Field(True, description="image datasets: rows of height * width pixels")
+    flatten: bool = Field(
+        False, description="true: image samples reach the network as flat rows of channels * height * width (runs from before sample shapes say true)"
+    )
+    image: ImageConfig | None = Field(None, description="image folders: {size: [height, width], mode: grayscale | rgb}")
 
     def sources(self) -> dict[str, str | ArrayFiles]:
         """The data sources given: {dataset: ...} or {train: ..., val: ..., test: ...}."""
@@ -395,11 +423,8 @@ class DataConfig(Strict):
                 self.split.settle("val", 0.0, "with data.val: the validation set is that file")
         except ValueError as e:
             raise ValueError(str(e).replace("@", "@split.", 1)) from None
-        if not self.flatten:
-            raise ValueError(_at("flatten", "false keeps images as (height, width), which needs convolutional layers;"
-                                 " nntrain's layers take flat rows, so flatten must be true"))
         for key, source in self.sources().items():
-            if isinstance(source, str) and not is_data_file(source):
+            if isinstance(source, str) and not is_data_file(source) and not looks_like_folder(source):
                 if key != "dataset" and source in builtin_names():
                     raise ValueError(_at(key, f"'{source}' is a built-in dataset: use data.dataset, or give a file here"))
                 if key != "dataset" or source not in builtin_names():
@@ -409,6 +434,9 @@ class DataConfig(Strict):
                            ("unknown", self.unknown != "error"), ("delimiter", self.delimiter != "auto"), ("missing", self.missing == "impute")):
             if given and not tables:
                 raise ValueError(_at(key, "applies only to table files (CSV, Parquet, Feather); an .npz names its arrays X and y"))
+        folders = any(isinstance(s, str) and looks_like_folder(s) for s in self.sources().values())
+        if self.image is not None and not folders:
+            raise ValueError(_at("image", "applies only to image folders (a data source that is a folder of class subfolders)"))
         if self.impute is not None and self.missing != "impute":
             raise ValueError(_at("impute", f"applies with data.missing: impute (it is {self.missing})"))
         if self.missing == "impute" and self.impute is None:

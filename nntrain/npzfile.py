@@ -233,7 +233,12 @@ class Member:
             text = f"{kind} scalar"
         else:
             fixed = [s for s in shapes if any(isinstance(n, int) for n in s)]
-            text = f"{' or '.join(f'{len(s)}-D' for s in shapes)} {kind} array" + (f" of shape {fixed[0]}" if fixed else "")
+            dims = [len(s) for s in shapes]
+            if len(dims) > 2 and dims == list(range(dims[0], dims[0] + len(dims))):
+                axes = f"{dims[0]}-D to {dims[-1]}-D"
+            else:
+                axes = " or ".join(f"{d}-D" for d in dims)
+            text = f"{axes} {kind} array" + (f" of shape {fixed[0]}" if fixed else "")
         return ("an " if text[0] in "aeiou" else "a ") + text
 
 

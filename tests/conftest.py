@@ -12,7 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 from nntrain.cli import app
-from nntrain.engine.network import Param
+from nntrain.engine.layers import LAYERS
+from nntrain.engine.losses import LOSSES
+from nntrain.engine.network import Network, Param
 
 
 @pytest.fixture
@@ -114,3 +116,20 @@ def run_steps(opt, p: Param, grads) -> list[np.ndarray]:
         opt.step([p])
         out.append(p.value.copy())
     return out
+
+
+# --- layer tests (test_noise.py, test_norm.py) ---------------------------------------------
+
+
+def layer(name, width=4, dtype=np.float64, seed=0, **options):
+    """A set-up layer for inputs of `width`; stochastic layers get their own Generator(seed)."""
+    obj = LAYERS[name](**options)
+    obj.setup((width,), np.dtype(dtype), np.random.default_rng(123), "he", 0.01)
+    obj.rng = np.random.default_rng(seed)
+    return obj
+
+
+def build(spec, loss="mse", in_features=4, dtype=np.float64, seed=0):
+    """A Network from [("linear", {"units": 6}), ("dropout", {"p": 0.3}), ...]."""
+    layers = [LAYERS[name](**options) for name, options in spec]
+    return Network(layers, LOSSES[loss](), in_features, dtype, np.random.default_rng(seed), init="xavier")

@@ -24,6 +24,7 @@ LEVELS = {
     "breast_cancer": ("test", "accuracy", 0.95),
     "digits": ("test", "accuracy", 0.97),
     "diabetes": ("test", "r2", 0.45),
+    "image_folder": ("test", "accuracy", 0.9),
 }
 
 

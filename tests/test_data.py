@@ -655,11 +655,11 @@ def test_read_npz_scalar_y_is_an_error(tmp_path):
         read_npz(path)
 
 
-@pytest.mark.parametrize("X", [np.zeros(4), np.zeros((2, 2, 2)), np.array([["a", "b"], ["c", "d"]])])
-def test_read_npz_X_must_be_2d_numeric(tmp_path, X):
+@pytest.mark.parametrize("X", [np.zeros(4), np.zeros((2, 1, 2, 2, 2)), np.array([["a", "b"], ["c", "d"]])])
+def test_read_npz_X_must_be_2d_to_4d_numeric(tmp_path, X):
     path = tmp_path / "d.npz"
     np.savez(path, X=X, y=np.zeros(len(X)))
-    with raises("X must be a 2-D numeric array"):
+    with raises(re.escape(f"X must be a 2-D or 3-D or 4-D numeric array, got shape {X.shape}")):
         read_npz(path)
 
 

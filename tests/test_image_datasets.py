@@ -58,12 +58,12 @@ def test_download_then_train_on_the_official_split(cli, tiny_mnist, tmp_path):
         np.testing.assert_array_equal(splits["test"], np.arange(60, 80))  # the official test set, untouched
         assert len(splits["val"]) == 15 and len(splits["train"]) == 45
     with np.load(tmp_path / "run/checkpoints/last.npz") as ckpt:
-        assert ckpt["data.image_shape"].tolist() == [6, 6]
-        assert ckpt["layers.0.weight"].shape == (36, 16)
+        assert ckpt["data.sample_shape"].tolist() == [1, 6, 6] and "data.image_shape" not in ckpt
+        assert ckpt["layers.0.weight"].shape == (36, 16)  # an MLP takes the images as rows of 36 pixels
     assert summary["final"]["test"]["accuracy"] == 1.0  # the digit is written in bright rows
     shown = cli("datasets", "show", "mnist", "--json")
     info = json.loads(shown.stdout)
-    assert info["rows"] == 80 and info["parts"] == {"train": 60, "test": 20}
+    assert info["rows"] == 80 and info["parts"] == {"train": 60, "test": 20} and info["sample_shape"] == [1, 6, 6]
     assert info["feature_ranges"]["x0"][1] <= 1.0  # pixels scaled to [0, 1]
 
 

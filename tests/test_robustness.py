@@ -316,7 +316,7 @@ CLF_CHANGES = [  # (member changes, what the message names)
     ({"schedule__surprise": np.array(1.0)}, "a member 'schedule.surprise', which is not one nntrain writes"),
     ({"meta__version": None}, "incomplete: it has no 'meta.version'"),
     ({"layers__0__weight": np.ones((5, 8), dtype=np.complex128)}, "complex numbers"),
-    ({"layers__0__weight": np.ones((5, 8), dtype=np.int64)}, "layers.0.weight must be a 1-D or 2-D float array"),
+    ({"layers__0__weight": np.ones((5, 8), dtype=np.int64)}, "layers.0.weight must be a 1-D to 4-D float array"),
     (
         {"layers__0__weight": np.ones((4, 8), dtype=np.float32), "optim__layers__0__weight__momentum_buffer": np.ones((4, 8))},
         "does not fit the network: layers.0.weight has shape (4, 8)",
@@ -348,7 +348,7 @@ def test_weights_that_are_not_floats_are_refused(cli, runs, tmp_path):
     weight = np.load(runs / "clf/checkpoints/best.npz")["layers.0.weight"]
     np.savez(path, **{"layers.0.weight": weight.astype(np.int32)})
     result = cli("fit", runs / "clf.yaml", "--run-dir", tmp_path / "w", "--weights", path)
-    assert refused(result, "ints.npz", "layers.0.weight must be a 1-D or 2-D float array")
+    assert refused(result, "ints.npz", "layers.0.weight must be a 1-D to 4-D float array")
 
 
 def test_predict_without_class_names_is_refused(cli, runs):

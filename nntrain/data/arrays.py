@@ -6,6 +6,7 @@ which returns the rows as an in-memory array in the order asked.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -13,9 +14,19 @@ import numpy as np
 
 from ..errors import NntrainError
 from ..npzfile import Member, check_members, npy_header
+from .shapes import ARRAY_NDIMS, sample_shape_of
+
+# X of a data file: rows of features, or of images with or without a channel axis (see `shapes`).
+X_MEMBER = Member("biuf", [("rows", *[None] * (n - 1)) for n in ARRAY_NDIMS], required=True)
+
 
 class DiskRows:
-    """A 2-D .npy file left on disk; X[rows] reads just those rows (os.pread) into memory.
+    """An .npy file left on disk as rows; X[rows] reads just those rows (os.pread) into memory.
+
+    The file holds X of shape (N, features), (N, height, width) or (N, channels, height, width);
+    `shape` is always the rows' (N, prod(sample_shape)), and `sample_shape` what one sample is
+    (`shapes.sample_shape_of`). A sample's numbers lie together in a C-order file, so a row is
+    one run of bytes whatever the shape.
 
     Reading rows explicitly, instead of through a memory map, keeps the process's memory
     bounded by what is asked for: a mapped file's pages count towards resident memory once
@@ -25,12 +36,15 @@ class DiskRows:
 
     def __init__(self, path: Path):
         header = npy_header(path)
-        check_members(path, {"X": header}, {"X": Member("biuf", (None, None))})
+        check_members(path, {"X": header}, {"X": X_MEMBER})
         shape, dtype = header.shape, header.dtype
-        if header.fortran and shape[0] > 1 and shape[1] > 1:
+        # Fortran order lays the bytes out as C order only when at most one axis has more than one entry.
+        if header.fortran and sum(n > 1 for n in shape) > 1:
             raise NntrainError(f"{path} is stored column by column (Fortran order); save it with np.save(np.ascontiguousarray(X))")
-        self.path, self.shape, self.dtype, self.offset = Path(path), shape, dtype, header.offset
-        self.row_bytes = dtype.itemsize * shape[1]
+        self.sample_shape = sample_shape_of(shape)
+        self.path, self.dtype, self.offset = Path(path), dtype, header.offset
+        self.shape = (shape[0], math.prod(shape[1:]))
+        self.row_bytes = dtype.itemsize * self.shape[1]
         self.fd = None
 
     def __len__(self) -> int:

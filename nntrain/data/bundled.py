@@ -40,6 +40,7 @@ class BundledDataset:
     source: str
     license: str
     citation: str
+    sample_shape: tuple[int, ...] | None = None  # images: (channels, height, width), which a row holds in C order
 
 
 _UCI_LICENSE = "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/), as stated by the UCI Machine Learning Repository"
@@ -111,6 +112,7 @@ BUNDLED: dict[str, BundledDataset] = {
                 "Alpaydin, E. & Kaynak, C. (1998). Optical Recognition of Handwritten Digits [Dataset]."
                 " UCI Machine Learning Repository. https://doi.org/10.24432/C50P49"
             ),
+            sample_shape=(1, 8, 8),  # pixel_<row>_<column>, row by row
         ),
         BundledDataset(
             name="diabetes",

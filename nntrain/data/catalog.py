@@ -53,8 +53,8 @@ def describe(name: str, options: dict, rng: np.random.Generator) -> dict:
     X = np.asarray(raw.X, dtype=np.float64)
     names = raw.encoder.names if raw.encoder is not None else [f"x{j}" for j in range(X.shape[1])]
     info = {"name": name, "rows": int(X.shape[0]), "features": int(X.shape[1]), "task": raw.task}
-    if raw.image_shape is not None:
-        info["image_shape"] = list(raw.image_shape)
+    if raw.sample_shape is not None and len(raw.sample_shape) > 1:  # images: (channels, height, width)
+        info["sample_shape"] = list(raw.sample_shape)
     if raw.task == "classification":
         labels, counts = np.unique(raw.y.astype(str) if raw.y.dtype.kind == "U" else raw.y.astype(np.int64), return_counts=True)
         info["classes"] = {str(label): int(count) for label, count in zip(labels, counts)}

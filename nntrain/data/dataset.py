@@ -1,4 +1,4 @@
-"""A dataset ready for training: features, labels, task, class names, splits and scaling."""
+"""A dataset ready for training: features, labels, task, class names, sample shape, splits and scaling."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from . import download
 from .bundled import BUNDLED, read_bundled
 from .download import DOWNLOADABLE
 from .columns import ColumnPlan, FeatureEncoder
-from .files import FILE_SUFFIXES, TableOptions, read_npz, read_table
+from .files import FILE_SUFFIXES, TableOptions, read_arrays, read_table
+from .images import ImageOptions, is_folder, read_folder
+from .shapes import shape_text
 from .table import is_table_file
 from .generators import GENERATORS
 
@@ -27,7 +29,9 @@ SPLITS = ("train", "val", "test")
 class Dataset:
     """X: (rows, features); y: (rows,) int64 class indices, or (rows, k) float64 values.
 
-    X is a float array in memory, or rows on disk (`arrays.DiskRows`, `StackedRows`) read batch
+    `sample_shape` is what one row is to the network: (features,) for tables, (channels,
+    height, width) for images, whose pixels a row holds in C order (`shapes`). X is a float
+    array in memory, or rows on disk (`arrays.DiskRows`, `StackedRows`) read batch
     by batch. In memory it holds the values as read until an Experiment is prepared from it,
     which scales it in place (`train.experiment.prepare`): a dataset is held in memory once.
     """
@@ -39,12 +43,15 @@ class Dataset:
     encoder: FeatureEncoder | None = None  # raw columns -> X; None: X's columns are x0, x1, ...
     notes: list[str] = field(default_factory=list)  # what loading did that a user should hear about
     parts: dict[str, np.ndarray] | None = None  # rows of each given part (files, an official test set), if any
-    image_shape: tuple[int, ...] | None = None  # (height, width) of image data, before flattening
+    sample_shape: tuple[int, ...] | None = None  # one row's shape; None: (features,)
     plans: list[ColumnPlan] = field(default_factory=list)  # the training table's columns and their roles
 
     def __post_init__(self):
         if self.encoder is None:
             self.encoder = FeatureEncoder([f"x{j}" for j in range(self.X.shape[1])])
+        self.sample_shape = tuple(int(n) for n in self.sample_shape) if self.sample_shape is not None else (self.X.shape[1],)
+        if math.prod(self.sample_shape) != self.X.shape[1]:
+            raise ValueError(f"samples of shape {self.sample_shape} do not make rows of {self.X.shape[1]} features")
 
     @property
     def feature_names(self) -> list[str]:
@@ -69,7 +76,7 @@ def builtin_names() -> list[str]:
 
 
 def read_downloaded(name: str) -> RawData:
-    """A downloaded image dataset: pixels scaled to [0, 1], flattened to (rows, height * width).
+    """A downloaded image dataset: pixels scaled to [0, 1], samples (1, height, width) as rows of height * width.
 
     The official training and test sets stay apart (`parts`); labels become the class names.
     """
@@ -81,15 +88,27 @@ def read_downloaded(name: str) -> RawData:
     y = np.array(classes)[np.concatenate([train_labels, test_labels])]
     n = len(train_images)
     parts = {"train": np.arange(n), "test": np.arange(n, len(images))}
-    return RawData(X, y, task="classification", classes=list(classes), parts=parts, image_shape=images.shape[1:])
+    return RawData(X, y, task="classification", classes=list(classes), parts=parts, sample_shape=(1, *images.shape[1:]))
 
 
 def unknown_dataset(dataset: str) -> str:
     names = builtin_names()
     return (
         f"'{dataset}' is neither a built-in dataset{did_you_mean(dataset, names)} ({', '.join(names)})"
-        f" nor a data file ({' / '.join(FILE_SUFFIXES)})"
+        f" nor a data file ({' / '.join(FILE_SUFFIXES)}) nor an image folder (write a folder as a path: ./{dataset})"
     )
+
+
+def looks_like_folder(source: str) -> bool:
+    """Whether a data source without a data file's suffix is meant as an image folder: a path, or an existing folder.
+
+    A bare word that is no folder here ('spiral') stays an unknown dataset name, with a
+    did-you-mean; a folder beside the config file is written as a path (./shapes). A built-in
+    name is never a folder, even where a folder of that name exists.
+    """
+    if source in builtin_names() or str(source).lower().endswith(FILE_SUFFIXES):
+        return False
+    return "/" in source or "\\" in source or is_folder(source)
 
 
 @dataclass
@@ -103,21 +122,23 @@ class RawData:
     dropped: int = 0  # rows skipped for missing values
     classes: list[str] | None = None  # the source's own class names, in label order
     parts: dict[str, np.ndarray] | None = None  # the source's own split (an official test set)
-    image_shape: tuple[int, ...] | None = None
+    sample_shape: tuple[int, ...] | None = None  # one row's shape, when not (features,): (channels, height, width)
     plans: list[ColumnPlan] = field(default_factory=list)  # a table's columns and their roles
     notes: list[str] = field(default_factory=list)  # what reading did: rows dropped, and why
+    image: ImageOptions | None = None  # an image folder: the size and mode it was read with
 
 
-def read_source(source, options: dict, table: TableOptions, rng, base=None, encoder=None) -> RawData:
-    """Read a built-in dataset, a data file (table, NPZ), or a pair (X.npy, y.npy) given as a tuple.
+def read_source(source, options: dict, table: TableOptions, rng, base=None, encoder=None, image=None) -> RawData:
+    """Read a built-in dataset, a data file (table, NPZ), an image folder, or a pair (X.npy, y.npy) given as a tuple.
 
-    `encoder` (a training file's) makes a table encode its features the same way.
+    `encoder` (a training file's) makes a table encode its features the same way; `image`
+    (data.image, or the training folder's resolved size and mode) how a folder's images are read.
     """
     if isinstance(source, tuple):
         return read_array_files(*(resolve_path(p, base, (".npy",)) for p in source))
     if encoder is not None and is_table_file(source):
         return _table_data(read_table(resolve_path(source, base), encoder=encoder, options=table))
-    return read_raw(source, options, table, rng, base)
+    return read_raw(source, options, table, rng, base, image)
 
 
 def _table_data(table) -> RawData:
@@ -137,36 +158,51 @@ def read_array_files(x_path: Path, y_path: Path) -> RawData:
     check_members(y_path, {"y": y}, spec, sizes={"rows": (len(X), f"'{x_path}'")})
     if y.dtype.kind == "b" or (y.dtype.kind == "u" and (not y.size or int(y.max()) < 2**63)):
         y = y.astype(np.int64)  # integers stay integers: no float copy (and uint64 beyond int64 stays uint64)
-    return RawData(X, y)
+    return RawData(X, y, sample_shape=X.sample_shape)
 
 
-def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path | None = None) -> RawData:
-    """Read a built-in dataset or a data file (table, NPZ)."""
+def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path | None = None, image=None) -> RawData:
+    """Read a built-in dataset, a data file (table, NPZ) or an image folder (read with `image`, an ImageOptions)."""
     if dataset in GENERATORS:
         gen = GENERATORS[dataset]
         return RawData(*gen(rng, **options), task=gen.task)
     if dataset in BUNDLED:
         X, y, names = read_bundled(dataset)
-        return RawData(X, y, FeatureEncoder(names), BUNDLED[dataset].task)
+        info = BUNDLED[dataset]
+        return RawData(X, y, FeatureEncoder(names), info.task, sample_shape=info.sample_shape)
     if dataset in DOWNLOADABLE:
         return read_downloaded(dataset)
     path = resolve_path(dataset, base)
+    if path.is_dir():
+        folder = read_folder(path, image or ImageOptions())
+        return RawData(
+            folder.X, folder.labels, task="classification", classes=folder.classes,
+            sample_shape=folder.sample_shape, image=folder.options,
+        )
     if is_table_file(path):
         return _table_data(read_table(path, options=table))
-    X, y, _ = read_npz(path)
-    return RawData(X, y)
+    data = read_arrays(path)
+    return RawData(data.X, data.y, sample_shape=data.sample_shape)
 
 
 def resolve_path(dataset: str, base: Path | None, suffixes=FILE_SUFFIXES) -> Path:
-    """A data file's path: as given, or relative to `base` (the config's folder)."""
+    """A data file's path, or an image folder's: as given, or relative to `base` (the config's folder).
+
+    Folders are data sources only where any data source may be given (`suffixes` FILE_SUFFIXES).
+    """
     path = Path(dataset).expanduser()
-    if not str(path).lower().endswith(suffixes):
+    file = str(path).lower().endswith(suffixes)
+    if not file and (suffixes != FILE_SUFFIXES or not looks_like_folder(dataset)):
         raise NntrainError(unknown_dataset(dataset) if suffixes == FILE_SUFFIXES else f"'{dataset}' is not a {suffixes} file")
     try:
         if not path.is_absolute() and base is not None and not path.exists() and (base / path).exists():
             path = base / path
-        if not path.is_file():
+        if file and not path.is_file():
             raise NntrainError(f"data file '{dataset}' does not exist")
+        if not file and not path.is_dir():
+            if path.exists():
+                raise NntrainError(f"'{dataset}' is a file, but neither a data file ({' / '.join(FILE_SUFFIXES)}) nor an image folder")
+            raise NntrainError(f"image folder '{dataset}' does not exist")
     except OSError as e:  # stat refuses the path itself: a name too long, a loop of links
         raise NntrainError(f"data file '{dataset}': {e.strerror or e}") from None
     return path
@@ -278,12 +314,19 @@ def fold_indices(y: np.ndarray, task: str, rows: np.ndarray, folds: int, fold: i
     return np.sort(rows[fold_of[rows] != fold]), np.sort(rows[fold_of[rows] == fold])
 
 
+SCALE_METHODS = ("none", "standardize", "minmax", "divide")
+
+
 @dataclass
 class Scaler:
     """x' = (x - offset) / factor per column, fitted on the training split.
 
     standardize: offset = mean, factor = std. minmax to [lo, hi]: x' = lo + (x - min) / (max - min) * (hi - lo),
-    i.e. offset = min - lo * (max - min) / (hi - lo), factor = (max - min) / (hi - lo).
+    i.e. offset = min - lo * (max - min) / (hi - lo), factor = (max - min) / (hi - lo). divide:
+    offset 0, factor `by` (fixed: 255 takes 8-bit pixels to [0, 1]), nothing is fitted.
+    With `channels` (samples (C, H, W) as rows), the statistics are those of each channel, over
+    all its pixels in the training rows, and every column of a channel gets that channel's:
+    offset and factor always have one entry per column, so applying them needs nothing else.
     `key` names the arrays in a checkpoint (data.scale for features, data.target_scale for targets).
     """
 
@@ -292,19 +335,49 @@ class Scaler:
     key: str = "data.scale"
     offset: np.ndarray | None = None
     factor: np.ndarray | None = None
+    channels: int | None = None  # per channel: how many (axis 0 of a sample); None: per column
+    by: float = 255.0  # divide: the factor
+
+    @classmethod
+    def of(cls, scale, sample_shape: tuple[int, ...]) -> "Scaler":
+        """The (unfitted) feature scaler of data.scale (a config.ScaleConfig) for samples of `sample_shape`.
+
+        per auto: per channel for images (C, H, W), per feature otherwise.
+        """
+        per = scale.per
+        if per == "auto":
+            per = "channel" if len(sample_shape) == 3 else "feature"
+        if per == "channel" and len(sample_shape) < 2:
+            raise NntrainError(
+                f"per: channel needs samples with channels, (channels, height, width); these have shape"
+                f" {shape_text(sample_shape)}; use per: feature or auto",
+                "data.scale.per",
+            )
+        channels = int(sample_shape[0]) if per == "channel" and scale.name in ("standardize", "minmax") else None
+        return cls(scale.name, tuple(scale.range or (0.0, 1.0)), channels=channels, by=float(scale.by or 255.0))
+
+    def _groups(self, X: np.ndarray):
+        """(X viewed so that each statistic is one entry, the axes reduced): per column, or (rows, channel, pixel) per channel."""
+        if self.channels is None or X.ndim == 1:
+            return X, 0
+        return X.reshape(len(X), self.channels, -1), (0, 2)
 
     def fit(self, X: np.ndarray) -> "Scaler":
+        if self.method == "divide":
+            return self._fixed(X)
+        if self.method not in ("standardize", "minmax"):
+            return self
+        groups, axes = self._groups(X)
         with np.errstate(all="ignore"):  # an overflow is reported by _check_fitted, not as a numpy warning
-            spread = np.ptp(X, axis=0)
+            low = groups.min(axis=axes)
+            spread = groups.max(axis=axes) - low
             if self.method == "standardize":
-                self.offset, self.factor = X.mean(axis=0), X.std(axis=0)
-            elif self.method == "minmax":
+                self.offset, self.factor = groups.mean(axis=axes), groups.std(axis=axes)
+            else:
                 lo, hi = self.range
                 self.factor = spread / (hi - lo)
-                self.offset = X.min(axis=0) - lo * self.factor
-            else:
-                return self
-            return self._keep_constant_columns(spread)._check_fitted(spread)
+                self.offset = low - lo * self.factor
+            return self._finish(spread, X)
 
     def fit_rows(self, X, rows: np.ndarray, chunk_bytes: int = 2 * 2**20) -> "Scaler":
         """Fit on X[rows] without holding them in memory at once (X on disk); checks every value is finite.
@@ -321,19 +394,38 @@ class Scaler:
                 if not np.isfinite(part).all():
                     bad = start + int(np.argmin(np.isfinite(part).all(axis=1)))
                     raise NntrainError(f"the features of data row {int(rows[bad])} are not all finite numbers")
-                total, low, high = total + part.sum(axis=0), np.minimum(low, part.min(axis=0)), np.maximum(high, part.max(axis=0))
+                groups, axes = self._groups(part)
+                total = total + groups.sum(axis=axes)
+                low, high = np.minimum(low, groups.min(axis=axes)), np.maximum(high, groups.max(axis=axes))
+            if self.method == "divide":
+                return self._fixed(X)
+            if self.method not in ("standardize", "minmax"):
+                return self
             spread = high - low
             if self.method == "standardize":
-                mean = total / len(rows)
-                self.offset = mean
-                self.factor = np.sqrt(sum(((part - mean) ** 2).sum(axis=0) for part in chunks()) / len(rows))
-            elif self.method == "minmax":
+                count = len(rows) * (X.shape[1] // self.channels if self.channels else 1)  # values per statistic
+                mean = total / count
+                centre = mean[None, :, None] if self.channels else mean
+                squares = sum(((groups - centre) ** 2).sum(axis=axes) for groups, axes in map(self._groups, chunks()))
+                self.offset, self.factor = mean, np.sqrt(squares / count)
+            else:
                 lo, hi = self.range
                 self.factor = spread / (hi - lo)
                 self.offset = low - lo * self.factor
-            else:
-                return self
-            return self._keep_constant_columns(spread)._check_fitted(spread)
+            return self._finish(spread, X)
+
+    def _fixed(self, X) -> "Scaler":
+        """divide: the same offset (0) and factor (`by`) for every column."""
+        self.offset, self.factor = np.zeros(X.shape[1:]), np.full(X.shape[1:], self.by)
+        return self
+
+    def _finish(self, spread: np.ndarray, X) -> "Scaler":
+        """Checked statistics, spread to one entry per column of X (per channel: each channel's over its columns)."""
+        self._keep_constant_columns(spread)._check_fitted(spread)
+        if self.channels is not None and len(X.shape) > 1:  # X may be rows on disk, which have a shape but no ndim
+            per_channel = X.shape[1] // self.channels
+            self.offset, self.factor = np.repeat(self.offset, per_channel), np.repeat(self.factor, per_channel)
+        return self
 
     def _keep_constant_columns(self, spread: np.ndarray) -> "Scaler":
         # A constant column (its std may round to 1e-16, not 0) is only shifted, never blown up:
@@ -356,13 +448,13 @@ class Scaler:
         raise NntrainError(f"{self.method} scaling gives non-finite values; {why}", self._config_key)
 
     def _check_fitted(self, spread: np.ndarray) -> "Scaler":
-        """Finite offsets and positive finite factors, or an error that says which input and why."""
+        """Finite offsets and positive finite factors, or an error that says which input (or channel) and why."""
         offset, factor, spread = (np.atleast_1d(a) for a in (self.offset, self.factor, spread))
         ok = np.isfinite(offset) & np.isfinite(factor) & (factor > 0)
         if ok.all():
             return self
         j = int(np.argmin(ok))
-        what = "target" if self.key == "data.target_scale" else "input"
+        what = "target" if self.key == "data.target_scale" else "channel" if self.channels is not None else "input"
         if not np.isfinite(spread[j]) or (self.method == "standardize" and not np.isfinite(factor[j])):
             self._refuse(f"the values of {what} {j} are too far apart for float64 (max − min overflows)")
         if self.method == "minmax":

@@ -1,7 +1,8 @@
 """Readers for user data files: tables (CSV, Parquet, Feather) with named columns, and NPZ with arrays X and y.
 
-Features come out as X: (rows, features) float64; targets as y: (rows,) or (rows, k), a
-string array when the labels are not numbers.
+Features come out as X: (rows, features) float64 (an .npz of images: rows of their pixels,
+see `read_arrays`); targets as y: (rows,) or (rows, k), a string array when the labels are not
+numbers.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import numpy as np
 
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
-from ..npzfile import Member, check_members, load_npz
+from ..npzfile import Member, check_members, load_npy, load_npz
+from .arrays import X_MEMBER
 from .columns import ColumnPlan, FeatureEncoder, Roles, plan_columns
+from .shapes import sample_shape_of
 from .table import NUMBER, TABLE_SUFFIXES, Column, Table, bools, cells_of, float64s, header_names, read
 
 
@@ -261,25 +264,53 @@ def first_non_finite_row(X: np.ndarray, chunk_bytes: int = 2**20) -> int | None:
 
 
 NPZ_MEMBERS = {  # what a data .npz holds; other arrays in it are ignored
-    "X": Member("biuf", ("rows", None), required=True),
+    "X": X_MEMBER,  # (rows, features), (rows, height, width) or (rows, channels, height, width)
     "y": Member("biufU", [("rows",), ("rows", None)], required=True, values="finite"),
 }
 
 
+@dataclass
+class ArrayData:
+    """The arrays of an .npz (or an .npy of X alone): X as rows, y, and the shape of one sample."""
+
+    X: np.ndarray  # (rows, prod(sample_shape)): a view of the file's X, flattened in C order
+    y: np.ndarray | None  # (rows,) or (rows, k); None when not read (predict) or not there (.npy)
+    sample_shape: tuple[int, ...]  # (features,), or (channels, height, width) for images
+
+
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Arrays `X` (rows, features) and `y` (rows,) or (rows, k) from an .npz, checked (NPZ_MEMBERS, X finite)."""
-    arrays = load_npz(path, members=NPZ_MEMBERS)
-    check_members(path, arrays, NPZ_MEMBERS)
-    X, y = arrays["X"], arrays["y"]
+    """Arrays `X` as rows (rows, features) and `y` (rows,) or (rows, k) from an .npz, checked (see `read_arrays`)."""
+    data = read_arrays(path)
+    return data.X, data.y, [f"x{j}" for j in range(data.X.shape[1])]
+
+
+def read_arrays(path: Path, with_target: bool = True) -> ArrayData:
+    """X (2-D to 4-D, finite numbers) and, `with_target`, y of an .npz, or X of an .npy; checked (NPZ_MEMBERS).
+
+    X (N, H, W) is N one-channel images, sample shape (1, H, W); X (N, C, H, W) has shape
+    (C, H, W). Integers become float64; float32 stays float32 (half the memory).
+    """
+    if str(path).lower().endswith(".npy"):
+        arrays = {"X": load_npy(path)}
+        check_members(path, arrays, {"X": X_MEMBER})
+    else:
+        spec = NPZ_MEMBERS if with_target else {"X": NPZ_MEMBERS["X"]}
+        arrays = load_npz(path, members=spec)
+        check_members(path, arrays, spec)
+    X, y = arrays["X"], arrays.get("y")
     if not len(X):
         raise NntrainError(f"{path} has no rows; X has shape {X.shape}")
-    if X.dtype.kind != "f":  # integers become float64; float32 stays float32 (half the memory)
+    shape = sample_shape_of(X.shape)
+    X = np.ascontiguousarray(X).reshape(len(X), -1)  # rows in C order: a view of a C-order array
+    if X.dtype.kind != "f":
         X = X.astype(np.float64)
     row = first_non_finite_row(X)
     if row is not None:
         raise NntrainError(f"{path}: X has a NaN or infinite value in row {row}")
-    if y.dtype.kind in "iu" and y.size and max(abs(int(y.min())), abs(int(y.max()))) >= EXACT:
+    if y is None:
+        pass
+    elif y.dtype.kind in "iu" and y.size and max(abs(int(y.min())), abs(int(y.max()))) >= EXACT:
         pass  # integers that float64 would round (2**53 + 1 -> 2**53) stay integers: labels are never changed
     elif y.dtype.kind != "U":
         y = y.astype(np.float64)
-    return X, y, [f"x{j}" for j in range(X.shape[1])]
+    return ArrayData(X, y, shape)

@@ -12,7 +12,9 @@ Keys of the .npz:
   data.indicators                      columns with a missing-value indicator input (data.impute.indicators)
   data.impute.fill                     what fills a missing input (data.missing: impute), one per input
   data.features                        feature names after encoding, in input order
-  data.image_shape                     (height, width) of image data, which rows hold flattened
+  data.sample_shape                    shape of one sample when it has more than one axis: (channels, height, width)
+                                       of images, whose rows hold the pixels in C order
+  data.image_shape                     (height, width): read only, from runs before data.sample_shape; means (1, h, w)
   loss.weights                         per-class weights of the loss (loss.class_weights), by label
   meta.epoch, meta.best_epoch, meta.best_value, meta.rng (training RNG state, JSON),
   meta.config (the resolved config, JSON), meta.config_sha256, meta.version
@@ -37,12 +39,13 @@ from ..engine.losses import LOSSES
 from ..errors import NntrainError
 from ..fileio import read_text
 from ..npzfile import Member, check_members, load_npz
-from .experiment import Experiment
+from .experiment import Experiment, output_width
 from .rundir import RunDir, read_metrics, save_npz, text_array
 
 COUNT = Member("iu", (), values="count")  # epochs, steps, counters: 0 .. 2**53, far from int64 overflow
 TEXT = Member("U", ())
-PARAMETERS = {"layers.*": Member("f", [(None,), (None, None)])}  # weights (in, out), biases and norms (n,)
+# Weights (in, out), convolution kernels (out, in, kh, kw), biases and norms (n,); the network checks exact shapes.
+PARAMETERS = {"layers.*": Member("f", [(None,) * axes for axes in range(1, 5)])}
 
 # Every key family of the README's "Checkpoint keys" table; the first pattern a key matches applies.
 # Named sizes must agree: "features" (inputs after encoding), "classes", "columns" (raw columns).
@@ -72,7 +75,8 @@ MEMBERS = {
     "data.impute.fill": Member("f", ("features",), values="finite"),
     "data.features": Member("U", ("features",), required=True),
     "data.classes": Member("U", ("classes",)),
-    "data.image_shape": Member("iu", (2,), values="positive"),
+    "data.sample_shape": Member("iu", (None,), values="positive"),
+    "data.image_shape": Member("iu", (2,), values="positive"),  # older runs' (height, width)
     "meta.epoch": Member("iu", (), required=True, values="count"),
     "meta.best_epoch": Member("iu", (), required=True, values="count"),
     "meta.best_value": Member("f", (), required=True),  # NaN while nothing was monitored
@@ -121,8 +125,8 @@ def save(path: Path, exp: Experiment, state: TrainingState) -> None:
     arrays["data.features"] = np.array(exp.dataset.feature_names, dtype=np.str_)
     if getattr(exp.network.loss, "weights", None) is not None:
         arrays["loss.weights"] = np.asarray(exp.network.loss.weights, dtype=np.float64)
-    if exp.dataset.image_shape is not None:
-        arrays["data.image_shape"] = np.array(exp.dataset.image_shape, dtype=np.int64)
+    if len(exp.dataset.sample_shape) > 1:  # (features,) follows from data.features
+        arrays["data.sample_shape"] = np.array(exp.dataset.sample_shape, dtype=np.int64)
     if exp.dataset.classes is not None:
         arrays["data.classes"] = np.array(exp.dataset.classes, dtype=np.str_)
     save_npz(path, arrays)
@@ -139,7 +143,7 @@ def read(path: Path) -> Checkpoint:
     class names (unique, at least 2, as many as the output layer needs) exactly for
     classification, loss.weights exactly with loss.class_weights, scaling statistics exactly
     with data.scale / data.scale_target, at least one feature, distinct columns and categories
-    that give the feature names, an image shape holding the features.
+    that give the feature names, a sample shape (or an older run's image shape) holding the features.
     """
     arrays = Checkpoint(path, load_npz(path))
     sizes = check_members(path, arrays, MEMBERS, closed=True)
@@ -179,12 +183,12 @@ def _check_consistency(path: Path, arrays: dict[str, np.ndarray], config: cfg.Co
         classes = [str(c) for c in arrays["data.classes"]]
         if len(classes) < 2 or len(set(classes)) != len(classes):
             raise inconsistent(f"data.classes {classes} are not at least 2 distinct class names")
-        units = [s.units for s in config.model.layers if s.type == "linear"]
+        width = output_width(config)
         need = LOSSES[config.loss.name](**cfg.options(config.loss)).expected_width(len(classes), 1)
-        if units and units[-1] != need:
+        if width and width != need:
             raise inconsistent(
                 f"data.classes has {len(classes)} classes, for which '{config.loss.name}' needs {need} outputs,"
-                f" but the network has {units[-1]}"
+                f" but the network has {width}"
             )
     weighted = getattr(config.loss, "class_weights", None) is not None
     if weighted != ("loss.weights" in arrays):
@@ -218,9 +222,14 @@ def _check_consistency(path: Path, arrays: dict[str, np.ndarray], config: cfg.Co
             raise inconsistent(f"{stray[0]} is not the position of one of its {len(columns)} data.columns")
         if FeatureEncoder.from_state(arrays).names != [str(f) for f in arrays["data.features"]]:
             raise inconsistent("data.features are not the inputs that data.columns and data.categories give")
-    if "data.image_shape" in arrays and math.prod(arrays["data.image_shape"].tolist()) != sizes["features"]:
-        shape = arrays["data.image_shape"].tolist()
-        raise inconsistent(f"data.image_shape {shape} does not hold its {sizes['features']} features")
+    if "data.sample_shape" in arrays and "data.image_shape" in arrays:
+        raise inconsistent("it has both data.sample_shape and data.image_shape (the older form of it)")
+    for key in ("data.sample_shape", "data.image_shape"):
+        if key in arrays and math.prod(arrays[key].tolist()) != sizes["features"]:
+            shape = arrays[key].tolist()
+            raise inconsistent(f"{key} {shape} does not hold its {sizes['features']} features")
+    if "data.sample_shape" in arrays and not len(arrays["data.sample_shape"]):
+        raise inconsistent("data.sample_shape is empty: a sample has at least one axis")
 
 
 def _check_counters(arrays: dict[str, np.ndarray], config: cfg.Config, epoch: int, inconsistent) -> None:

@@ -7,6 +7,7 @@ does not change the data, and the same seed gives the same numbers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,9 @@ from ..data.dataset import (
 )
 from ..data.columns import FeatureEncoder, Imputer, impute_rules
 from ..data.files import TableOptions
+from ..data.images import ImageOptions
 from ..engine.init import InitError
-from ..engine.layers import LAYERS
+from ..engine.layers import LAYERS, ShapeError
 from ..engine.losses import LOSSES
 from ..engine.network import Network
 from ..engine.optim import OPTIMIZERS
@@ -166,20 +168,36 @@ def _source(value):
 def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None, classes=None) -> Dataset:
     """The config's data: one source (data.dataset) or one per split (data.train, .val, .test), as one Dataset.
 
-    With several files the first (train) fixes the task, the class names and the encoding of
-    text columns; the others are read with them, and `parts` records each file's rows.
+    With several files the first (train) fixes the task, the class names, the encoding of
+    text columns and an image folder's size and mode; the others are read with them, and
+    `parts` records each file's rows. Every source must hold samples of one shape. The size
+    and mode a training folder was read with are recorded in config.data.image, so that the
+    run's config says how its images are read (predict, eval --data).
     """
     d = config.data
     raws, notes, encoder = {}, [], None
     options = TableOptions.of(d)
+    image = ImageOptions(tuple(d.image.size) if d.image.size else None, d.image.mode) if d.image is not None else None
     for key, source in d.sources().items():
         try:
-            raws[key] = read_source(_source(source), d.options, options, rng, base, encoder)
+            raws[key] = read_source(_source(source), d.options, options, rng, base, encoder, image)
         except NntrainError as e:
             raise e if e.key else NntrainError(str(e), f"data.{key}") from None
         encoder = encoder or raws[key].encoder
+        image = raws[key].image or image
         notes += [f"data.{key}: {note}" for note in raws[key].notes]
     first = next(iter(raws.values()))
+    if first.image is not None:
+        d.image = cfg.ImageConfig(size=list(first.image.size), mode=first.image.mode)
+    shapes = {key: raw.sample_shape or (raw.X.shape[1],) for key, raw in raws.items()}
+    shape = next(iter(shapes.values()))  # the first source's (data.dataset's or data.train's)
+    for key, other in shapes.items():  # different widths are stack's error below
+        if other != shape and math.prod(other) == math.prod(shape):
+            raise NntrainError(
+                f"its samples have shape {shape_text(other)}, but those of data.{next(iter(raws))} have"
+                f" {shape_text(shape)}; every source must hold samples of one shape",
+                f"data.{key}",
+            )
     task = infer_task(d.task, first.task, first.y, LOSSES[config.loss.name].tasks)
     classes = classes or first.classes
     labels = []
@@ -196,7 +214,9 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     X = stack([raw.X for raw in raws.values()])
     if X.shape[1] == 0:
         raise NntrainError("the data has no feature columns, only a target", "data")
-    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts, first.image_shape, first.plans)
+    if d.flatten:  # samples reach the network as flat rows (runs from before sample shapes)
+        shape = (X.shape[1],)
+    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts, shape, first.plans)
 
 
 def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -233,7 +253,7 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
     layers = [LAYERS[spec.type](**cfg.options(spec, "type")) for spec in config.model.layers]
     loss = LOSSES[config.loss.name](**cfg.options(config.loss))
     try:
-        network = Network(layers, loss, dataset.X.shape[1], config.dtype, rng, config.model.init, config.model.init_scale)
+        network = Network(layers, loss, input_shape(dataset.sample_shape, layers), config.dtype, rng, config.model.init, config.model.init_scale)
     except InitError as e:  # an init_scale so large that the weights overflow
         i = e.layer
         own = getattr(layers[i], "init_scale", None) is not None
@@ -241,13 +261,22 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
             f"{e} for layer {i} ({config.model.layers[i].type}); use a smaller init_scale",
             f"model.layers.{i}.init_scale" if own else "model.init_scale",
         ) from None
+    except ShapeError as e:  # a layer that cannot take its input's shape
+        raise NntrainError(f"{e} (input shape {shape_text(dataset.sample_shape)})", f"model.layers.{e.layer}") from None
     need = loss.expected_width(dataset.n_classes, dataset.n_targets)
     n_classes = dataset.n_classes
     if loss.classes is not None and n_classes != loss.classes:
         raise NntrainError(f"'{loss.name}' is for {loss.classes} classes; the data has {n_classes}: use cross_entropy", "loss")
+    if len(network.out_shape) != 1:
+        last = len(layers) - 1
+        raise NntrainError(
+            f"the network's output has shape {shape_text(network.out_shape)} per sample, but '{loss.name}' needs"
+            f" {need} values: add a flatten or global_avg_pool layer before the last linear layer",
+            f"model.layers.{last}",
+        )
     if network.out_features != need:
-        linear = [i for i, s in enumerate(config.model.layers) if s.type == "linear"]
-        key = f"model.layers.{linear[-1]}.units" if linear else "model.layers"
+        sized = [i for i, layer in enumerate(layers) if layer.width_option is not None]
+        key = f"model.layers.{sized[-1]}.{layers[sized[-1]].width_option}" if sized else "model.layers"
         what = f"{n_classes} classes" if n_classes is not None else f"{dataset.n_targets} target column(s)"
         raise NntrainError(
             f"the network outputs {network.out_features} values, but '{loss.name}' on data with {what} needs {need}", key
@@ -255,23 +284,55 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
     return network
 
 
+def input_shape(sample_shape: tuple[int, ...], layers) -> tuple[int, ...]:
+    """The shape the network takes a sample in: the data's own shape when the first layer that needs a shape
+    (a convolution: `sample_ndim`) can take it, else the flat (n,) rows an MLP takes."""
+    needs = next((layer.sample_ndim for layer in layers if layer.sample_ndim is not None), None)
+    return tuple(sample_shape) if needs == len(sample_shape) else (math.prod(sample_shape),)
+
+
+def output_width(config: cfg.Config) -> int | None:
+    """The output width the config's layers set: the width option (units, filters) of the last layer that has one."""
+    for spec in reversed(config.model.layers):
+        option = LAYERS[spec.type].width_option
+        if option is not None:
+            return getattr(spec, option)
+    return None
+
+
+def shape_text(shape) -> str:
+    """A sample shape as users read it: (1, 28, 28)."""
+    return "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
 def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
     """A dataset with no rows but the shape of a saved run's data, from its checkpoint alone.
 
     Enough to rebuild the network and encode new inputs (predict, eval --data) when the
-    training data is not at hand any more.
+    training data is not at hand any more. The sample shape is data.sample_shape, or
+    data.image_shape (h, w) of runs from before sample shapes, as (1, h, w); with
+    data.flatten (which such runs' configs say) the network gets flat rows of it.
     """
     if "data.columns" in saved:
         encoder = FeatureEncoder.from_state(saved, config.data.unknown)
     else:
         encoder = FeatureEncoder([str(f) for f in saved["data.features"]])
+    width = len(encoder.names)
+    if "data.sample_shape" in saved:
+        shape = tuple(saved["data.sample_shape"].tolist())
+    elif "data.image_shape" in saved:
+        shape = (1, *saved["data.image_shape"].tolist())
+    else:
+        shape = (width,)
+    if config.data.flatten:
+        shape = (width,)
     classes = [str(c) for c in saved["data.classes"]] if "data.classes" in saved else None
     if classes is not None:
         y = np.empty(0, dtype=np.int64)
-    else:  # regression: one target per output of the last linear layer
-        units = [s.units for s in config.model.layers if s.type == "linear"]
-        y = np.empty((0, units[-1]) if units and units[-1] > 1 else 0)
-    return Dataset(np.empty((0, len(encoder.names))), y, config.data.task, classes, encoder)
+    else:  # regression: one target per output of the network
+        outputs = output_width(config)
+        y = np.empty((0, outputs) if outputs and outputs > 1 else 0)
+    return Dataset(np.empty((0, width)), y, config.data.task, classes, encoder, sample_shape=shape)
 
 
 SMALL_SPLIT_ROWS, SMALL_SPLIT_CLASS_ROWS = 30, 5  # below these a split's metrics say little
@@ -324,21 +385,23 @@ def _saved_scaler(method: str, saved: dict, key: str, width: int, what: str) -> 
     return scaler
 
 
-def _check_batch_norm_batches(config: cfg.Config, rows: int) -> None:
-    """batch_norm needs two rows in every training batch to estimate a variance."""
-    if not any(spec.type == "batch_norm" for spec in config.model.layers):
+def _check_batch_sizes(config: cfg.Config, network: Network, rows: int) -> None:
+    """Layers that normalize with batch statistics need `network.min_batch` rows in every training batch."""
+    need = network.min_batch
+    if need <= 1:
         return
+    which = next(layer.name for layer in network.layers if layer.batch_statistics and layer.min_batch == need)
     batch = rows if config.train.batch_size == "full" else config.train.batch_size
-    if batch == 1:
+    if batch < need:
         raise NntrainError(
-            "batches of one row cannot be normalized by batch_norm (it needs at least 2 rows per training batch);"
-            " use train.batch_size 2 or more",
+            f"batches of {batch} row{'s' if batch != 1 else ''} cannot be normalized by {which} (it needs at least"
+            f" {need} rows per training batch); use train.batch_size {need} or more",
             "train.batch_size",
         )
-    if rows % batch == 1 or rows == 1:
+    if 0 < rows % batch < need or rows < need:
         raise NntrainError(
-            f"{rows} training rows in batches of {batch} leave a last batch of one row, which batch_norm cannot"
-            " normalize; change train.batch_size by one",
+            f"{rows} training rows in batches of {batch} leave a last batch of {rows % batch or rows} row(s), which"
+            f" {which} cannot normalize; change train.batch_size by one",
             "train.batch_size",
         )
 
@@ -424,7 +487,7 @@ def prepare(
         imputer = _fitted_imputer(config, dataset, splits["train"])
         if dataset.in_memory:  # filled before the scaling statistics are taken
             imputer.transform(dataset.X)
-        scaler = Scaler(scale.name, tuple(scale.range or (0.0, 1.0))).fit_rows(dataset.X, splits["train"])
+        scaler = Scaler.of(scale, dataset.sample_shape).fit_rows(dataset.X, splits["train"])
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
     if not dataset.in_memory and config.train.batch_size == "full":
@@ -438,7 +501,7 @@ def prepare(
             network.loss.set_class_weights(dataset.classes, counts)
         except ValueError as e:
             raise NntrainError(str(e), "loss.class_weights") from None
-    _check_batch_norm_batches(config, len(splits["train"]))
+    _check_batch_sizes(config, network, len(splits["train"]))
     optimizer = OPTIMIZERS[config.optimizer.name](**cfg.options(config.optimizer))
     spec = config.optimizer.schedule
     schedule = SCHEDULES[spec.name](**cfg.options(spec)) if spec is not None else None
