@@ -30,12 +30,13 @@ from nntrain.train.trainer import BatchGather, Hooks
 ROWS, FEATURES, CLASSES = 70, 12, 4  # batches of 32: 32, 32 and a last one of 6
 
 
-def write_data(tmp_path, rows=ROWS, seed=0):
+def write_data(tmp_path, rows=ROWS, seed=0, shape=(FEATURES,)):
+    """An .npz of `rows` samples of `shape` (FEATURES numbers: (12,) rows, or e.g. (1, 3, 4) images)."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((rows, FEATURES)).astype(np.float32)
     y = (X[:, :CLASSES] + 0.3 * rng.standard_normal((rows, CLASSES))).argmax(axis=1).astype(np.int64)
     path = tmp_path / "data.npz"
-    np.savez(path, X=X, y=y)
+    np.savez(path, X=X.reshape(rows, *shape), y=y)
     return path, X, y
 
 
@@ -87,13 +88,24 @@ DTYPE_CASES = {
         {"name": "rmsprop", "lr": 0.01, "momentum": 0.5, "centered": True},
     ),
     "adagrad": ([{"linear": 16}, "relu", {"linear": CLASSES}], {"name": "adagrad", "lr": 0.05}),
+    "cnn, sgd momentum": (
+        [{"conv2d": {"filters": 4, "kernel_size": 2, "padding": "same"}}, "batch_norm", "relu",
+         {"max_pool2d": {"kernel_size": 2, "stride": 1}}, {"conv2d": {"filters": 3, "kernel_size": [1, 2], "stride": [1, 2]}},
+         "tanh", {"avg_pool2d": {"kernel_size": 2, "padding": 1}}, {"dropout": 0.2}, "flatten", {"linear": CLASSES}],
+        {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3},
+    ),
+    "cnn, adam, global pooling": (
+        [{"conv2d": {"filters": 5, "kernel_size": 3, "padding": 1, "dilation": 1}}, "leaky_relu",
+         {"conv2d": {"filters": 6, "kernel_size": 2, "dilation": [1, 2]}}, "relu", "global_avg_pool", {"linear": CLASSES}],
+        {"name": "adam", "lr": 0.01},
+    ),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("case", sorted(DTYPE_CASES))
 def test_nothing_leaves_float32_during_a_fit(tmp_path, case):
     layers, optimizer = DTYPE_CASES[case]
-    data_file, _, _ = write_data(tmp_path)
+    data_file, _, _ = write_data(tmp_path, shape=(1, 3, 4) if case.startswith("cnn") else (FEATURES,))
     seen = {"batches": 0}
     bad = []
 
