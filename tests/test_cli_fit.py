@@ -395,3 +395,46 @@ def test_every_new_classification_metric_trains_monitors_and_is_logged(cli, writ
     assert "val_log_loss" in fields and "train_average_precision" in fields and len(rows) == 2
     refused = cli("validate", write_config("hinge.yaml", loss="multiclass_hinge", train={"metrics": ["log_loss"]}))
     assert refused.exit_code == 2 and "log_loss needs class probabilities" in refused.stderr
+
+
+def test_a_cnn_through_every_command(cli, tmp_path):
+    """A small CNN on the digits images: validate shows its shapes, and fit, eval, predict (on an .npy of
+    images), gradcheck, inspect and sweep all work on it, rebuilding the network from the run alone."""
+    from nntrain.data.bundled import read_bundled
+
+    layers = [{"conv2d": {"filters": 4, "kernel_size": 3, "padding": "same"}}, "relu", {"max_pool2d": 2},
+              {"conv2d": {"filters": 6, "kernel_size": 3}}, "relu", "flatten", {"linear": 10}]  # fmt: skip
+    config = tmp_path / "cnn.yaml"
+    config.write_text(yaml.safe_dump({
+        "seed": 0, "data": {"dataset": "digits", "split": {"val": 0.2, "test": 0.2}}, "model": {"layers": layers},
+        "loss": "cross_entropy", "optimizer": {"name": "adam", "lr": 0.01},
+        "train": {"epochs": 3, "batch_size": 64, "diagnostics": True},
+    }))  # fmt: skip
+    checked = cli("validate", config)
+    assert checked.exit_code == 0, checked.stderr
+    rows = [line.split() for line in checked.stderr.splitlines()]
+    for row in (["input", "(1,", "8,", "8)"], ["0", "conv2d", "(4,", "8,", "8)", "40"], ["2", "max_pool2d", "(4,", "4,", "4)", "0"],
+                ["3", "conv2d", "(6,", "2,", "2)", "222"], ["5", "flatten", "(24,)", "0"], ["6", "linear", "(10,)", "250"],
+                ["512", "parameters"]):  # fmt: skip
+        assert row in rows, checked.stderr
+    run = tmp_path / "run"
+    trained = cli("fit", config, "--run-dir", run, "--json")
+    assert trained.exit_code == 0, trained.stderr
+    assert json.loads(trained.stdout)["final"]["test"]["accuracy"] > 0.6
+    with np.load(run / "checkpoints" / "last.npz") as ckpt:
+        assert ckpt["layers.0.weight"].shape == (4, 1, 3, 3) and ckpt["data.sample_shape"].tolist() == [1, 8, 8]
+    evaluated = cli("eval", run, "--checkpoint", "last", "--json")
+    assert evaluated.exit_code == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["accuracy"] == json.loads(trained.stdout)["final"]["test"]["accuracy"]
+    X, y, _ = read_bundled("digits")
+    images = tmp_path / "images.npy"
+    np.save(images, np.asarray(X[:6], dtype=np.float32).reshape(6, 1, 8, 8))
+    predicted = cli("predict", run, images)
+    assert predicted.exit_code == 0, predicted.stderr
+    assert len(predicted.stdout.splitlines()) == 7 and predicted.stdout.startswith("class,p_0,")
+    assert cli("gradcheck", run).exit_code == 0
+    inspected = cli("inspect", run, "--json")
+    assert inspected.exit_code == 0 and [r["type"] for r in json.loads(inspected.stdout)["layers"]][:3] == ["conv2d", "relu", "max_pool2d"]
+    swept = cli("sweep", config, "--grid", "optimizer.lr=0.01,0.02", "--set", "train.epochs=1", "--runs-root", tmp_path / "sweeps")
+    assert swept.exit_code == 0, swept.stderr
+    assert swept.stdout.count("completed") >= 2
