@@ -135,12 +135,14 @@ class Experiment:
         return self._evaluate(lambda s, e: self.rows(split, np.arange(s, min(e, n))), n, batch, confusion)
 
     def eval_batch(self) -> int:
-        """Rows per evaluation batch: about EVAL_BYTES of inputs, 256 to 4096 rows.
+        """Rows per evaluation batch: about EVAL_BYTES of its widest layer output (or input), 256 to 4096 rows.
 
         Large enough for efficient matrix products, small enough that evaluating adds only a few
         MiB to a training process whose data fills memory.
         """
-        row_bytes = max(1, self.network.in_features) * self.dtype.itemsize
+        # Per row, the largest of the input and the layers' outputs: a convolution's maps outgrow its input.
+        widest = max([self.network.in_features, *(math.prod(shape) for shape in self.network.shapes)])
+        row_bytes = max(1, widest) * self.dtype.itemsize
         return int(min(4096, max(256, EVAL_BYTES // row_bytes)))
 
     def _evaluate(self, get, n: int, batch: int | None, confusion: bool = False) -> dict:
@@ -250,7 +252,12 @@ def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) ->
 
 def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> Network:
     """The config's layers and loss, sized for `dataset`; the output width is checked against the data."""
-    layers = [LAYERS[spec.type](**cfg.options(spec, "type")) for spec in config.model.layers]
+    layers = []
+    for i, spec in enumerate(config.model.layers):
+        try:
+            layers.append(LAYERS[spec.type](**cfg.options(spec, "type")))
+        except ValueError as e:  # options that fit one by one but not together (padding 'same' with a stride)
+            raise NntrainError(str(e), f"model.layers.{i}") from None
     loss = LOSSES[config.loss.name](**cfg.options(config.loss))
     try:
         network = Network(layers, loss, input_shape(dataset.sample_shape, layers), config.dtype, rng, config.model.init, config.model.init_scale)
@@ -262,7 +269,7 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
             f"model.layers.{i}.init_scale" if own else "model.init_scale",
         ) from None
     except ShapeError as e:  # a layer that cannot take its input's shape
-        raise NntrainError(f"{e} (input shape {shape_text(dataset.sample_shape)})", f"model.layers.{e.layer}") from None
+        raise NntrainError(str(e), f"model.layers.{e.layer}") from None
     need = loss.expected_width(dataset.n_classes, dataset.n_targets)
     n_classes = dataset.n_classes
     if loss.classes is not None and n_classes != loss.classes:
