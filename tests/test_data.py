@@ -659,7 +659,7 @@ def test_read_npz_scalar_y_is_an_error(tmp_path):
 def test_read_npz_X_must_be_2d_to_4d_numeric(tmp_path, X):
     path = tmp_path / "d.npz"
     np.savez(path, X=X, y=np.zeros(len(X)))
-    with raises(re.escape(f"X must be a 2-D or 3-D or 4-D numeric array, got shape {X.shape}")):
+    with raises(re.escape(f"X must be a 2-D to 4-D numeric array, got shape {X.shape}")):
         read_npz(path)
 
 

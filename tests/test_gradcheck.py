@@ -104,17 +104,30 @@ def _scaled_backward(original, factor):
     return backward
 
 
+# Options for the layers that take images: their test network is conv2d -> the layer -> flatten -> linear.
+IMAGE_OPTIONS = {"conv2d": {"filters": 2, "kernel_size": 2}, "max_pool2d": {"kernel_size": 2, "stride": 1},
+                 "avg_pool2d": {"kernel_size": 2, "stride": 1}, "global_avg_pool": {}}  # fmt: skip
+
+
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_fails_when_a_layer_backward_is_broken(name, monkeypatch):
     """A 1% error in one layer's input gradient fails every tensor below it, and only those."""
-    layers = [
-        LAYERS["linear"](units=5),
-        LAYERS[name](**({"units": 5} if name == "linear" else {})),
-        LAYERS["linear"](units=2),
-    ]
-    net = Network(layers, MSE(), 3, np.float64, np.random.default_rng(0), init="xavier")
     rng = np.random.default_rng(1)
-    x, t = rng.standard_normal((6, 3)), rng.standard_normal((6, 2))
+    if LAYERS[name].sample_ndim == 3:  # (2, 5, 5) images through a convolution first
+        layers = [LAYERS["conv2d"](filters=2, kernel_size=2), LAYERS[name](**IMAGE_OPTIONS[name]), LAYERS["flatten"](),
+                  LAYERS["linear"](units=2)]  # fmt: skip
+        net = Network(layers, MSE(), (2, 5, 5), np.float64, np.random.default_rng(0), init="xavier")
+        x = rng.standard_normal((6, 2, 5, 5))
+    else:
+        layers = [
+            LAYERS["linear"](units=5),
+            LAYERS[name](**({"units": 5} if name == "linear" else {})),
+            LAYERS["linear"](units=2),
+        ]
+        net = Network(layers, MSE(), 3, np.float64, np.random.default_rng(0), init="xavier")
+        x = rng.standard_normal((6, 3))
+    t = rng.standard_normal((6, 2))
+    top = f"layers.{len(layers) - 1}"
     assert all(r.passed for r in check_gradients(net, x, t))  # correct before the break
 
     cls = type(layers[1])
@@ -122,7 +135,7 @@ def test_fails_when_a_layer_backward_is_broken(name, monkeypatch):
     results = by_name(check_gradients(net, x, t))
     # Above the broken layer the gradients are still right (for 'linear' all three linears are broken,
     # but each one's own parameter gradients are computed before its input gradient is scaled).
-    assert results["layers.2.weight"].passed and results["layers.2.bias"].passed
+    assert results[f"{top}.weight"].passed and results[f"{top}.bias"].passed
     # Below batch_norm the linear bias's true gradient is exactly 0 (the batch mean is subtracted),
     # so scaling it changes nothing and the check rightly passes it.
     below = ("layers.0.weight", "input") if name == "batch_norm" else ("layers.0.weight", "layers.0.bias", "input")
