@@ -52,8 +52,10 @@ median epoch time, as a share of the larger probe.
 
 Results: a Markdown table on stdout and in benchmarks/results/epoch.md, everything in
 benchmarks/results/epoch.json (--quick writes to a temporary directory unless --out is given).
-OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are not touched here; the results note them and the BLAS
-kernel threadpoolctl reports.
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are not touched here; the results note them, the CPU model and
+vector extensions (/proc/cpuinfo) and the BLAS kernels: numpy's as threadpoolctl reports it
+(internal_api, version, architecture), torch's from torch.__config__ (its MKL is linked in, out of
+threadpoolctl's sight); see benchmarks/machine.py.
 """
 
 from __future__ import annotations
@@ -115,6 +117,19 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+
+def _load_machine():
+    """benchmarks/machine.py (CPU and BLAS description, shared with conv.py), by path: this folder is off sys.path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nntrain_bench_machine", Path(_HERE) / "machine.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_machine = _load_machine()
 
 HIDDEN = (256, 128)
 FEATURES, CLASSES = 784, 10
@@ -179,7 +194,8 @@ def machine(threads: int) -> dict:
     info = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
-        "cpu": _cpu_name(),
+        "cpu": _machine.cpu_model(),
+        "cpu_flags": _machine.cpu_flags(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -188,15 +204,9 @@ def machine(threads: int) -> dict:
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
         "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE"),
     }
-    try:
-        from threadpoolctl import threadpool_info
-
-        info["blas"] = [
-            {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "prefix")}
-            for p in threadpool_info()
-        ]
-    except ImportError:
-        info["blas"] = "threadpoolctl not installed"
+    # threadpoolctl's libraries (numpy's OpenBLAS with its kernel, OpenMP runtimes), each with the package that
+    # ships it, and the BLAS linked into torch if it is imported (main() imports it first when it runs).
+    info["blas"] = _machine.blas_info()
     try:
         import nntrain
 
@@ -212,16 +222,6 @@ def machine(threads: int) -> dict:
     except Exception:  # noqa: BLE001 - informational only
         pass
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 # ---------------------------------------------------------------- contenders
@@ -594,19 +594,14 @@ def report(info: dict, probes: tuple[dict, dict], results: list[dict], args, nam
         "sklearn": "scikit-learn",
     }
     peak = max(probes[0]["peak"], probes[1]["peak"])
-    blas = info.get("blas")
-    blas_text = (
-        ", ".join(
-            f"{p['internal_api']} {p['version']} {p.get('architecture') or ''} x{p['num_threads']}".strip()
-            for p in blas
-        )
-        if isinstance(blas, list)
-        else str(blas)
-    )
+    blas_text = _machine.blas_text(info.get("blas"))
+    flags = " ".join(info.get("cpu_flags") or []) or "not listed"
     lines = [
         "# nntrain epoch benchmark",
         "",
-        f"{info['date']} · {info['cpu']}, {info['cpus']} CPUs · {info['platform']} · Python {info['python']}, "
+        f"CPU: {info['cpu']} ({info['cpus']} CPUs; vector extensions: {flags})",
+        "",
+        f"{info['date']} · {info['cpus']} CPUs · {info['platform']} · Python {info['python']}, "
         f"numpy {info['numpy']}, nntrain {info.get('nntrain', '?')} (git {info.get('git', '?')}) · "
         f"{args.threads} threads for all · load average {info['load_average']:.2f} at the start",
         "",
@@ -702,6 +697,7 @@ def main():
     else:
         out = RESULTS / "epoch"
     info = machine(args.threads)
+    print(f"CPU: {info['cpu']}; BLAS: {_machine.blas_text(info['blas'])}", flush=True)
     print(
         f"threads {args.threads}, rows {args.rows}, rounds {args.rounds}, batches {batches}, contenders {names}",
         flush=True,
