@@ -16,9 +16,12 @@ optimizer updates them all with one call per operation (`contiguous_views`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-MAX_ARRAYS = 512  # a flood of batch sizes (never within one epoch) starts over rather than grow
+MAX_ARRAYS = 512
+ZERO_ARRAY_MAX = 2**17  # a flood of batch sizes (never within one epoch) starts over rather than grow
 
 
 class Arena:
@@ -63,8 +66,13 @@ class Arena:
         """A read-only vector of n ones (ones @ g sums g's rows through BLAS, faster than np.sum)."""
         return self._constant(("ones", n, np.dtype(dtype)), lambda: np.ones(n, dtype))
 
-    def zeros(self, shape: tuple[int, ...], dtype) -> np.ndarray:
-        """A read-only array of zeros (np.maximum against it is faster than against the scalar 0)."""
+    def zero(self, shape: tuple[int, ...], dtype):
+        """A zero for np.maximum(x, zero) (relu): a read-only array of zeros for arrays up to
+        ZERO_ARRAY_MAX elements, where numpy's loop is faster against an array (1.6 against 2.8 us
+        for 32 x 256 floats), the scalar 0 beyond, where reading a second array costs more (159
+        against 223 us for 128 x 6 x 24 x 24; measured on 2 cores)."""
+        if math.prod(shape) > ZERO_ARRAY_MAX:
+            return np.dtype(dtype).type(0)
         return self._constant(("zeros", shape, np.dtype(dtype)), lambda: np.zeros(shape, dtype))
 
     def arange(self, n: int) -> np.ndarray:

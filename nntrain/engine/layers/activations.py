@@ -57,8 +57,8 @@ class ReLU(Layer):
 
     def forward(self, x, training):
         self.mask = np.greater(x, 0, out=self.empty("mask", x.shape, np.bool_))
-        # Against an array of zeros rather than the scalar 0: faster, and NaN stays NaN.
-        return np.maximum(x, self.arena.zeros(x.shape, x.dtype), out=self.empty("y", x.shape, x.dtype))
+        # np.maximum, not a where: NaN stays NaN; the arena picks the fastest zero for this size.
+        return np.maximum(x, self.arena.zero(x.shape, x.dtype), out=self.empty("y", x.shape, x.dtype))
 
     def backward(self, grad, need_input_grad=True):
         return np.multiply(grad, self.mask, out=self.empty("dx", grad.shape, grad.dtype))
