@@ -201,10 +201,11 @@ class Conv2d(Layer):
         """Choose the layout of the im2col matrix (called by `setup`; tests run every case both ways).
 
         per_sample: cols (N, C kh kw, OH OW), one product per sample, whose (filters, OH OW)
-        results already are the output's layout: best for many positions per sample (a
-        first layer on a large image). Else cols (C kh kw, N P), one product for the batch:
-        best for small images, where the per-sample products would be tiny; with stride 1 its
-        positions are the wide grid of full rows (see the module docstring).
+        results already are the output's layout: best for small products with many positions
+        (a first layer on a large image, see PER_SAMPLE_POSITIONS). Else cols (C kh kw, N P),
+        one product for the batch: best for small images, where the per-sample products would
+        be tiny, and for large products; with stride 1 its positions are the wide grid of full
+        rows (see the module docstring).
         """
         self.per_sample = per_sample
         self.wide = not per_sample and self.stride == (1, 1)
