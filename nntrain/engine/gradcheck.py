@@ -32,7 +32,7 @@ Every loss is evaluated in training mode, so dropout and gaussian_noise are acti
 randomness is frozen: the state of `network.rng` is taken once and restored before every
 forward pass (the analytic one included), so all evaluations see the same masks and noise
 and the check is of that one fixed function. Training-mode forwards also move batch_norm's
-running statistics; those buffers, like the perturbed entries and the RNG state, are put back
+running statistics; that state, like the perturbed entries and the RNG state, are put back
 when the check ends, so it leaves the network as it found it.
 """
 
@@ -92,7 +92,7 @@ def check_gradients(
     rng = rng or np.random.default_rng(0)
     x = np.array(x, dtype=network.dtype)
     rng_state = network.rng.bit_generator.state
-    buffers = {k: v.copy() for k, v in network.layer_state().items()}
+    state = {k: v.copy() for k, v in network.layer_state().items()}
     try:
         network.rng.bit_generator.state = rng_state
         _, _, dx = network.loss_and_grad(x, t, input_grad=True)
@@ -100,7 +100,7 @@ def check_gradients(
     finally:
         network.rng.bit_generator.state = rng_state
         for key, value in network.layer_state().items():
-            value[...] = buffers[key]
+            value[...] = state[key]
 
 
 def _check_tensors(network, x, t, dx, eps, tol, tiny, max_entries, rng, rng_state) -> list[TensorCheck]:

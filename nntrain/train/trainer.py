@@ -25,12 +25,12 @@ from .rundir import MetricsLog, RunDir
 
 
 class BatchGather:
-    """Mini-batches of in-memory arrays, gathered row by row into buffers reused for every batch.
+    """Mini-batches of in-memory arrays, gathered row by row into arrays reused for every batch.
 
-    `gather(rows)` takes the batch's row indices and returns views (X, y, t) of the buffers,
+    `gather(rows)` takes the batch's row indices and returns views (X, y, t) of those arrays,
     valid until the next call: nothing holds a batch beyond its own step. Compared with
     gathering the whole epoch into a shuffled copy first, no second dataset-sized array is
-    kept, and each batch is read from memory once, into buffers that stay in cache.
+    kept, and each batch is read from memory once, into arrays that stay in cache.
     """
 
     def __init__(self, arrays: tuple[np.ndarray, ...], batch: int):
@@ -38,18 +38,18 @@ class BatchGather:
         batch = max(1, min(batch, len(arrays[0])))
         # An array passed twice (t is y for class indices) is gathered once: alias[i] is its first position.
         self.alias = [next(j for j, b in enumerate(arrays) if b is a) for a in arrays]
-        self.buffers = [
+        self.batches = [
             np.empty((batch, *a.shape[1:]), a.dtype) if self.alias[i] == i else None for i, a in enumerate(arrays)
         ]
 
     def __call__(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
         m = len(rows)
         out = []
-        for source, buffer, alias in zip(self.arrays, self.buffers, self.alias):
-            if buffer is None:
+        for source, batch, alias in zip(self.arrays, self.batches, self.alias):
+            if batch is None:
                 out.append(out[alias])
             else:  # mode "clip": the rows are valid indices, and the default ("raise") copies through a temporary
-                out.append(np.take(source, rows, axis=0, out=buffer[:m], mode="clip"))
+                out.append(np.take(source, rows, axis=0, out=batch[:m], mode="clip"))
         return tuple(out)
 
 
@@ -191,7 +191,7 @@ class Trainer:
         """Run the remaining epochs; (status, message) says how it ended."""
         exp, train, stop = self.exp, self.exp.config.train, self.hooks.stop
         n = len(exp.splits["train"])
-        if exp.dataset.in_memory:  # each batch's rows gathered into buffers reused every batch
+        if exp.dataset.in_memory:  # each batch's rows gathered into arrays reused every batch
             batch = n if train.batch_size == "full" else train.batch_size
             gather = BatchGather((exp.dataset.X, exp.dataset.y, exp.targets), batch)
         for epoch in range(state.epoch + 1, train.epochs + 1):
