@@ -1,7 +1,7 @@
 """Where the engine's speed machinery lives: reused arrays, packed parameters.
 
 Layers and losses have one code path: they ask the arena for the arrays they write their
-results into (`Arena.empty`) and for read-only constants (`ones`, `zeros`, `arange`). Outside
+results into (`Arena.empty`) and for read-only constants (`ones`, `zero`, `arange`). Outside
 a training step every `empty` is a new array, so evaluation, gradcheck, predict and code that
 calls a layer directly keep what they are given. Inside one (`Network.loss_and_grad` while
 `Network.reuse_arrays` is on: the trainer's batch loop) the arena hands back the array it
