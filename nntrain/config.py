@@ -82,6 +82,8 @@ def _pydantic_type(tp):
         return Annotated[(_pydantic_type(base), *meta)]
     if origin in (Union, types.UnionType):
         return Union[tuple(_pydantic_type(a) for a in typing.get_args(tp))]
+    if origin is list:  # e.g. a kernel size [height, width] of integers in a range
+        return list[_pydantic_type(typing.get_args(tp)[0])]
     return tp
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import re
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -448,3 +450,15 @@ def test_reused_arrays_may_hold_anything(plan):
     assert got[0] == expected[0]
     for a, b in zip([got[1], got[2], *got[3]], [expected[1], expected[2], *expected[3]]):
         assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("options, where", [({"kernel_size": [0, 3]}, "kernel_size.0"),
+                                            ({"kernel_size": 3, "padding": [1, -1]}, "padding.1"),
+                                            ({"kernel_size": [3, 100_001]}, "kernel_size.1")])  # fmt: skip
+def test_config_checks_each_entry_of_a_pair(options, where):
+    """The schema checks the range of each entry of [height, width], not only of a single number."""
+    from nntrain.errors import NntrainError
+
+    config = {"data": {"dataset": "digits"}, "model": {"layers": [{"conv2d": {"filters": 2, **options}}, "flatten", {"linear": 10}]}}
+    with pytest.raises(NntrainError, match=re.escape(f"model.layers.0.{where}")):
+        cfg.validate(config)

@@ -48,9 +48,9 @@ PER_SAMPLE_WORK = 2**19
 MAX_SIZE = 100_000  # kernel, stride, padding and dilation bounds: far from any overflow of sizes
 
 # An option that is one number for both axes or a pair [height, width] (YAML gives lists).
-# The config checks the range of a single number; a pair's entries are checked by the constructor.
-Size = Annotated[int, Range(ge=1, le=MAX_SIZE)] | list[int]
-Padding = Annotated[int, Range(ge=0, le=MAX_SIZE)] | list[int]
+# The config checks the range of a number and of each entry of a pair; the constructor checks a pair has two.
+Size = Annotated[int, Range(ge=1, le=MAX_SIZE)] | list[Annotated[int, Range(ge=1, le=MAX_SIZE)]]
+Padding = Annotated[int, Range(ge=0, le=MAX_SIZE)] | list[Annotated[int, Range(ge=0, le=MAX_SIZE)]]
 
 IMAGE = "(channels, height, width)"
 
