@@ -11,9 +11,8 @@ option types as the config sees them, reused arrays within a training step, inpu
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
