@@ -936,6 +936,27 @@ def config_cases(seed: int = 0) -> list[ConfigCase]:
     edge("init-scale-huge", model={"init": "normal", "init_scale": 1e308, "layers": [{"linear": 8}, {"linear": 3}]})
     edge("deep-network", model__layers=[{"linear": 4}, "tanh"] * 200 + [{"linear": 3}])
     edge("wide-layer", model__layers=[{"linear": 20000}, "relu", {"linear": 3}])
+    # convolutional networks on the digits images (1, 8, 8): shapes at their limits, and shapes that do not fit
+    digits = {"dataset": "digits", "split": {"val": 0.2, "test": 0.2}, "scale": "standardize"}
+
+    def conv(cid, expect, *layers, **sections):
+        edge(f"cnn-{cid}", expect, data=digits, model__layers=list(layers), **sections)
+
+    conv("kernel-equals-image", "any", {"conv2d": {"filters": 2, "kernel_size": 8}}, "flatten", {"linear": 10})
+    conv("kernel-larger-than-image", "refuse", {"conv2d": {"filters": 2, "kernel_size": 9}}, "flatten", {"linear": 10})
+    conv("dilation-to-the-edge", "any", {"conv2d": {"filters": 2, "kernel_size": 3, "dilation": 3}}, "flatten", {"linear": 10})
+    conv("stride-huge", "any", {"conv2d": {"filters": 2, "kernel_size": 2, "stride": 100000}}, "flatten", {"linear": 10})
+    conv("same-with-stride", "refuse", {"conv2d": {"filters": 2, "kernel_size": 3, "stride": 2, "padding": "same"}},
+         "flatten", {"linear": 10})
+    conv("pair-entry-zero", "refuse", {"conv2d": {"filters": 2, "kernel_size": [3, 0]}}, "flatten", {"linear": 10})
+    conv("no-flatten", "refuse", {"conv2d": {"filters": 2, "kernel_size": 3}}, {"linear": 10})
+    conv("pool-padding-over-half", "refuse", {"max_pool2d": {"kernel_size": 2, "padding": 2}}, "flatten", {"linear": 10})
+    conv("pool-overlapping-padded", "any", {"max_pool2d": {"kernel_size": 3, "stride": 1, "padding": 1}},
+         {"avg_pool2d": {"kernel_size": 3, "stride": 2, "padding": 1}}, "flatten", {"linear": 10})
+    conv("batch-norm-batch-1", "any", {"conv2d": {"filters": 2, "kernel_size": 3}}, "batch_norm", "relu",
+         "global_avg_pool", {"linear": 10}, train__batch_size=1)
+    conv("global-pool-first", "any", "global_avg_pool", {"linear": 10})
+    edge("cnn-on-flat-rows", "refuse", model__layers=[{"conv2d": {"filters": 2, "kernel_size": 1}}, "flatten", {"linear": 3}])
     edge("lbfgs-dropout-batch-1", optimizer={"name": "lbfgs"}, train__batch_size=1,
          model__layers=[{"linear": 8}, {"dropout": 0.5}, {"linear": 3}])
     edge("lbfgs-full-batch", optimizer={"name": "lbfgs", "lr": 1.0}, train__batch_size="full")
