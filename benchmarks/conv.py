@@ -152,11 +152,9 @@ import datetime as dt
 import json
 import math
 import platform
-import signal
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -167,17 +165,18 @@ if ROOT.as_posix() not in sys.path:
     sys.path.append(ROOT.as_posix())  # a checkout without `pip install -e .`: the installed nntrain still comes first
 
 
-def _load_machine():
-    """benchmarks/machine.py (CPU and BLAS description, shared with epoch.py), by path: this folder is off sys.path."""
+def _load(module: str):
+    """benchmarks/<module>.py (shared with the other benchmarks), by path: this folder is off sys.path."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("nntrain_bench_machine", Path(_HERE) / "machine.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    spec = importlib.util.spec_from_file_location(f"nntrain_bench_{module}", Path(_HERE) / f"{module}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
 
 
-_machine = _load_machine()
+_machine = _load("machine")
+_parked = _load("parked_fit")
 
 SHAPE = (1, 28, 28)
 CLASSES = 10
@@ -437,71 +436,26 @@ def nntrain_config(layers, data_file: Path, batch: int, epochs: int, seed: int, 
     }
 
 
-class Nntrain:
-    """nntrain.api.fit in a worker thread, parked by its on_epoch hook between epochs (as in epoch.py)."""
+class Nntrain(_parked.ParkedFit):
+    """nntrain.api.fit in a worker thread, parked by its on_epoch hook between epochs (benchmarks/parked_fit.py)."""
 
     name = "nntrain"
 
     def __init__(self, layers, data_file: Path, batch: int, epochs: int, runs_root: Path, seed: int, name: str):
         from nntrain import config as cfg
-        from nntrain.train.trainer import Hooks
 
         self.raw = nntrain_config(layers, data_file, batch, epochs, seed, name)
-        self.config = cfg.validate(self.raw)
-        self.runs_root = runs_root
-        self._go, self._ready = threading.Semaphore(0), threading.Semaphore(0)
-        self.rows, self.error, self.summary, self.done = [], None, None, False
-        self._t0 = self._last = None
-        self.hooks = Hooks(on_start=self._on_start, on_epoch=self._on_epoch)
-        self._thread = threading.Thread(target=self._main, name="nntrain-fit", daemon=True)
+        super().__init__(cfg.validate(self.raw), runs_root)
 
     def start(self) -> Start:
         """Run the fit up to its first epoch; what PyTorch needs to start from the same point."""
-        self._thread.start()
-        self._wait()
+        self.begin()
         net = self.exp.network
         if tuple(net.in_shape) != SHAPE:
             raise RuntimeError(f"nntrain's network sees samples of shape {tuple(net.in_shape)}, not {SHAPE}")
         X, y, _ = self.exp.arrays("train")
         params = [(layer.name, {k: v.copy() for k, v in layer.params.items()}) for layer in net.layers if layer.params]
         return Start(X, y, params, copy.deepcopy(self.exp.rngs["train"]))
-
-    def _main(self):
-        from nntrain import api
-
-        try:
-            self.summary = api.fit(self.config, runs_root=self.runs_root, hooks=self.hooks)
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            self.error = e
-        finally:
-            self.done = True
-            self._ready.release()
-
-    def _on_start(self, run, exp, epochs_done):
-        self.run, self.exp = run, exp
-        self._park()
-
-    def _on_epoch(self, row):
-        self._last = time.perf_counter() - self._t0
-        self.rows.append(row)
-        self._park()
-
-    def _park(self):
-        self._ready.release()
-        self._go.acquire()
-        self._t0 = time.perf_counter()
-
-    def _wait(self):
-        self._ready.acquire()
-        if self.error is not None:
-            raise RuntimeError(f"nntrain fit failed: {self.error!r}") from self.error
-
-    def epoch(self) -> float:
-        self._go.release()
-        self._wait()
-        if self.done:
-            raise RuntimeError("nntrain finished before the benchmark asked for its last epoch")
-        return self._last
 
     def finish(self) -> float:
         """End the fit after the epoch it is parked at; the final training loss (all training rows, eval mode).
@@ -510,11 +464,7 @@ class Nntrain:
         stop request ends it where a Ctrl-C after that epoch would, so the summary says
         "interrupted"; the loss is evaluated here, with the network's final parameters.
         """
-        self.hooks.stop.signal = signal.SIGTERM
-        self._go.release()
-        self._thread.join()
-        if self.error is not None:
-            raise RuntimeError(f"nntrain fit failed: {self.error!r}") from self.error
+        self.end(stop=True)
         return float(self.exp.evaluate_split("train")["loss"])
 
     def parameters(self) -> list[np.ndarray]:

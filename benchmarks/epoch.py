@@ -112,24 +112,24 @@ import platform
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 
-def _load_machine():
-    """benchmarks/machine.py (CPU and BLAS description, shared with conv.py), by path: this folder is off sys.path."""
+def _load(module: str):
+    """benchmarks/<module>.py (shared with the other benchmarks), by path: this folder is off sys.path."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("nntrain_bench_machine", Path(_HERE) / "machine.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    spec = importlib.util.spec_from_file_location(f"nntrain_bench_{module}", Path(_HERE) / f"{module}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
 
 
-_machine = _load_machine()
+_machine = _load("machine")
+_parked = _load("parked_fit")
 
 HIDDEN = (256, 128)
 FEATURES, CLASSES = 784, 10
@@ -237,8 +237,8 @@ class Start:
         return copy.deepcopy(self.rng)
 
 
-class Nntrain:
-    """nntrain.api.fit in a worker thread, parked by its on_epoch hook between epochs."""
+class Nntrain(_parked.ParkedFit):
+    """nntrain.api.fit in a worker thread, parked by its on_epoch hook between epochs (benchmarks/parked_fit.py)."""
 
     name = "nntrain"
 
@@ -246,7 +246,6 @@ class Nntrain:
         self, data_file: Path, batch: int, epochs: int, runs_root: Path, seed: int, val_file: Path | None = None
     ):
         from nntrain import config as cfg
-        from nntrain.train.trainer import Hooks
 
         if val_file is None:  # all rows train, no validation
             data = {"dataset": str(data_file), "split": {"val": 0, "test": 0}, "scale": "none"}
@@ -262,19 +261,12 @@ class Nntrain:
             "optimizer": {"name": "sgd", "lr": LR, "momentum": MOMENTUM},
             "train": {"epochs": epochs, "batch_size": batch},
         }
-        self.config = cfg.validate(raw)
+        super().__init__(cfg.validate(raw), runs_root)
         self.raw = raw
-        self.runs_root = runs_root
-        self._go, self._ready = threading.Semaphore(0), threading.Semaphore(0)
-        self.rows, self.error, self.summary, self.done = [], None, None, False
-        self._t0 = self._last = None
-        self.hooks = Hooks(on_start=self._on_start, on_epoch=self._on_epoch)
-        self._thread = threading.Thread(target=self._main, name="nntrain-fit", daemon=True)
 
     def start(self) -> Start:
         """Run the fit up to its first epoch; what the others need to start from the same point."""
-        self._thread.start()
-        self._wait()
+        self.begin()
         net = self.exp.network
         linears = [layer for layer in net.layers if layer.name == "linear"]
         X, y, _ = self.exp.arrays("train")
@@ -286,49 +278,9 @@ class Nntrain:
             copy.deepcopy(self.exp.rngs["train"]),
         )
 
-    def _main(self):
-        from nntrain import api
-
-        try:
-            self.summary = api.fit(self.config, runs_root=self.runs_root, hooks=self.hooks)
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread
-            self.error = e
-        finally:
-            self.done = True
-            self._ready.release()
-
-    def _on_start(self, run, exp, epochs_done):
-        self.run, self.exp = run, exp
-        self._park()
-
-    def _on_epoch(self, row):
-        self._last = time.perf_counter() - self._t0
-        self.rows.append(row)
-        self._park()
-
-    def _park(self):
-        self._ready.release()
-        self._go.acquire()
-        self._t0 = time.perf_counter()
-
-    def _wait(self):
-        self._ready.acquire()
-        if self.error is not None:
-            raise RuntimeError(f"nntrain fit failed: {self.error!r}") from self.error
-
-    def epoch(self) -> float:
-        self._go.release()
-        self._wait()
-        if self.done:
-            raise RuntimeError("nntrain finished before the benchmark asked for its last epoch")
-        return self._last
-
     def finish(self) -> float:
         """Let the fit end (summary, final evaluation); the final training loss."""
-        self._go.release()
-        self._thread.join()
-        if self.error is not None:
-            raise RuntimeError(f"nntrain fit failed: {self.error!r}") from self.error
+        self.end()
         return float(self.summary["final"]["train"]["loss"])
 
     def parameters(self):
