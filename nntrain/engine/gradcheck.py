@@ -67,9 +67,9 @@ def _kink_state(network: Network) -> list[np.ndarray]:
     return [s.copy() for s in states if s is not None]
 
 
-def _loss_and_kinks(network: Network, x: np.ndarray, t: np.ndarray, rng_state: dict):
+def _loss_and_kinks(network: Network, x: np.ndarray, t: np.ndarray, rng_state: dict, lengths):
     network.rng.bit_generator.state = rng_state  # the same masks and noise for every evaluation
-    loss = network.loss.forward(network.forward(x, training=True), t)
+    loss = network.loss.forward(network.forward(x, training=True, lengths=lengths), t)
     return loss, _kink_state(network)
 
 
@@ -82,10 +82,12 @@ def check_gradients(
     tiny: float = 1e-5,
     max_entries: int = 100,
     rng: np.random.Generator | None = None,
+    lengths: np.ndarray | None = None,
 ) -> list[TensorCheck]:
     """Check every parameter tensor and the input x. x: (batch, in); t: encoded targets.
 
-    At most `max_entries` entries per tensor are checked (all when the tensor is smaller),
+    `lengths`: the real lengths of variable-length sequences (see Network.forward). The input
+    is not checked where it has no gradient (token ids into an embedding). At most `max_entries` entries per tensor are checked (all when the tensor is smaller),
     chosen by `rng`. Every perturbed entry is restored, whatever happens, and so are
     `network.rng`'s state (frozen during the check) and the layers' state.
     """
@@ -95,16 +97,18 @@ def check_gradients(
     state = {k: v.copy() for k, v in network.layer_state().items()}
     try:
         network.rng.bit_generator.state = rng_state
-        _, _, dx = network.loss_and_grad(x, t, input_grad=True)
-        return _check_tensors(network, x, t, dx, eps, tol, tiny, max_entries, rng, rng_state)
+        _, _, dx = network.loss_and_grad(x, t, input_grad=True, lengths=lengths)
+        return _check_tensors(network, x, t, dx, eps, tol, tiny, max_entries, rng, rng_state, lengths)
     finally:
         network.rng.bit_generator.state = rng_state
         for key, value in network.layer_state().items():
             value[...] = state[key]
 
 
-def _check_tensors(network, x, t, dx, eps, tol, tiny, max_entries, rng, rng_state) -> list[TensorCheck]:
-    tensors = [(p.key, p.value, p.grad.copy()) for p in network.params] + [("input", x, dx.copy())]
+def _check_tensors(network, x, t, dx, eps, tol, tiny, max_entries, rng, rng_state, lengths) -> list[TensorCheck]:
+    tensors = [(p.key, p.value, p.grad.copy()) for p in network.params]
+    if dx is not None:
+        tensors.append(("input", x, dx.copy()))
     results = []
     for name, value, analytic in tensors:
         flat_value, flat_grad = value.reshape(-1), analytic.reshape(-1)
@@ -119,7 +123,7 @@ def _check_tensors(network, x, t, dx, eps, tol, tiny, max_entries, rng, rng_stat
             try:
                 for step in STENCIL_STEPS:
                     flat_value[j] = old + step * eps
-                    loss, state = _loss_and_kinks(network, x, t, rng_state)
+                    loss, state = _loss_and_kinks(network, x, t, rng_state, lengths)
                     losses.append(loss)
                     states.append(state)
             finally:

@@ -54,6 +54,9 @@ class Loss:
     # weighs when batches are combined (Metrics), so the total is sum w l / sum w over all rows.
     batch_weight: float | None = None
     arena: Arena = FRESH  # where results are written (see engine.arena); the Network gives it its own
+    # A loss over the steps of sequences reads `lengths` (set by the network: see layers.base), None when whole.
+    uses_lengths = False
+    lengths: np.ndarray | None = None
 
     def encode(self, y: np.ndarray, n_classes: int | None, dtype) -> np.ndarray:
         """Targets as this loss wants them. Classification y: (batch,) class indices."""

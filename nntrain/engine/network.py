@@ -56,6 +56,10 @@ class Network:
         self.in_shape = (in_shape,) if isinstance(in_shape, (int, np.integer)) else tuple(int(n) for n in in_shape)
         shape, self.shapes = self.in_shape, []
         for i, layer in enumerate(layers):
+            if layer.integer_input and i > 0:
+                error = ShapeError(f"{layer.name} takes token ids from the data, so it must be the first layer")
+                error.layer = i
+                raise error
             try:
                 shape = tuple(layer.setup(shape, self.dtype, rng, init, init_scale))
             except (InitError, ShapeError) as e:  # which layer it was, for the message
@@ -142,33 +146,60 @@ class Network:
             return x.reshape(len(x), *self.in_shape)
         return x
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x: (batch, *in_shape) or rows (batch, in_features) -> output z: (batch, *out_shape), before any fused activation."""
+    def forward(self, x: np.ndarray, training: bool = False, lengths: np.ndarray | None = None) -> np.ndarray:
+        """x: (batch, *in_shape) or rows (batch, in_features) -> output z: (batch, *out_shape), before any fused activation.
+
+        `lengths` (batch,): the real length of each sample's sequence (in_shape[0] = T steps,
+        padded after them); None when every sample is whole. Each layer that declares
+        `uses_lengths` gets the lengths of its input; the loss gets those of the last output.
+        """
         x = self.as_samples(x)
+        lengths = self.check_lengths(lengths, x)
         for layer in self.chain:
+            if layer.uses_lengths:
+                layer.lengths = lengths
             x = layer.forward(x, training)
+            if lengths is not None:
+                lengths = layer.out_lengths(lengths)
+        if self.loss.uses_lengths:
+            self.loss.lengths = lengths
         return x
+
+    def check_lengths(self, lengths, x: np.ndarray) -> np.ndarray | None:
+        """lengths as int64 (batch,), None where every sample is whole; ValueError unless each is in 1..T."""
+        if lengths is None:
+            return None
+        lengths = np.asarray(lengths)
+        if x.ndim < 2 or lengths.shape != (len(x),) or not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError(f"lengths must be ({len(x)},) integers, one per sequence of the batch, got {lengths.shape}")
+        steps = x.shape[1]
+        if len(lengths) and (lengths.min() < 1 or lengths.max() > steps):
+            raise ValueError(f"lengths must be between 1 and the sequences' {steps} steps, got {lengths.min()}..{lengths.max()}")
+        return None if (lengths == steps).all() else lengths.astype(np.int64, copy=False)
 
     def backward(self, grad: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
         """grad: dL/dz (batch, *out_shape). Fills every parameter's gradient; returns dL/dx (batch, *in_shape) if asked.
 
         Without `input_grad`, layers below the first parameterized layer are not visited and
-        that layer skips its input gradient: nobody needs the gradient w.r.t. the data.
+        that layer skips its input gradient: nobody needs the gradient w.r.t. the data. Token ids
+        into an embedding have none: then the result is None.
         """
         for i in range(len(self.chain) - 1, -1, -1):
             if not input_grad and i < self._first_param_layer:
                 return None
             grad = self.chain[i].backward(grad, need_input_grad=input_grad or i > self._first_param_layer)
+            if grad is None:  # an embedding's token ids have no gradient
+                return None
         return grad
 
-    def loss_and_grad(self, x: np.ndarray, t: np.ndarray, input_grad: bool = False):
+    def loss_and_grad(self, x: np.ndarray, t: np.ndarray, input_grad: bool = False, lengths: np.ndarray | None = None):
         """One training step's pass: (loss, z, dL/dx or None), with parameter gradients filled.
 
-        With `reuse_arrays` on, z and dL/dx are valid until the next call.
+        With `reuse_arrays` on, z and dL/dx are valid until the next call. `lengths`: see `forward`.
         """
         self.arena.reusing = self._reuse
         try:
-            z = self.forward(x, training=True)
+            z = self.forward(x, training=True, lengths=lengths)
             loss = self.loss.forward(z, t)
             dx = self.backward(self.loss.backward(), input_grad)
         finally:
@@ -177,9 +208,9 @@ class Network:
             dx = dx.reshape(x.shape)
         return loss, z, dx
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Probabilities (classification losses) or values: (batch, *out_shape)."""
-        return self.loss.predict(self.forward(x, training=False))
+        return self.loss.predict(self.forward(x, training=False, lengths=lengths))
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Parameters and layer state by key layers.<i>.<name>: the live arrays, not copies."""

@@ -20,6 +20,14 @@ shapes, dtype and weights come later, in `setup`. Besides `params` (trained) a l
 (batch_norm's running statistics), updated in place so the arrays the network sees stay the
 layer's. Randomness at training time comes from `self.rng`, the network's Generator (see
 `Network.rng`); a stochastic layer used on its own must be given one by hand.
+
+Sequences are samples of shape (T, features...): time is the batch's axis 1. Sequences of
+different lengths share a batch padded after each one's last real step, with `lengths`
+(batch,) ints in 1..T. A layer that must know them (a recurrent layer, a pooling over time)
+declares `uses_lengths`; the network sets `self.lengths` before each forward (None when every
+sample is whole) and backward uses the same. `out_lengths` tells the network what the lengths
+of a layer's output are: the same for layers that act per step (the default), other numbers
+for a strided convolution over time, None once the time axis is gone.
 """
 
 from __future__ import annotations
@@ -67,6 +75,13 @@ class Layer:
     # where a user fixes a network whose output does not fit the data.
     width_option: str | None = None
 
+    # The layer takes integer ids (token ids into an embedding), held in a float array: its
+    # input has no gradient, and backward returns None.
+    integer_input = False
+    # The layer reads `self.lengths`, the real length of each sample's sequence (see the module docstring).
+    uses_lengths = False
+    lengths: np.ndarray | None = None
+
     rng: np.random.Generator | None = None  # training-time randomness; set by the Network
     arena: Arena = FRESH  # where results are written; the Network gives each layer its own
 
@@ -98,6 +113,10 @@ class Layer:
 
     def backward(self, grad: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:  # pragma: no cover
         raise NotImplementedError
+
+    def out_lengths(self, lengths: np.ndarray) -> np.ndarray | None:
+        """The real lengths of the output's sequences given the input's (batch,): the same by default."""
+        return lengths
 
     def kinks(self) -> np.ndarray | None:
         """Which side of each non-differentiable point the last forward was on (for gradcheck)."""

@@ -88,6 +88,9 @@ class Flatten(Layer):
         self.in_shape = tuple(in_shape)
         return (math.prod(in_shape),)
 
+    def out_lengths(self, lengths):
+        return None  # no time axis left
+
     def forward(self, x, training):
         return x.reshape(len(x), -1)
 
