@@ -81,6 +81,9 @@ COVERED_ELSEWHERE = {
     "test_norm.py": {"batch_norm", "layer_norm"},
     "test_conv.py": {"conv2d"},
     "test_pool.py": {"max_pool2d", "avg_pool2d", "global_avg_pool"},
+    "test_recurrent.py": {"rnn", "lstm", "gru"},
+    "test_sequence.py": {"conv1d", "max_pool1d", "avg_pool1d", "time_pool"},
+    "test_embedding.py": {"embedding"},
 }
 
 

@@ -1,6 +1,6 @@
 """The layers, one module per family; `LAYERS` maps config names to classes (see `base` for the protocol)."""
 
-from . import activations, conv, dense, noise, norm, pool  # noqa: F401  (registers the layers)
+from . import activations, conv, dense, embedding, noise, norm, pool, recurrent, sequence  # noqa: F401  (registers the layers)
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import LAYERS, Layer, Shape, ShapeError
 from .conv import Conv2d
