@@ -264,7 +264,7 @@ class ScaleConfig(Strict):
     )
     by: Annotated[float, Field(gt=0)] | None = Field(None, description="divide only: x / by, default 255 (8-bit pixels to [0, 1])")
     per: Literal["auto", "feature", "channel"] = Field(
-        "auto", description="standardize / minmax: statistics per feature column or per image channel; auto: channel for images"
+        "auto", description="standardize / minmax: statistics per feature column or per channel; auto: per channel for images, per feature over all steps for sequences"
     )
 
     @model_validator(mode="before")

@@ -165,7 +165,10 @@ def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path |
     """Read a built-in dataset, a data file (table, NPZ) or an image folder (read with `image`, an ImageOptions)."""
     if dataset in GENERATORS:
         gen = GENERATORS[dataset]
-        return RawData(*gen(rng, **options), task=gen.task)
+        X, y = gen(rng, **options)
+        # Sequences (samples, T, D) become rows of T * D values in C order, as images do.
+        shape = X.shape[1:] if X.ndim > 2 else None
+        return RawData(X.reshape(len(X), -1), y, task=gen.task, sample_shape=shape)
     if dataset in BUNDLED:
         X, y, names = read_bundled(dataset)
         info = BUNDLED[dataset]
@@ -325,7 +328,8 @@ class Scaler:
     i.e. offset = min - lo * (max - min) / (hi - lo), factor = (max - min) / (hi - lo). divide:
     offset 0, factor `by` (fixed: 255 takes 8-bit pixels to [0, 1]), nothing is fitted.
     With `channels` (samples (C, H, W) as rows), the statistics are those of each channel, over
-    all its pixels in the training rows, and every column of a channel gets that channel's:
+    all its pixels in the training rows; with `channels_last` too (sequences (T, C)), those of
+    each feature over all steps. Every column of a channel gets that channel's:
     offset and factor always have one entry per column, so applying them needs nothing else.
     `key` names the arrays in a checkpoint (data.scale for features, data.target_scale for targets).
     """
@@ -336,30 +340,40 @@ class Scaler:
     offset: np.ndarray | None = None
     factor: np.ndarray | None = None
     channels: int | None = None  # per channel: how many (axis 0 of a sample); None: per column
+    channels_last: bool = False  # the channels are a sample's last axis (sequences), not its first
     by: float = 255.0  # divide: the factor
 
     @classmethod
     def of(cls, scale, sample_shape: tuple[int, ...]) -> "Scaler":
         """The (unfitted) feature scaler of data.scale (a config.ScaleConfig) for samples of `sample_shape`.
 
-        per auto: per channel for images (C, H, W), per feature otherwise.
+        per auto: per channel for images (C, H, W) and per feature over all steps for sequences
+        (T, features), whose steps are alike; per column for flat rows.
         """
         per = scale.per
         if per == "auto":
-            per = "channel" if len(sample_shape) == 3 else "feature"
+            per = "channel" if len(sample_shape) in (2, 3) else "feature"
         if per == "channel" and len(sample_shape) < 2:
             raise NntrainError(
-                f"per: channel needs samples with channels, (channels, height, width); these have shape"
-                f" {shape_text(sample_shape)}; use per: feature or auto",
+                f"per: channel needs samples with channels, (channels, height, width) or (steps, features); these"
+                f" have shape {shape_text(sample_shape)}; use per: feature or auto",
                 "data.scale.per",
             )
-        channels = int(sample_shape[0]) if per == "channel" and scale.name in ("standardize", "minmax") else None
-        return cls(scale.name, tuple(scale.range or (0.0, 1.0)), channels=channels, by=float(scale.by or 255.0))
+        sequence = len(sample_shape) == 2
+        channels = None
+        if per == "channel" and scale.name in ("standardize", "minmax"):
+            channels = int(sample_shape[-1] if sequence else sample_shape[0])
+        return cls(
+            scale.name, tuple(scale.range or (0.0, 1.0)), channels=channels, channels_last=sequence,
+            by=float(scale.by or 255.0),
+        )
 
     def _groups(self, X: np.ndarray):
         """(X viewed so that each statistic is one entry, the axes reduced): per column, or (rows, channel, pixel) per channel."""
         if self.channels is None or X.ndim == 1:
             return X, 0
+        if self.channels_last:
+            return X.reshape(len(X), -1, self.channels), (0, 1)
         return X.reshape(len(X), self.channels, -1), (0, 2)
 
     def fit(self, X: np.ndarray) -> "Scaler":
@@ -405,7 +419,7 @@ class Scaler:
             if self.method == "standardize":
                 count = len(rows) * (X.shape[1] // self.channels if self.channels else 1)  # values per statistic
                 mean = total / count
-                centre = mean[None, :, None] if self.channels else mean
+                centre = mean if not self.channels else mean[None, None, :] if self.channels_last else mean[None, :, None]
                 squares = sum(((groups - centre) ** 2).sum(axis=axes) for groups, axes in map(self._groups, chunks()))
                 self.offset, self.factor = mean, np.sqrt(squares / count)
             else:
@@ -424,7 +438,8 @@ class Scaler:
         self._keep_constant_columns(spread)._check_fitted(spread)
         if self.channels is not None and len(X.shape) > 1:  # X may be rows on disk, which have a shape but no ndim
             per_channel = X.shape[1] // self.channels
-            self.offset, self.factor = np.repeat(self.offset, per_channel), np.repeat(self.factor, per_channel)
+            spread_out = np.tile if self.channels_last else np.repeat  # (T, C) rows: the C values again each step
+            self.offset, self.factor = spread_out(self.offset, per_channel), spread_out(self.factor, per_channel)
         return self
 
     def _keep_constant_columns(self, spread: np.ndarray) -> "Scaler":

@@ -276,10 +276,21 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
         raise NntrainError(f"'{loss.name}' is for {loss.classes} classes; the data has {n_classes}: use cross_entropy", "loss")
     if len(network.out_shape) != 1:
         last = len(layers) - 1
+        fix = (
+            "reduce the steps first: a time_pool layer (mode last, mean or max), or output: last on the last recurrent layer"
+            if len(network.out_shape) == 2
+            else "add a flatten or global_avg_pool layer before the last linear layer"
+        )
         raise NntrainError(
             f"the network's output has shape {shape_text(network.out_shape)} per sample, but '{loss.name}' needs"
-            f" {need} values: add a flatten or global_avg_pool layer before the last linear layer",
+            f" {need} values: {fix}",
             f"model.layers.{last}",
+        )
+    if layers and layers[0].integer_input and config.data.scale.name != "none":
+        raise NntrainError(
+            f"model.layers.0 ({config.model.layers[0].type}) takes token ids, which scaling would change;"
+            f" set data.scale: none (it is {config.data.scale.name})",
+            "data.scale",
         )
     if network.out_features != need:
         sized = [i for i, layer in enumerate(layers) if layer.width_option is not None]
@@ -292,10 +303,22 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
 
 
 def input_shape(sample_shape: tuple[int, ...], layers) -> tuple[int, ...]:
-    """The shape the network takes a sample in: the data's own shape when the first layer that needs a shape
-    (a convolution: `sample_ndim`) can take it, else the flat (n,) rows an MLP takes."""
+    """The shape the network takes a sample in, from the first layer that needs a shape (`sample_ndim`).
+
+    The data's own shape when that layer takes it; one channel (1, T, D) of a stack of 2-D
+    arrays seen as the sequence (T, D) by a layer over steps, and a sequence (T, D) as the
+    one-channel image (1, T, D) by a convolution over images; else the flat (n,) rows an MLP
+    takes (and a layer that needs a shape then says what it got). `layers`: instances or classes.
+    """
+    shape = tuple(sample_shape)
     needs = next((layer.sample_ndim for layer in layers if layer.sample_ndim is not None), None)
-    return tuple(sample_shape) if needs == len(sample_shape) else (math.prod(sample_shape),)
+    if needs == len(shape):
+        return shape
+    if needs == len(shape) - 1 and shape[0] == 1:
+        return shape[1:]
+    if needs == len(shape) + 1 == 3:
+        return (1, *shape)
+    return (math.prod(shape),)
 
 
 def output_width(config: cfg.Config) -> int | None:
@@ -494,7 +517,9 @@ def prepare(
         imputer = _fitted_imputer(config, dataset, splits["train"])
         if dataset.in_memory:  # filled before the scaling statistics are taken
             imputer.transform(dataset.X)
-        scaler = Scaler.of(scale, dataset.sample_shape).fit_rows(dataset.X, splits["train"])
+        # Sequences are scaled per feature over their steps, whatever shape the data gave them.
+        shape = input_shape(dataset.sample_shape, [LAYERS[spec.type] for spec in config.model.layers])
+        scaler = Scaler.of(scale, shape if len(shape) == 2 else dataset.sample_shape).fit_rows(dataset.X, splits["train"])
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
     if not dataset.in_memory and config.train.batch_size == "full":
