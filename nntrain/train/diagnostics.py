@@ -7,8 +7,9 @@ epoch, with
     epoch               the finished epoch (1, 2, ...), as in metrics.csv
     layer               the layer's index in model.layers (the i of the checkpoint key layers.<i>.weight)
     type                the layer's registered name: linear, relu, sigmoid, ...
-    weight_norm         ||W||_2 (Frobenius) of the layer's `weight` parameter at the end of the epoch;
-                        blank for layers without one (activations, dropout, ...)
+    weight_norm         ||W||_2 (Frobenius) of the layer's weights at the end of the epoch: its `weight`
+                        parameter, or all its `weight_*` ones as one vector (a recurrent layer's
+                        weight_ih and weight_hh); blank for layers without (activations, dropout, ...)
     grad_norm           mean over the epoch's optimizer steps of ||dL/dW||_2, measured after backward
                         (and the l1/l2 penalty gradients) but before gradient clipping and before
                         the optimizer's own weight decay, so clipping does not hide an explosion
@@ -129,10 +130,16 @@ def _saturation_text(low: float, high: float) -> str:
     return f"|y| > {high:g}" if low == -high else f"< {low:g} or > {high:g}"
 
 
-def _norm(a: np.ndarray) -> float:
-    """||a||_2 over all entries, without a temporary of a's size (a BLAS dot of the flat view)."""
-    flat = a.reshape(-1)
-    return math.sqrt(float(np.dot(flat, flat)))
+def _norm(*arrays: np.ndarray) -> float:
+    """||a||_2 over all entries of the arrays together, without a temporary of their size (BLAS dots of flat views)."""
+    return math.sqrt(sum(float(np.dot(flat, flat)) for flat in (a.reshape(-1) for a in arrays)))
+
+
+def weight_names(layer) -> list[str]:
+    """A layer's weights as torch names them: `weight`, or `weight_*` (a recurrent layer's weight_ih, weight_hh, ...).
+
+    Its norms are those of all of them together, as one vector."""
+    return [name for name in layer.params if name == "weight" or name.startswith("weight_")]
 
 
 def probe_batch(exp, rows: int = PROBE_ROWS) -> np.ndarray:
@@ -185,9 +192,10 @@ class Diagnostics:
         if self.probe_X.ndim != 2 or len(self.probe_X) == 0:
             raise ValueError(f"probe_X must be a non-empty (rows, features) array, got shape {self.probe_X.shape}")
         self.update_samples = update_samples
-        # Layers with a `weight` parameter, by index in model.layers.
-        self.weighted = [i for i, layer in enumerate(network.layers) if "weight" in layer.params]
-        self._before = {i: np.empty_like(network.layers[i].params["weight"]) for i in self.weighted}
+        # Layers with weights, by index in model.layers, and the names of their weights.
+        self.names = {i: weight_names(layer) for i, layer in enumerate(network.layers) if weight_names(layer)}
+        self.weighted = list(self.names)
+        self._before = {i: [np.empty_like(network.layers[i].params[n]) for n in self.names[i]] for i in self.weighted}
         self._reset()
         self.path = self.file = None
         if run_dir is not None:
@@ -243,9 +251,10 @@ class Diagnostics:
             return
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for i, before_norm in self._pending.items():
-                delta = self._before[i]
-                np.subtract(self.network.layers[i].params["weight"], delta, out=delta)
-                change = _norm(delta)
+                params = self.network.layers[i].params
+                for name, delta in zip(self.names[i], self._before[i]):
+                    np.subtract(params[name], delta, out=delta)
+                change = _norm(*self._before[i])
                 # ||W_before|| = 0: any change is infinitely large relative to it (nan stays nan).
                 self._ratio_sum[i] += change / before_norm if before_norm != 0 else (math.inf if change > 0 else 0.0)
         self._ratio_steps += 1
@@ -261,15 +270,16 @@ class Diagnostics:
         layers = self.network.layers
         with np.errstate(over="ignore", invalid="ignore"):
             for i in self.weighted:
-                self._grad_sum[i] += _norm(layers[i].grads["weight"])
+                self._grad_sum[i] += _norm(*(layers[i].grads[n] for n in self.names[i]))
         self.steps += 1
         if self.update_samples is None or self.steps <= self.update_samples:
             self._pending = {}
             for i in self.weighted:
-                weight = layers[i].params["weight"]
-                np.copyto(self._before[i], weight)
+                weights = [layers[i].params[n] for n in self.names[i]]
+                for before, weight in zip(self._before[i], weights):
+                    np.copyto(before, weight)
                 with np.errstate(over="ignore", invalid="ignore"):
-                    self._pending[i] = _norm(weight)
+                    self._pending[i] = _norm(*weights)
 
     # ------------------------------------------------------------ per epoch
 
@@ -280,11 +290,13 @@ class Diagnostics:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             x = self.network.as_samples(self.probe_X)
             for i, layer in enumerate(self.network.layers):
+                if layer.uses_lengths:  # the probe rows are whole sequences; not the last batch's lengths
+                    layer.lengths = None
                 x = layer.forward(x, False)
                 row = dict.fromkeys(COLUMNS)
                 row.update(epoch=int(epoch), layer=i, type=layer.name)
                 if i in self._grad_sum:
-                    row["weight_norm"] = _norm(layer.params["weight"])
+                    row["weight_norm"] = _norm(*(layer.params[n] for n in self.names[i]))
                     if self.steps:
                         row["grad_norm"] = self._grad_sum[i] / self.steps
                     if self._ratio_steps:
