@@ -429,9 +429,9 @@ def test_training_metrics_come_from_the_batch_outputs(tmp_path):
         seen["exp"] = exp
         original = exp.network.forward
 
-        def counting(x, training=False):
+        def counting(x, training=False, lengths=None):
             calls["forward"] += 1
-            return original(x, training)
+            return original(x, training, lengths)
 
         exp.network.forward = counting
 

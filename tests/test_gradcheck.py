@@ -109,11 +109,22 @@ IMAGE_OPTIONS = {"conv2d": {"filters": 2, "kernel_size": 2}, "max_pool2d": {"ker
                  "avg_pool2d": {"kernel_size": 2, "stride": 1}, "global_avg_pool": {}}  # fmt: skip
 
 
-@pytest.mark.parametrize("name", sorted(LAYERS))
+SEQUENCE_OPTIONS = {"rnn": {"units": 3}, "lstm": {"units": 3}, "gru": {"units": 3}, "conv1d": {"filters": 2, "kernel_size": 2},
+                    "max_pool1d": {"kernel_size": 2, "stride": 1}, "avg_pool1d": {"kernel_size": 2, "stride": 1},
+                    "time_pool": {"mode": "mean"}}  # fmt: skip
+
+
+# Layers that take token ids have no input gradient to break (test_embedding checks theirs).
+@pytest.mark.parametrize("name", sorted(n for n in LAYERS if not LAYERS[n].integer_input))
 def test_fails_when_a_layer_backward_is_broken(name, monkeypatch):
     """A 1% error in one layer's input gradient fails every tensor below it, and only those."""
     rng = np.random.default_rng(1)
-    if LAYERS[name].sample_ndim == 3:  # (2, 5, 5) images through a convolution first
+    if LAYERS[name].sample_ndim == 2:  # (6, 3) sequences through a linear layer per step first
+        layers = [LAYERS["linear"](units=4), LAYERS[name](**SEQUENCE_OPTIONS[name]), LAYERS["flatten"](),
+                  LAYERS["linear"](units=2)]  # fmt: skip
+        net = Network(layers, MSE(), (6, 3), np.float64, np.random.default_rng(0), init="xavier")
+        x = rng.standard_normal((6, 6, 3))
+    elif LAYERS[name].sample_ndim == 3:  # (2, 5, 5) images through a convolution first
         layers = [LAYERS["conv2d"](filters=2, kernel_size=2), LAYERS[name](**IMAGE_OPTIONS[name]), LAYERS["flatten"](),
                   LAYERS["linear"](units=2)]  # fmt: skip
         net = Network(layers, MSE(), (2, 5, 5), np.float64, np.random.default_rng(0), init="xavier")
