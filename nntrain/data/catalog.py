@@ -53,7 +53,7 @@ def describe(name: str, options: dict, rng: np.random.Generator) -> dict:
     X = np.asarray(raw.X, dtype=np.float64)
     names = raw.encoder.names if raw.encoder is not None else [f"x{j}" for j in range(X.shape[1])]
     info = {"name": name, "rows": int(X.shape[0]), "features": int(X.shape[1]), "task": raw.task}
-    if raw.sample_shape is not None and len(raw.sample_shape) > 1:  # images: (channels, height, width)
+    if raw.sample_shape is not None and len(raw.sample_shape) > 1:  # images (C, H, W), sequences (T, D)
         info["sample_shape"] = list(raw.sample_shape)
     if raw.task == "classification":
         labels, counts = np.unique(raw.y.astype(str) if raw.y.dtype.kind == "U" else raw.y.astype(np.int64), return_counts=True)

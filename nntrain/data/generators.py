@@ -1,5 +1,7 @@
 """Built-in synthetic datasets, seeded: rng -> (X: (samples, 2 or 1) float64, y: (samples,)).
 
+Sequence generators (the recurrent benchmarks) return X: (samples, T, D), time first, features
+last; the loader keeps them as rows of T * D values with sample_shape (T, D).
 Every generator takes `samples` and `noise`; its other keyword-only parameters are the
 `data.options` a config may set. `task` says what the labels are.
 """
@@ -11,12 +13,14 @@ from typing import Annotated
 import numpy as np
 
 from ..engine.registry import Range
+from ..errors import NntrainError
 
 GENERATORS = {}
 Samples = Annotated[int, Range(ge=4, le=100_000_000)]
 MAX_NOISE = 1e6  # far beyond any useful noise (the features are of size 1 to 10), and far from overflowing float64
 Noise = Annotated[float, Range(ge=0, le=MAX_NOISE)]
 Classes = Annotated[int, Range(ge=2, le=1000)]
+Length = Annotated[int, Range(ge=2, le=100_000)]  # T, the time steps of a sequence
 
 
 def generator(task: str):
@@ -95,3 +99,71 @@ def sine(rng, *, samples: Samples = 1000, noise: Noise = 0.1):
     """y = sin(x) + Gaussian noise for x uniform in [-pi, pi]; X: (samples, 1)."""
     x = rng.uniform(-np.pi, np.pi, samples)
     return x[:, None], np.sin(x) + noise * rng.standard_normal(samples)
+
+
+MAX_SEQUENCE_STEPS = 10**8  # samples * length of a generated sequence set: 1.6 GB of float64 for the adding problem
+
+
+def _check_size(samples: int, length: int) -> None:
+    """NntrainError for a set of sequences too large to generate in memory (each option alone may be in range)."""
+    if samples * length > MAX_SEQUENCE_STEPS:
+        raise NntrainError(
+            f"{samples} samples of length {length} are {samples * length:,} steps; a generated set holds at most"
+            f" {MAX_SEQUENCE_STEPS:,}: lower samples or length",
+            "data.options",
+        )
+
+
+@generator("regression")
+def adding(rng, *, samples: Samples = 1000, length: Length = 50, noise: Noise = 0.0):
+    """The adding problem: sum the two marked values of a sequence; X: (samples, T, 2), y: (samples,).
+
+    The task of Hochreiter & Schmidhuber (1997), LSTM's original paper. X[:, t, 0] is uniform in
+    [0, 1); X[:, t, 1] is 1 at exactly two steps, one in the first half (t < T // 2) and one in
+    the second, 0 elsewhere (a placement many later papers use; the original's differs in
+    detail). y = the sum of the two marked values + `noise` * N(0, 1). Baseline: always
+    predicting 1.0 gives MSE Var(u1 + u2) = 1/6 ≈ 0.167 (+ noise**2).
+    """
+    _check_size(samples, length)
+    half, rows = length // 2, np.arange(samples)
+    values = rng.uniform(0, 1, size=(samples, length))
+    first, second = rng.integers(0, half, samples), rng.integers(half, length, samples)
+    marker = np.zeros((samples, length))
+    marker[rows, first] = marker[rows, second] = 1.0
+    y = values[rows, first] + values[rows, second] + noise * rng.standard_normal(samples)
+    return np.stack([values, marker], axis=-1), y
+
+
+@generator("classification")
+def parity(rng, *, samples: Samples = 1000, length: Length = 8, noise: Noise = 0.0):
+    """Parity of a bit sequence: y = (sum of the bits) mod 2; X: (samples, T, 1), y: (samples,) in {0, 1}.
+
+    X = bits in {0, 1} + `noise` * N(0, 1); the labels are balanced (the counts differ by at most
+    one), and the bits of each class are uniform among the sequences of that parity. Baseline:
+    chance, 50% accuracy (cross-entropy ln 2 ≈ 0.693).
+    """
+    _check_size(samples, length)
+    y = _balanced_labels(samples, 2)
+    bits = rng.integers(0, 2, size=(samples, length))
+    # Flipping the last bit where the parity is wrong leaves the bits uniform given the label.
+    bits[:, -1] ^= (bits.sum(axis=1) + y) % 2
+    return (bits + noise * rng.standard_normal((samples, length)))[:, :, None], y
+
+
+SINE_FREQUENCIES = (0.1, 1.0)  # radians per step: periods of 6.3 to 63 steps
+
+
+@generator("regression")
+def sine_wave(rng, *, samples: Samples = 1000, length: Length = 20, noise: Noise = 0.0):
+    """Forecast a sine wave's next value; X: (samples, T, 1), y: (samples,).
+
+    x_t = sin(f t + phase) for t = 0 .. T - 1, with phase uniform in [0, 2 pi) and f uniform in
+    SINE_FREQUENCIES per sample, + `noise` * N(0, 1); y = sin(f T + phase), noise-free.
+    Baselines: predicting 0 gives MSE 0.5; repeating the last value E[1 - cos f] ≈ 0.176.
+    """
+    _check_size(samples, length)
+    frequency = rng.uniform(*SINE_FREQUENCIES, size=(samples, 1))
+    phase = rng.uniform(0, 2 * np.pi, size=(samples, 1))
+    wave = np.sin(frequency * np.arange(length + 1) + phase)
+    X = wave[:, :length] + noise * rng.standard_normal((samples, length))
+    return X[:, :, None], wave[:, length]

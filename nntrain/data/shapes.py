@@ -1,4 +1,4 @@
-"""The shape of one sample: (features,) for tables, (channels, height, width) for images.
+"""The shape of one sample: (features,) for tables, (channels, height, width) for images, (steps, features) for sequences.
 
 The data pipeline holds X as rows of prod(sample_shape) numbers (C order: channel by channel,
 each channel row by row), so splitting, scaling, batching and reading from disk never need to
@@ -35,6 +35,9 @@ def fit_shape(where: str, shape: tuple[int, ...], run_shape: tuple[int, ...]) ->
     """
     shape, run_shape = tuple(shape), tuple(run_shape)
     if shape == run_shape:
+        return
+    # A stack of 2-D arrays is read as one-channel images (1, T, D); for a run on sequences (T, D) they are those.
+    if shape[:1] == (1,) and shape[1:] == run_shape and len(run_shape) == 2:
         return
     if math.prod(shape) == math.prod(run_shape) and (len(shape) == 1 or len(run_shape) == 1):
         return
