@@ -360,13 +360,14 @@ def gradcheck(
         tensors = [{**vars(c), "max_rel_error": None if c.kinks == c.checked else c.max_rel_error} for c in checks]
         _say(json.dumps({**info, "passed": ok, "tensors": tensors}))
     else:
-        _say(f"{'tensor':<20} {'shape':<12} {'checked':>7} {'kinks':>5} {'max rel error':>14}  result")
+        wide = max([20, *(len(c.name) + 1 for c in checks)])  # a recurrent layer's layers.2.weight_hh_reverse
+        _say(f"{'tensor':<{wide}} {'shape':<12} {'checked':>7} {'kinks':>5} {'max rel error':>14}  result")
         for c in checks:
             shape = "x".join(map(str, c.shape))
             result = "pass" if c.passed else "FAIL"
             if c.kinks == c.checked:
                 result = "not compared: every entry sat on a kink (try a smaller --eps)"
-            _say(f"{c.name:<20} {shape:<12} {c.checked:>7} {c.kinks:>5} {c.max_rel_error:>14.2e}  {result}")
+            _say(f"{c.name:<{wide}} {shape:<12} {c.checked:>7} {c.kinks:>5} {c.max_rel_error:>14.2e}  {result}")
         _say(f"{'passed' if ok else 'FAILED'}: {info['samples']} samples, eps {eps:g}, tolerance {tol:g}")
     if not ok:
         raise typer.Exit(EXIT_CHECK_FAILED)
