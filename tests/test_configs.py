@@ -38,7 +38,11 @@ LEVELS = {
     "lenet_digits": ("test", "accuracy", 0.98),
     "lenet_mnist": ("test", "accuracy", 0.9),
     "cnn_fashion": ("test", "accuracy", 0.9),
+    "adding_lstm": ("test", "r2", 0.95),
+    "sine_forecast": ("test", "r2", 0.95),
 }
+# config -> (split, metric, highest acceptable value): a config that shows what does not learn.
+FAILS = {"adding_rnn": ("test", "r2", 0.2)}  # a vanilla RNN on the adding problem at length 50
 # The stand-ins have 1500 training images instead of 60,000: fewer epochs, and for LeNet smaller batches.
 OVERRIDES = {"lenet_mnist": ["train.epochs=6", "train.batch_size=32"], "cnn_fashion": ["train.epochs=3"]}
 
@@ -69,7 +73,7 @@ def stand_ins(tmp_path, monkeypatch):
 
 
 def test_every_config_has_a_level():
-    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted(LEVELS)
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted([*LEVELS, *FAILS])
 
 
 @pytest.mark.parametrize("name", sorted(LEVELS))
@@ -80,7 +84,15 @@ def test_config_trains_to_level(name, tmp_path):
     assert summary["final"][split][metric] >= level, summary["final"]
 
 
-@pytest.mark.parametrize("name", sorted(LEVELS))
+@pytest.mark.parametrize("name", sorted(FAILS))
+def test_config_stays_at_its_baseline(name, tmp_path):
+    split, metric, level = FAILS[name]
+    summary = fit(CONFIGS / f"{name}.yaml", runs_root=tmp_path / "runs")
+    assert summary["status"] == "completed"
+    assert summary["final"][split][metric] < level, summary["final"]
+
+
+@pytest.mark.parametrize("name", sorted([*LEVELS, *FAILS]))
 def test_config_gradients_check(name):
     # The 1.2-million-parameter cnn_fashion: 20 entries per tensor (each costs four forward passes).
     checks, _ = gradcheck(CONFIGS / f"{name}.yaml", entries=20 if name == "cnn_fashion" else 100)
