@@ -448,7 +448,7 @@ def inspect(
         _say(json.dumps(result))
         return
     _say(f"{result['run_dir']}: epoch {result['epoch']} (epochs {result['epochs'][0]}..{result['epochs'][1]})")
-    for line in diagnostics.format_table(result["layers"]):
+    for line in diagnostics.format_table(result["layers"]) + diagnostics.format_steps(result["steps"]):
         _say(line)
     for warning in result["warnings"] or ["no warnings"]:
         _say(f"warning: {warning}" if result["warnings"] else warning)

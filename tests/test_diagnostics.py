@@ -532,3 +532,64 @@ def test_probe_batch_takes_spread_rows_of_the_val_split_or_train_without_one():
     assert probe.shape == (min(n_train, dg.PROBE_ROWS), 2)
     np.testing.assert_array_equal(probe[0], exp.arrays("train")[0][0])
     np.testing.assert_array_equal(probe[-1], exp.arrays("train")[0][-1])
+
+
+# ---------------------------------------------------------------- the gradient reaching each step of a sequence
+
+
+def sequence_config(cell: str, **train) -> dict:
+    return small_config(
+        data={"dataset": "adding", "options": {"samples": 300, "length": 30}, "scale": "none"},
+        model={"layers": [{cell: {"units": 8, "output": "last"}}, {"linear": 1}]},
+        loss="mse",
+        optimizer={"lr": 0.05},
+        train={"epochs": 2, "batch_size": 32, "diagnostics": True, **train},
+    )
+
+
+def test_steps_file_holds_the_input_gradient_of_every_step_as_computed_by_hand(tmp_path):
+    from nntrain.api import fit
+
+    from nntrain.api import load_run
+
+    fit(cfg.load_config(None, [], raw=sequence_config("rnn")), runs_root=tmp_path)
+    run = next(tmp_path.iterdir())
+    steps = dg.read_steps(run)
+    assert [(r["epoch"], r["step"]) for r in steps] == [(e, t) for e in (1, 2) for t in range(30)]
+    # By hand, from the final weights (the last checkpoint is epoch 2's): the same probe rows and targets.
+    exp = load_run(run, "last")
+    X, t = dg.probe_rows(exp)
+    net = exp.network
+    net.loss.forward(net.forward(net.as_samples(X)), t)
+    dx = net.backward(net.loss.backward(), input_grad=True)
+    expected = np.sqrt((dx.astype(np.float64) ** 2).sum(axis=2).mean(axis=0))
+    got = np.array([r["input_grad_norm"] for r in steps if r["epoch"] == 2])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_a_vanishing_gradient_over_time_is_shown_and_warned(tmp_path):
+    diag_rows = [{"epoch": 1, "step": t, "input_grad_norm": 10.0 ** (t - 9)} for t in range(10)]
+    warnings = dg._step_warnings([r["input_grad_norm"] for r in diag_rows])
+    assert len(warnings) == 1 and "vanishes over the 10 steps" in warnings[0] and "1e+09x smaller" in warnings[0]
+    assert dg._step_warnings([1.0, 0.5, 2.0]) == [] and dg._step_warnings([]) == []
+    lines = dg.format_steps([r["input_grad_norm"] for r in diag_rows], shown=3)
+    assert lines[1].split(", ") == ["  step 0: 1e-09", "step 4: 1e-05", "step 9: 1"]
+
+
+def test_diagnostics_over_steps_change_nothing_in_training(tmp_path):
+    from nntrain.api import fit
+
+    with_steps = fit(cfg.load_config(None, [], raw=sequence_config("lstm")), runs_root=tmp_path / "a")
+    without = fit(cfg.load_config(None, [], raw=sequence_config("lstm", diagnostics=False)), runs_root=tmp_path / "b")
+    assert with_steps["final"] == without["final"]
+    assert not list((tmp_path / "b").glob("*/diagnostics_steps.csv"))
+    assert len(list((tmp_path / "a").glob("*/diagnostics_steps.csv"))) == 1
+
+
+def test_flat_inputs_have_no_steps_file(tmp_path):
+    from nntrain.api import fit
+
+    fit(cfg.load_config(None, [], raw=small_config(train={"epochs": 1, "batch_size": 32, "diagnostics": True})), runs_root=tmp_path)
+    run = next(tmp_path.iterdir())
+    assert (run / "diagnostics.csv").exists() and not (run / "diagnostics_steps.csv").exists()
+    assert dg.inspect(run)["steps"] == []

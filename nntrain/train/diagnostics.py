@@ -38,6 +38,15 @@ Per optimizer step the cost is one dot product per weight matrix (the gradient n
 on sampled steps only, one copy and one subtraction of each weight matrix. Per epoch it is
 one forward pass over the probe batch.
 
+For a network that takes sequences (samples of shape (steps, features), not token ids) the run
+directory also gets `diagnostics_steps.csv`: per epoch and per step t, `input_grad_norm`, the
+root mean square over the probe rows of ||dL/dx_t||, the gradient of the loss with respect to
+that step of the input, from one eval-mode forward and backward pass over the probe batch
+(with its targets) at the end of the epoch. Where it is orders of magnitude smaller at the
+first steps than at the last, what happened early in a sequence barely reaches the loss: the
+gradient vanishes over time. That pass overwrites the parameters' gradients, which the next
+training step assigns anew, so training is still exactly as without diagnostics.
+
 `read_diagnostics(run_dir)` reads the file back, `report(rows, epoch)` picks one epoch and
 adds plain-language warnings for values in known-bad ranges, `format_table` lays the table
 out for a terminal, `inspect(run_dir, epoch)` does all of it and returns a JSON-ready dict.
@@ -49,6 +58,7 @@ Warnings (thresholds: the named constants below):
                                                              with grad_norm 0 the message says no gradient arrives
     first / last weight matrix grad_norm beyond GRAD_RATIO_WARN either way: exploding / vanishing gradients
     a non-finite weight_norm or grad_norm: diverged
+    sequences: the first step's input_grad_norm below 1 / GRAD_RATIO_WARN of the last step's: vanishing over time
 """
 
 from __future__ import annotations
@@ -65,6 +75,8 @@ from ..fileio import LineLog
 from .rundir import csv_text, read_csv
 
 DIAGNOSTICS_FILE = "diagnostics.csv"
+STEPS_FILE = "diagnostics_steps.csv"  # sequence inputs: the gradient reaching each step
+STEP_COLUMNS = ["epoch", "step", "input_grad_norm"]
 COLUMNS = [
     "epoch",
     "layer",
@@ -143,7 +155,12 @@ def weight_names(layer) -> list[str]:
 
 
 def probe_batch(exp, rows: int = PROBE_ROWS) -> np.ndarray:
-    """The probe X of an Experiment: up to `rows` rows of the val split (train when val is empty).
+    """The probe X of an Experiment (see `probe_rows`)."""
+    return probe_rows(exp, rows)[0]
+
+
+def probe_rows(exp, rows: int = PROBE_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """The probe (X, encoded targets) of an Experiment: up to `rows` rows of the val split (train when val is empty).
 
     Rows are spread evenly over the split (positions 0 .. n-1), so a split read from a file
     sorted by class still gives a mixed probe. Deterministic, draws no random numbers, and
@@ -154,14 +171,15 @@ def probe_batch(exp, rows: int = PROBE_ROWS) -> np.ndarray:
     if n == 0:
         raise NntrainError("no rows to build a diagnostics probe batch from")
     positions = np.unique(np.linspace(0, n - 1, min(n, rows)).round().astype(np.int64))
-    return exp.rows(split, positions)[0]
+    X, _, t = exp.rows(split, positions)
+    return X, t
 
 
 class Diagnostics:
     """Per-layer diagnostics of `network`, measured on the fixed probe batch `probe_X`.
 
     Lifecycle (what the trainer calls):
-      Diagnostics(network, probe_X, run_dir, keep_until)  once, before the first epoch
+      Diagnostics(network, probe_X, run_dir, keep_until, probe_t=...)  once, before the first epoch
       after_backward()   once per optimizer step: after backward and the penalty gradients,
                          after the finite-loss check, before gradient clipping and the step
       end_epoch(epoch)   once per finished epoch, after its last optimizer step (e.g. just
@@ -174,7 +192,8 @@ class Diagnostics:
     `keep_until`: resuming from a checkpoint of that epoch; rows of later epochs (written
     before a crash) are dropped, as MetricsLog does. None starts a fresh file.
     `update_samples`: how many optimizer steps per epoch update_ratio measures exactly (the
-    first ones of the epoch); None measures every step.
+    first ones of the epoch); None measures every step. `probe_t`: the probe rows' encoded
+    targets, for the gradient reaching each step of a sequence input (none without them).
     """
 
     def __init__(
@@ -184,6 +203,7 @@ class Diagnostics:
         run_dir: Path | None = None,
         keep_until: int | None = None,
         update_samples: int | None = UPDATE_SAMPLE_STEPS,
+        probe_t: np.ndarray | None = None,
     ):
         if update_samples is not None and update_samples < 1:
             raise ValueError(f"update_samples must be >= 1 or None, got {update_samples}")
@@ -192,49 +212,45 @@ class Diagnostics:
         if self.probe_X.ndim != 2 or len(self.probe_X) == 0:
             raise ValueError(f"probe_X must be a non-empty (rows, features) array, got shape {self.probe_X.shape}")
         self.update_samples = update_samples
+        network_input = network.in_shape
+        self.sequence = len(network_input) == 2 and not network.layers[0].integer_input and probe_t is not None
+        self.probe_t = probe_t
         # Layers with weights, by index in model.layers, and the names of their weights.
         self.names = {i: weight_names(layer) for i, layer in enumerate(network.layers) if weight_names(layer)}
         self.weighted = list(self.names)
         self._before = {i: [np.empty_like(network.layers[i].params[n]) for n in self.names[i]] for i in self.weighted}
         self._reset()
-        self.path = self.file = None
+        self.path = self.file = self.steps_file = None
         if run_dir is not None:
             self.path = Path(run_dir) / DIAGNOSTICS_FILE
-            self._open(keep_until)
+            self.file = _open_log(self.path, COLUMNS, "layer", keep_until)
+            if self.sequence:
+                self.steps_file = _open_log(Path(run_dir) / STEPS_FILE, STEP_COLUMNS, "step", keep_until)
 
     # ------------------------------------------------------------ file
 
-    def _open(self, keep_until: int | None) -> None:
-        kept = []
-        if keep_until is not None and self.path.exists():
-            kept = [
-                r
-                for r in _read_raw(self.path)
-                if (r.get("epoch") or "").isdigit()
-                and (r.get("layer") or "").isdigit()  # not a line torn by a crash
-                and int(r["epoch"]) <= keep_until
-            ]
-        # Appended unbuffered, an epoch at a time; rolled back when that epoch's checkpoint fails.
-        self.file = LineLog(self.path, csv_text(COLUMNS, kept, header=True), "writing the diagnostics")
+    @property
+    def _files(self) -> list:
+        return [f for f in (self.file, self.steps_file) if f is not None]
 
     def commit(self) -> None:
         """The rows written so far belong to a checkpointed epoch: keep them."""
-        if self.file is not None:
-            self.file.commit()
+        for file in self._files:
+            file.commit()
 
     def rollback(self) -> None:
         """Drop the rows written since the last commit (their epoch has no checkpoint)."""
-        if self.file is not None:
-            self.file.rollback()
+        for file in self._files:
+            file.rollback()
 
     def sync(self) -> None:
-        if self.file is not None:
-            self.file.sync("writing the diagnostics")
+        for file in self._files:
+            file.sync("writing the diagnostics")
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        for file in self._files:
+            file.close()
+        self.file = self.steps_file = None
 
     # ------------------------------------------------------------ per step
 
@@ -318,12 +334,26 @@ class Diagnostics:
         Returns the rows: dicts with the COLUMNS keys, floats, None where a column does not apply.
         """
         rows = self.measure(epoch)
-        if self.file is not None:
-            # The whole epoch at once: a crash tears at most one epoch; a failed write leaves none of it.
-            text = csv_text(COLUMNS, [{k: _fmt(v) for k, v in row.items()} for row in rows])
-            self.file.append(text, f"writing the diagnostics of epoch {int(epoch)}")
+        steps = self.measure_steps(epoch)
+        # The whole epoch at once: a crash tears at most one epoch; a failed write leaves none of it.
+        for file, columns, table in ((self.file, COLUMNS, rows), (self.steps_file, STEP_COLUMNS, steps)):
+            if file is not None:
+                text = csv_text(columns, [{k: _fmt(v) for k, v in row.items()} for row in table])
+                file.append(text, f"writing the diagnostics of epoch {int(epoch)}")
         self._reset()
         return rows
+
+    def measure_steps(self, epoch: int) -> list[dict]:
+        """This epoch's input_grad_norm per step of a sequence input (see the module docstring); [] otherwise."""
+        if not self.sequence:
+            return []
+        network = self.network
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            x = network.as_samples(self.probe_X)
+            network.loss.forward(network.forward(x, training=False), self.probe_t)
+            dx = network.backward(network.loss.backward(), input_grad=True)
+            per_step = np.sqrt(np.mean(np.sum(np.square(dx, dtype=np.float64), axis=2), axis=0))
+        return [{"epoch": int(epoch), "step": t, "input_grad_norm": float(v)} for t, v in enumerate(per_step)]
 
 
 def _fmt(value):
@@ -335,12 +365,27 @@ def _fmt(value):
 # ---------------------------------------------------------------- reading and reporting
 
 
-def _read_raw(path: Path) -> list[dict]:
+def _read_raw(path: Path, columns: list[str] = COLUMNS) -> list[dict]:
     """The rows of a diagnostics file, as strings; NntrainError (exit 2) naming it when unreadable or foreign."""
     fields, rows = read_csv(path, "the diagnostics file")
-    if fields is not None and list(fields) != COLUMNS:
-        raise NntrainError(f"'{path}' is not a diagnostics file (columns {fields}, expected {COLUMNS})")
+    if fields is not None and list(fields) != columns:
+        raise NntrainError(f"'{path}' is not a diagnostics file (columns {fields}, expected {columns})")
     return rows
+
+
+def _open_log(path: Path, columns: list[str], index: str, keep_until: int | None) -> LineLog:
+    """A diagnostics file appended an epoch at a time; resuming (`keep_until`) keeps the rows up to that epoch."""
+    kept = []
+    if keep_until is not None and path.exists():
+        kept = [
+            r
+            for r in _read_raw(path, columns)
+            if (r.get("epoch") or "").isdigit()
+            and (r.get(index) or "").isdigit()  # not a line torn by a crash
+            and int(r["epoch"]) <= keep_until
+        ]
+    # Appended unbuffered, an epoch at a time; rolled back when that epoch's checkpoint fails.
+    return LineLog(path, csv_text(columns, kept, header=True), "writing the diagnostics")
 
 
 def _parse_float(text: str) -> float | None:
@@ -509,10 +554,49 @@ def inspect(run_dir: Path, epoch: int | None = None) -> dict:
     rows = read_diagnostics(run_dir)
     table, warnings = report(rows, epoch)
     epochs = sorted({r["epoch"] for r in rows})
+    steps = [r["input_grad_norm"] for r in read_steps(run_dir) if r["epoch"] == table[0]["epoch"]]
+    warnings += _step_warnings(steps)
     return {
         "run_dir": str(run_dir),
         "epoch": table[0]["epoch"],
         "epochs": [epochs[0], epochs[-1]],
         "layers": [{k: _json_safe(v) for k, v in r.items()} for r in table],
+        "steps": [_json_safe(v) for v in steps],  # input_grad_norm per step of a sequence input; [] otherwise
         "warnings": warnings,
     }
+
+
+def read_steps(run_dir: Path) -> list[dict]:
+    """The rows of RUN_DIR/diagnostics_steps.csv (epoch, step, input_grad_norm), typed; [] without the file."""
+    path = Path(run_dir) / STEPS_FILE
+    if not os.path.isdir(run_dir) or not os.path.isfile(path):
+        return []
+    rows = []
+    for r in _read_raw(path, STEP_COLUMNS):
+        try:
+            rows.append({"epoch": int(r["epoch"]), "step": int(r["step"]), "input_grad_norm": float(r["input_grad_norm"])})
+        except (TypeError, ValueError):  # a line torn by a crash
+            continue
+    return rows
+
+
+def _step_warnings(steps: list[float]) -> list[str]:
+    if len(steps) < 2 or not all(math.isfinite(v) for v in steps):
+        return []
+    first, last = steps[0], steps[-1]
+    if last > 0 and first < last / GRAD_RATIO_WARN:
+        return [
+            f"the gradient reaching the first step of the input is {_ratio(last, first)} smaller than at the last"
+            f" ({first:.2g} against {last:.2g}): it vanishes over the {len(steps)} steps, so the network barely learns"
+            " from what comes early in a sequence; gated layers (lstm, gru) can learn to carry it"
+        ]
+    return []
+
+
+def format_steps(steps: list[float], shown: int = 8) -> list[str]:
+    """The gradient per step as a few text lines: `shown` steps spread from the first to the last."""
+    if not steps:
+        return []
+    picks = sorted({round(i * (len(steps) - 1) / max(1, shown - 1)) for i in range(shown)})
+    cells = [f"step {t}: {steps[t]:.2g}" for t in picks]
+    return ["gradient reaching each input step (RMS of ||dL/dx_t|| over the probe rows):", "  " + ", ".join(cells)]

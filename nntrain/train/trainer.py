@@ -20,7 +20,7 @@ from . import checkpoint
 from .checkpoint import TrainingState
 from .experiment import Experiment
 from ..engine.regularization import clip_grad_norm
-from .diagnostics import Diagnostics, probe_batch
+from .diagnostics import Diagnostics, probe_rows
 from .rundir import MetricsLog, RunDir
 
 
@@ -150,7 +150,8 @@ class Trainer:
                     checkpoint.save(self.run.checkpoint("last"), self.exp, state)
             if self.exp.config.train.diagnostics:
                 keep = state.epoch if resumed else None
-                self.diagnostics = Diagnostics(self.exp.network, probe_batch(self.exp), self.run.path, keep_until=keep)
+                probe_X, probe_t = probe_rows(self.exp)
+                self.diagnostics = Diagnostics(self.exp.network, probe_X, self.run.path, keep_until=keep, probe_t=probe_t)
             # Overflow on the way to a NaN loss is reported once, as divergence, not as numpy warnings.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 status, message = self._epochs(state, log)
