@@ -99,17 +99,18 @@ def test_config_gradients_check(name):
     assert all(c.passed for c in checks), [(c.name, c.max_rel_error) for c in checks]
 
 
-def test_docs_layer_table_is_what_validate_prints():
-    """docs/classic.md shows `nntrain validate configs/lenet_digits.yaml`'s layer table verbatim."""
+@pytest.mark.parametrize("name, total", [("lenet_digits", "13,802"), ("adding_lstm", "4,641")])
+def test_docs_layer_table_is_what_validate_prints(name, total):
+    """docs/classic.md shows `nntrain validate configs/NAME.yaml`'s layer table verbatim."""
     import subprocess
     import sys
 
     root = CONFIGS.parent
     done = subprocess.run(
-        [sys.executable, "-m", "nntrain.cli", "validate", "configs/lenet_digits.yaml"], capture_output=True, text=True, cwd=root
+        [sys.executable, "-m", "nntrain.cli", "validate", f"configs/{name}.yaml"], capture_output=True, text=True, cwd=root
     )
     assert done.returncode == 0, done.stderr
-    assert done.stderr.startswith("model:\n") and "  13,802 parameters\n" in done.stderr
+    assert done.stderr.startswith("model:\n") and f"  {total} parameters\n" in done.stderr
     docs = (root / "docs" / "classic.md").read_text()
-    shown = docs.split("$ nntrain validate configs/lenet_digits.yaml > /dev/null\n", 1)[1].split("```", 1)[0]
+    shown = docs.split(f"$ nntrain validate configs/{name}.yaml > /dev/null\n", 1)[1].split("```", 1)[0]
     assert shown == done.stderr
