@@ -204,10 +204,12 @@ def load_run(run_dir: Path, which: str = "best", with_data: bool = True, dtype: 
 
 
 def _file_arrays(exp: Experiment, data: Path):
-    """(X, y, t) of a labelled data file or image folder, encoded (and images resized) as the run's training data was."""
+    """(X, y, t, lengths) of a labelled data file or image folder, encoded (and images resized) as the run's
+    training data was; lengths: an .npz's sequence lengths, or None."""
+    lengths = None
     if is_input_file(data):  # arrays (an .npz with y), or an image folder with one subfolder per class
         inputs = read_inputs(Path(data), exp.dataset.sample_shape, exp.config.data.image, with_target=True)
-        X, y_raw = inputs.X, inputs.y
+        X, y_raw, lengths = inputs.X, inputs.y, inputs.lengths
     else:
         path = resolve_path(str(data), None)
         table = read_table(path, encoder=exp.dataset.encoder, options=TableOptions.of(exp.config.data))
@@ -215,7 +217,7 @@ def _file_arrays(exp: Experiment, data: Path):
     if X.shape[1] != exp.network.in_features:
         raise NntrainError(f"{data} has {X.shape[1]} feature columns; the run was trained on {exp.network.in_features}")
     y, _ = encode_labels(y_raw, exp.dataset.task, exp.dataset.classes)
-    return exp.encode(X, y)
+    return (*exp.encode(X, y), lengths)
 
 
 def evaluate_run(
@@ -239,8 +241,8 @@ def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, thre
     exp.threshold = threshold
     exp.add_metrics(metrics)
     if data is not None:
-        X, y, t = _file_arrays(exp, data)
-        source, samples, result = str(data), len(X), exp.evaluate(X, y, t, confusion=True)
+        X, y, t, lengths = _file_arrays(exp, data)
+        source, samples, result = str(data), len(X), exp.evaluate(X, y, t, confusion=True, lengths=lengths)
     else:
         if not len(exp.splits[split]):
             raise NntrainError(f"the run has no '{split}' split (data.split gave it 0 rows); choose another --split")
@@ -278,9 +280,10 @@ def predict_run(
     _check_threshold(exp, threshold)
     options = TableOptions.of(exp.config.data)
     problems: dict[int, str] = {}
+    lengths = None
     if is_input_file(input_path):  # arrays, or an image folder (read at the run's image size and mode)
         inputs = read_inputs(Path(input_path), exp.dataset.sample_shape, exp.config.data.image, with_target=False)
-        X = exp.imputer.transform(inputs.X)
+        X, lengths = exp.imputer.transform(inputs.X), inputs.lengths
         problems.update(inputs.problems)
         if inputs.paths is not None:  # a folder: each row is named by its file, which leads every output row
             id_name, ids, unit, places = "path", [str(p) for p in inputs.paths], None, None
@@ -298,7 +301,7 @@ def predict_run(
         problems.setdefault(int(r), "a missing value")
     Xs = X[ok]
     with np.errstate(all="ignore"):  # overflow is reported per row below, not as numpy warnings
-        z = exp.network.forward(exp.scaler.transform(Xs, exp.dtype))
+        z = exp.network.forward(exp.scaler.transform(Xs, exp.dtype), lengths=None if lengths is None else lengths[ok])
         out = loss.predict(z).astype(np.float64)
         if classes is None:
             out = exp.to_target_units(out)
@@ -372,5 +375,6 @@ def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: fl
         raise NntrainError(f"{which} needs at least {need} samples to normalize in training mode; use --samples {need} or more (got {samples})")
     pick = np.random.default_rng(config.seed).choice(n, size=min(samples, n), replace=False)
     X, _, t = exp.rows("train", pick)
-    checks = check_gradients(exp.network, X, t, eps=eps, tol=tol, max_entries=entries)
+    lengths = exp.lengths_of("train", pick)
+    checks = check_gradients(exp.network, X, t, eps=eps, tol=tol, max_entries=entries, lengths=lengths)
     return checks, {"samples": int(len(pick)), "eps": eps, "tol": tol}

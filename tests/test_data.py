@@ -1207,3 +1207,52 @@ def test_in_memory_fit_holds_the_data_once(tmp_path, scale):
     assert summary["status"] == "completed" and summary["final"]["test"]["accuracy"] > 0.9
     # What comes on top is bounded by constants (chunks of a few MiB), not by the data's size.
     assert peak < data_bytes + 15 * 2**20, f"peak {peak / 2**20:.1f} MiB for {data_bytes / 2**20:.1f} MiB of data"
+
+
+# --- sequences with lengths ------------------------------------------------------------------
+
+
+def test_npz_lengths_are_read_and_checked(tmp_path):
+    from nntrain.data.files import read_arrays
+
+    X, y = np.zeros((4, 5, 2)), np.arange(4.0)
+    np.savez(tmp_path / "ok.npz", X=X, y=y, lengths=np.array([1, 5, 3, 2], dtype=np.uint8))
+    data = read_arrays(tmp_path / "ok.npz")
+    assert data.lengths.tolist() == [1, 5, 3, 2] and data.lengths.dtype == np.int64 and data.sample_shape == (1, 5, 2)
+    for lengths, message in ((np.array([1, 6, 3, 2]), "gives row 1 6 steps, but X's sequences have 5"),
+                             (np.array([1, 0, 3, 2]), "lengths"), (np.array([1, 2, 3]), "lengths"),
+                             (np.array([1.0, 2, 3, 4]), "lengths")):  # fmt: skip
+        np.savez(tmp_path / "bad.npz", X=X, y=y, lengths=lengths)
+        with pytest.raises(NntrainError, match=message):
+            read_arrays(tmp_path / "bad.npz")
+    np.savez(tmp_path / "images.npz", X=np.zeros((4, 1, 5, 2)), y=y, lengths=np.ones(4, dtype=np.int64))
+    with pytest.raises(NntrainError, match="'lengths' are for sequences"):
+        read_arrays(tmp_path / "images.npz")
+
+
+def test_scaling_statistics_come_from_the_real_steps_alone():
+    rng = np.random.default_rng(0)
+    rows, steps, features = 50, 6, 2
+    X = rng.normal(3.0, 2.0, (rows, steps, features))
+    lengths = rng.integers(1, steps, rows)  # no row uses the last step
+    real = np.arange(steps)[None, :] < lengths[:, None]
+    padded = X.copy()
+    padded[~real] = 1e9
+    flat = padded.reshape(rows, -1)
+    standardize = cfg_scale("standardize", "channel")
+    scaler = Scaler.of(standardize, (steps, features)).fit_rows(flat, np.arange(rows), lengths=lengths)
+    np.testing.assert_allclose(scaler.offset.reshape(steps, features)[0], X[real].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scaler.factor.reshape(steps, features)[3], X[real].std(axis=0), rtol=1e-12)
+    per_column = Scaler.of(cfg_scale("standardize", "feature"), (steps, features)).fit_rows(flat, np.arange(rows), lengths=lengths)
+    offsets = per_column.offset.reshape(steps, features)
+    np.testing.assert_allclose(offsets[2], X[real[:, 2], 2].mean(axis=0), rtol=1e-12)
+    assert (offsets[-1] == 0).all() and (per_column.factor.reshape(steps, features)[-1] == 1).all()  # never real
+    minmax = Scaler.of(cfg_scale("minmax", "channel"), (steps, features)).fit_rows(flat, np.arange(rows), lengths=lengths)
+    scaled = minmax.transform(flat, np.float64).reshape(rows, steps, features)[real]
+    assert scaled.min() == pytest.approx(0.0, abs=1e-12) and scaled.max() == pytest.approx(1.0, abs=1e-12)
+
+
+def cfg_scale(name: str, per: str):
+    from nntrain.config import ScaleConfig
+
+    return ScaleConfig(name=name, per=per)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class Dataset:
     parts: dict[str, np.ndarray] | None = None  # rows of each given part (files, an official test set), if any
     sample_shape: tuple[int, ...] | None = None  # one row's shape; None: (features,)
     plans: list[ColumnPlan] = field(default_factory=list)  # the training table's columns and their roles
+    lengths: np.ndarray | None = None  # (rows,) int64: sequences' real lengths (padded after them); None: whole
 
     def __post_init__(self):
         if self.encoder is None:
@@ -126,6 +128,7 @@ class RawData:
     plans: list[ColumnPlan] = field(default_factory=list)  # a table's columns and their roles
     notes: list[str] = field(default_factory=list)  # what reading did: rows dropped, and why
     image: ImageOptions | None = None  # an image folder: the size and mode it was read with
+    lengths: np.ndarray | None = None  # (rows,): sequences' real lengths, from an .npz's `lengths`
 
 
 def read_source(source, options: dict, table: TableOptions, rng, base=None, encoder=None, image=None) -> RawData:
@@ -185,7 +188,7 @@ def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path |
     if is_table_file(path):
         return _table_data(read_table(path, options=table))
     data = read_arrays(path)
-    return RawData(data.X, data.y, sample_shape=data.sample_shape)
+    return RawData(data.X, data.y, sample_shape=data.sample_shape, lengths=data.lengths)
 
 
 def resolve_path(dataset: str, base: Path | None, suffixes=FILE_SUFFIXES) -> Path:
@@ -341,6 +344,7 @@ class Scaler:
     factor: np.ndarray | None = None
     channels: int | None = None  # per channel: how many (axis 0 of a sample); None: per column
     channels_last: bool = False  # the channels are a sample's last axis (sequences), not its first
+    step_size: int | None = None  # sequences: the columns of one step (features per step)
     by: float = 255.0  # divide: the factor
 
     @classmethod
@@ -365,7 +369,7 @@ class Scaler:
             channels = int(sample_shape[-1] if sequence else sample_shape[0])
         return cls(
             scale.name, tuple(scale.range or (0.0, 1.0)), channels=channels, channels_last=sequence,
-            by=float(scale.by or 255.0),
+            step_size=int(sample_shape[-1]) if sequence else None, by=float(scale.by or 255.0),
         )
 
     def _groups(self, X: np.ndarray):
@@ -393,11 +397,15 @@ class Scaler:
                 self.offset = low - lo * self.factor
             return self._finish(spread, X)
 
-    def fit_rows(self, X, rows: np.ndarray, chunk_bytes: int = 2 * 2**20) -> "Scaler":
+    def fit_rows(self, X, rows: np.ndarray, chunk_bytes: int = 2 * 2**20, lengths: np.ndarray | None = None) -> "Scaler":
         """Fit on X[rows] without holding them in memory at once (X on disk); checks every value is finite.
 
         Two passes over the rows (mean, then squared deviations) keep the variance accurate.
+        `lengths` (one per row of X): sequences padded after their real steps, whose padding
+        must not count; the statistics are then those of the real steps alone.
         """
+        if lengths is not None and self.step_size and self.method in ("standardize", "minmax"):
+            return self._fit_real_steps(np.asarray(X[rows], dtype=np.float64), lengths[rows])
         chunk = max(1, chunk_bytes // (8 * X.shape[1]))
         if in_memory(X) and len(rows) <= chunk:  # small enough to fit at once (values were checked when read)
             return self.fit(np.asarray(X[rows], dtype=np.float64))
@@ -427,6 +435,30 @@ class Scaler:
                 self.factor = spread / (hi - lo)
                 self.offset = low - lo * self.factor
             return self._finish(spread, X)
+
+    def _fit_real_steps(self, X: np.ndarray, lengths: np.ndarray) -> "Scaler":
+        """Statistics of the real steps of sequences, rows of T steps of `step_size` columns with their lengths:
+        per channel over all real steps, or per column over the rows where that column's step is real (a
+        column that is real in no row is left as it is, as a constant one)."""
+        rows, width = len(X), self.step_size
+        steps = X.reshape(rows, -1, width)
+        real = np.arange(steps.shape[1])[None, :] < lengths[:, None]  # (rows, T)
+        if self.channels:
+            values = steps[real]  # (real steps, C)
+        else:
+            values = np.where(real[:, :, None], steps, np.nan).reshape(rows, -1)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: set below
+            low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+            if self.method == "standardize":
+                self.offset, self.factor = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+            else:
+                lo, hi = self.range
+                self.factor = (high - low) / (hi - lo)
+                self.offset = low - lo * self.factor
+        never = np.isnan(low)
+        self.offset, self.factor = np.where(never, 0.0, self.offset), np.where(never, 1.0, self.factor)
+        return self._finish(np.where(never, 0.0, high - low), X)
 
     def _fixed(self, X) -> "Scaler":
         """divide: the same offset (0) and factor (`by`) for every column."""

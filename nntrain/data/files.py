@@ -266,6 +266,8 @@ def first_non_finite_row(X: np.ndarray, chunk_bytes: int = 2**20) -> int | None:
 NPZ_MEMBERS = {  # what a data .npz holds; other arrays in it are ignored
     "X": X_MEMBER,  # (rows, features), (rows, height, width) or (rows, channels, height, width)
     "y": Member("biufU", [("rows",), ("rows", None)], required=True, values="finite"),
+    # Sequences (rows, steps, ...) padded after their last real step: each one's real length, 1 .. steps.
+    "lengths": Member("iu", ("rows",), values="positive"),
 }
 
 
@@ -276,6 +278,7 @@ class ArrayData:
     X: np.ndarray  # (rows, prod(sample_shape)): a view of the file's X, flattened in C order
     y: np.ndarray | None  # (rows,) or (rows, k); None when not read (predict) or not there (.npy)
     sample_shape: tuple[int, ...]  # (features,), or (channels, height, width) for images
+    lengths: np.ndarray | None = None  # (rows,) int64: sequences' real lengths (see read_arrays)
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -288,18 +291,32 @@ def read_arrays(path: Path, with_target: bool = True) -> ArrayData:
     """X (2-D to 4-D, finite numbers) and, `with_target`, y of an .npz, or X of an .npy; checked (NPZ_MEMBERS).
 
     X (N, H, W) is N one-channel images, sample shape (1, H, W); X (N, C, H, W) has shape
-    (C, H, W). Integers become float64; float32 stays float32 (half the memory).
+    (C, H, W). Integers become float64; float32 stays float32 (half the memory). An .npz may
+    hold `lengths` (N,): the real length of each sequence X[i] (steps on axis 1, padded after
+    them), 1 .. X.shape[1]; it is read with X (predict included).
     """
     if str(path).lower().endswith(".npy"):
         arrays = {"X": load_npy(path)}
         check_members(path, arrays, {"X": X_MEMBER})
     else:
-        spec = NPZ_MEMBERS if with_target else {"X": NPZ_MEMBERS["X"]}
+        spec = NPZ_MEMBERS if with_target else {k: NPZ_MEMBERS[k] for k in ("X", "lengths")}
         arrays = load_npz(path, members=spec)
         check_members(path, arrays, spec)
-    X, y = arrays["X"], arrays.get("y")
+    X, y, lengths = arrays["X"], arrays.get("y"), arrays.get("lengths")
     if not len(X):
         raise NntrainError(f"{path} has no rows; X has shape {X.shape}")
+    if lengths is not None:
+        if X.ndim not in (2, 3):
+            raise NntrainError(f"{path}: 'lengths' are for sequences, X of (rows, steps) or (rows, steps, features); X has shape {X.shape}")
+        if len(lengths) != len(X):
+            raise NntrainError(f"{path}: 'lengths' has {len(lengths)} entries for the {len(X)} rows of X")
+        if int(lengths.max()) > X.shape[1]:
+            row = int(np.argmax(lengths > X.shape[1]))
+            raise NntrainError(
+                f"{path}: 'lengths' gives row {row} {int(lengths[row])} steps, but X's sequences have {X.shape[1]}"
+                f" (X has shape {X.shape}: steps on axis 1)"
+            )
+        lengths = lengths.astype(np.int64)
     shape = sample_shape_of(X.shape)
     X = np.ascontiguousarray(X).reshape(len(X), -1)  # rows in C order: a view of a C-order array
     if X.dtype.kind != "f":
@@ -313,4 +330,4 @@ def read_arrays(path: Path, with_target: bool = True) -> ArrayData:
         pass  # integers that float64 would round (2**53 + 1 -> 2**53) stay integers: labels are never changed
     elif y.dtype.kind != "U":
         y = y.astype(np.float64)
-    return ArrayData(X, y, shape)
+    return ArrayData(X, y, shape, lengths)

@@ -28,6 +28,7 @@ class Inputs:
     y: np.ndarray | None = None
     paths: list[Path] | None = None  # an image folder: each row's file
     problems: dict[int, str] = field(default_factory=dict)  # predict on a folder: rows whose image could not be read
+    lengths: np.ndarray | None = None  # an .npz of sequences: their real lengths (its `lengths`)
 
 
 def is_input_file(path) -> bool:
@@ -62,4 +63,4 @@ def read_inputs(path: Path, sample_shape: tuple[int, ...], image, with_target: b
         )
     data = read_arrays(path, with_target)
     fit_shape(f"{path}: X", data.sample_shape, sample_shape)
-    return Inputs(data.X, data.y)
+    return Inputs(data.X, data.y, lengths=data.lengths)

@@ -3,7 +3,8 @@
 `forward(z, t)` takes the network output z: (batch, width) and encoded targets t (see
 `encode`) and returns the loss as a float; `backward()` returns dL/dz: (batch, width).
 `predict(z)` turns outputs into what a user sees (probabilities or values); `decide(z)`
-gives class indices for classification metrics.
+gives class indices for classification metrics. `cross_entropy` also takes one output per
+step of a sequence, z: (batch, steps, classes) with t: (batch, steps) (see its docstring).
 
 `cross_entropy` and `binary_cross_entropy` take logits and apply softmax / sigmoid
 themselves (log-sum-exp, stable for any logit); `fuses` names the output layer a network
@@ -52,6 +53,7 @@ class Loss:
     weights: np.ndarray | None = None  # resolved per-class weights (losses with `class_weights`)
     # sum_i w_{y_i} of the last forward's batch, None when unweighted: what that batch's mean loss
     # weighs when batches are combined (Metrics), so the total is sum w l / sum w over all rows.
+    # cross_entropy over the steps of sequences sets it even unweighted: the number of real steps.
     batch_weight: float | None = None
     arena: Arena = FRESH  # where results are written (see engine.arena); the Network gives it its own
     # A loss over the steps of sequences reads `lengths` (set by the network: see layers.base), None when whole.
@@ -220,21 +222,55 @@ class _Weighted(Loss):
 
 @LOSSES.register("cross_entropy")
 class CrossEntropy(_Weighted):
-    """Softmax + negative log-likelihood on logits z: (batch, classes); targets are class indices.
+    """Softmax + negative log-likelihood on logits; targets are class indices.
 
-    L = mean_i [log sum_j exp(z_ij) - z_i,y_i];  dL/dz = (softmax(z) - onehot(y)) / batch.
+    Rows: z (N, K), t (N,):
+
+        L = mean_i [log sum_k exp(z_ik) - z_i,t_i];  dL/dz = (softmax(z) - onehot(t)) / N.
+
+    Steps of sequences (sequence labelling, language models): z (N, T, K), one distribution
+    over the K classes per step, t (N, T):
+
+        L = (1 / S) sum_{real (n, s)} [log sum_k exp(z_nsk) - z_ns,t_ns]
+        dL/dz_ns = (softmax(z_ns) - onehot(t_ns)) / S at a real step, exactly 0 at a padded one,
+
+    S being the number of real steps. The real steps of sample n are s < L_n, L = `lengths`
+    (N,) (the network sets it: the lengths of its last output, see layers.base); the steps
+    after are padding and count for nothing. Their logits and targets are never read (any
+    value: -1 or an id beyond K as padding, inf or nan logits), they add no loss and get a
+    gradient of 0. With `lengths` None every step is real: S = N T. This is torch's
+    CrossEntropyLoss on the (N T, K) rows with the padded steps' targets set to ignore_index.
+    `lengths` must have shape (N,) (ValueError otherwise); (N, K) outputs ignore it.
+
+    Class weights (see the module docstring), both shapes: the weighted mean over the real
+    rows / steps, L = sum w_t l / sum w_t, dL/dz = w_t (softmax - onehot) / sum w_t, the sums
+    over real steps only (torch's weight= with ignore_index).
+
+    Combining batches. After each forward `batch_weight` is what that batch's mean loss weighs:
+    for (N, T, K) the number of real steps S, or sum w_t over the real steps with class
+    weights; for (N, K) None without weights (the batch weighs its N rows, len(z)) and
+    sum_i w_t_i with them. The loss over several batches is sum_b L_b W_b / sum_b W_b, W_b read
+    right after batch b's forward (the next forward overwrites it). Metrics.add does exactly
+    this when called right after each batch's forward: it takes `loss.batch_weight` and falls
+    back to len(z) only where that is None, which for sequences it never is. Weighing sequence
+    batches by len(y) or len(z) counts sequences, not steps, and is wrong whenever batches
+    differ in their numbers of real steps.
     """
 
     fuses = "softmax"
     probabilities = True
+    uses_lengths = True
 
     def __init__(self, *, class_weights: ClassWeights = None):
         self._init_class_weights(class_weights)
 
     def encode(self, y, n_classes, dtype):
+        """Class indices as int64, (N,) or (N, T) as y."""
         return np.asarray(y, dtype=np.int64)
 
     def forward(self, z, t):
+        if z.ndim != 2:
+            return self._forward_steps(z, t)
         # One (batch, classes) array goes z - max -> exp -> probabilities -> (in backward) the gradient;
         # in a training step it is the same array every batch. z itself is left as it is (metrics read it).
         arena = self.arena
@@ -257,6 +293,8 @@ class CrossEntropy(_Weighted):
 
     def backward(self):
         grad = self.probs  # reused in place: the next forward computes new probabilities
+        if grad is None:  # the last forward was over steps
+            return self._backward_steps()
         grad[self.arena.arange(len(self.t)), self.t] -= 1
         if self.coef is None:
             grad *= 1.0 / len(self.t)
@@ -264,12 +302,73 @@ class CrossEntropy(_Weighted):
             grad *= self.coef[:, None]
         return grad
 
+    def _forward_steps(self, z, t):
+        """forward of z (N, T, K), t (N, T): the rows computation on the real steps, gathered (see the docstring)."""
+        if z.ndim != 3:
+            raise ValueError(f"cross_entropy takes outputs (batch, classes) or (batch, steps, classes), got {z.shape}")
+        n, steps, k = z.shape
+        t = np.asarray(t)
+        if t.shape != (n, steps):
+            raise ValueError(f"cross_entropy: outputs {z.shape} need targets of shape {(n, steps)}, got {t.shape}")
+        lengths = self.lengths
+        arena = self.arena
+        dtype = z.dtype if z.dtype.kind == "f" else np.float64
+        flat_z, flat_t = z.reshape(n * steps, k), t.reshape(n * steps)
+        # Arrays of the batch's full (N T, K) shape, of which the real steps use the first rows: the
+        # arena keeps one per batch shape, not one per count of real steps.
+        probs = arena.empty(self, "step_probs", (n * steps, k), dtype)
+        if lengths is None:
+            real = None
+            np.subtract(flat_z, flat_z.max(axis=1, keepdims=True), out=probs)
+        else:
+            if np.shape(lengths) != (n,):
+                raise ValueError(f"cross_entropy: lengths must have shape ({n},), got {np.shape(lengths)}")
+            real = (arena.arange(steps) < np.asarray(lengths)[:, None]).reshape(n * steps)
+            flat_t = flat_t[real]
+            gathered = flat_z[real]  # boolean indexing: faster than np.compress(..., out=) here
+            probs = np.subtract(gathered, gathered.max(axis=1, keepdims=True), out=probs[: len(flat_t)])
+        count = len(flat_t)
+        rows = arena.arange(n * steps)[:count]
+        picked = probs[rows, flat_t]
+        exp = np.exp(probs, out=probs)
+        total = exp.sum(axis=1, keepdims=True)
+        self.coef = self._coefficients(flat_t, dtype)
+        if self.coef is None:
+            per_step = np.log(total[:, 0])
+            per_step -= picked
+            loss = np.add.reduce(per_step) / count if count else 0.0
+            self.batch_weight = float(count)
+        else:
+            loss = np.dot(self.coef, np.log(total[:, 0]) - picked)
+        exp /= total
+        self.probs, self.t = None, t  # probs None: backward goes to _backward_steps
+        self.steps = (exp, rows, flat_t, real)
+        return float(loss)
+
+    def _backward_steps(self):
+        grad, rows, targets, real = self.steps  # the real steps' probabilities, reused in place
+        grad[rows, targets] -= 1
+        if self.coef is None:
+            grad *= 1.0 / max(len(targets), 1)
+        else:
+            grad *= self.coef[:, None]
+        n, steps = self.t.shape
+        if real is None:
+            return grad.reshape(n, steps, grad.shape[1])
+        out = self.arena.empty(self, "step_grad", (n, steps, grad.shape[1]), grad.dtype)
+        flat = out.reshape(n * steps, grad.shape[1])
+        flat[real] = grad
+        flat[~real] = 0
+        return out
+
     def predict(self, z):
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        """Probabilities: softmax over the last axis, (N, K) or (N, T, K)."""
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
 
     def decide(self, z):
-        return z.argmax(axis=1)
+        """Class indices: (N,) from (N, K), (N, T) from (N, T, K)."""
+        return z.argmax(axis=-1)
 
 
 class _BinaryLoss(_Weighted):

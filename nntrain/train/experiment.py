@@ -102,6 +102,12 @@ class Experiment:
             raise NntrainError(f"the features of data row {bad} ({split} split) are not all finite numbers")
         return self.encode(X, self.dataset.y[rows])
 
+    def lengths_of(self, split: str, positions: np.ndarray) -> np.ndarray | None:
+        """The real lengths of the sequences at `positions` of the split, None when the data's sequences are whole."""
+        if self.dataset.lengths is None:
+            return None
+        return self.dataset.lengths[self.splits[split][positions]]
+
     def to_target_units(self, z: np.ndarray) -> np.ndarray:
         """Network outputs in the targets' original units (undoing data.scale_target)."""
         return self.target_scaler.inverse(z) if self.target_scaler.offset is not None else z
@@ -122,17 +128,26 @@ class Experiment:
         # A threshold is checked against the run (api._check_threshold) before it is set here.
         return Metrics(self.network.loss, self.metric_names(), units, n_classes=self.dataset.n_classes, threshold=self.threshold)
 
-    def evaluate(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int | None = None, confusion=False) -> dict:
+    def evaluate(
+        self, X: np.ndarray, y: np.ndarray, t: np.ndarray, batch: int | None = None, confusion=False, lengths=None
+    ) -> dict:
         """Loss and metrics of the network in eval mode over encoded arrays, in large batches.
 
         With `confusion` (classification), also the confusion matrix as lists: rows true, columns predicted.
+        `lengths`: the sequences' real lengths (None: whole).
         """
-        return self._evaluate(lambda s, e: (X[s:e], y[s:e], t[s:e]), len(X), batch, confusion)
+        cut = (lambda s, e: None) if lengths is None else (lambda s, e: lengths[s:e])
+        return self._evaluate(lambda s, e: (X[s:e], y[s:e], t[s:e], cut(s, e)), len(X), batch, confusion)
 
     def evaluate_split(self, split: str, batch: int | None = None, confusion=False) -> dict:
         """Loss and metrics on one split, gathered (or, on disk, read) a batch at a time."""
         n = len(self.splits[split])
-        return self._evaluate(lambda s, e: self.rows(split, np.arange(s, min(e, n))), n, batch, confusion)
+
+        def get(s, e):
+            positions = np.arange(s, min(e, n))
+            return (*self.rows(split, positions), self.lengths_of(split, positions))
+
+        return self._evaluate(get, n, batch, confusion)
 
     def eval_batch(self) -> int:
         """Rows per evaluation batch: about EVAL_BYTES of its widest layer output (or input), 256 to 4096 rows.
@@ -150,8 +165,8 @@ class Experiment:
         metrics = self.metrics()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a broken model reports nan, no warnings
             for start in range(0, n, batch):
-                X, y, t = get(start, start + batch)
-                z = self.network.forward(X, training=False)
+                X, y, t, lengths = get(start, start + batch)
+                z = self.network.forward(X, training=False, lengths=lengths)
                 metrics.add(self.network.loss.forward(z, t), z, y)
             result = metrics.result()
         if self.penalty:  # the penalty is part of the objective, in every reported loss
@@ -218,7 +233,16 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
         raise NntrainError("the data has no feature columns, only a target", "data")
     if d.flatten:  # samples reach the network as flat rows (runs from before sample shapes)
         shape = (X.shape[1],)
-    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts, shape, first.plans)
+    lengths = None
+    if any(raw.lengths is not None for raw in raws.values()):  # a source without them has whole sequences
+        steps = sequence_steps(shape)
+        lengths = np.concatenate([raw.lengths if raw.lengths is not None else np.full(len(raw.y), steps) for raw in raws.values()])
+    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts, shape, first.plans, lengths)
+
+
+def sequence_steps(sample_shape: tuple[int, ...]) -> int:
+    """The steps of a sequence of this sample shape: T of (T,), (T, D) and of one-channel (1, T, D)."""
+    return sample_shape[1] if len(sample_shape) == 3 and sample_shape[0] == 1 else sample_shape[0]
 
 
 def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -306,8 +330,9 @@ def input_shape(sample_shape: tuple[int, ...], layers) -> tuple[int, ...]:
     """The shape the network takes a sample in, from the first layer that needs a shape (`sample_ndim`).
 
     The data's own shape when that layer takes it; one channel (1, T, D) of a stack of 2-D
-    arrays seen as the sequence (T, D) by a layer over steps, and a sequence (T, D) as the
-    one-channel image (1, T, D) by a convolution over images; else the flat (n,) rows an MLP
+    arrays seen as the sequence (T, D) by a layer over steps, a row (T,) as T steps of one
+    feature (T, 1), and a sequence (T, D) as the one-channel image (1, T, D) by a convolution
+    over images; else the flat (n,) rows an MLP
     takes (and a layer that needs a shape then says what it got). `layers`: instances or classes.
     """
     shape = tuple(sample_shape)
@@ -318,6 +343,8 @@ def input_shape(sample_shape: tuple[int, ...], layers) -> tuple[int, ...]:
         return shape[1:]
     if needs == len(shape) + 1 == 3:
         return (1, *shape)
+    if needs == len(shape) + 1 == 2:  # a row of T numbers as T steps of one feature
+        return (*shape, 1)
     return (math.prod(shape),)
 
 
@@ -519,7 +546,8 @@ def prepare(
             imputer.transform(dataset.X)
         # Sequences are scaled per feature over their steps, whatever shape the data gave them.
         shape = input_shape(dataset.sample_shape, [LAYERS[spec.type] for spec in config.model.layers])
-        scaler = Scaler.of(scale, shape if len(shape) == 2 else dataset.sample_shape).fit_rows(dataset.X, splits["train"])
+        scaler = Scaler.of(scale, shape if len(shape) == 2 else dataset.sample_shape)
+        scaler.fit_rows(dataset.X, splits["train"], lengths=dataset.lengths)
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
     if not dataset.in_memory and config.train.batch_size == "full":

@@ -200,11 +200,15 @@ class Trainer:
                 return "completed", reason
             t0 = time.perf_counter()
             order = self.epoch_order(n)
+
+            def lengths(s, e):  # the batch's sequence lengths, None for whole sequences
+                return exp.lengths_of("train", order[s:e])
+
             if exp.dataset.in_memory:
                 rows = exp.splits["train"][order]
-                metrics = self._train_epoch(lambda s, e: gather(rows[s:e]), n)
+                metrics = self._train_epoch(lambda s, e: (*gather(rows[s:e]), lengths(s, e)), n)
             else:  # data on disk: read each batch's rows when it comes
-                metrics = self._train_epoch(lambda s, e: exp.rows("train", order[s:e]), n)
+                metrics = self._train_epoch(lambda s, e: (*exp.rows("train", order[s:e]), lengths(s, e)), n)
             if metrics is None:
                 return "diverged", (
                     f"the training loss became non-finite in epoch {epoch}; "
@@ -236,7 +240,7 @@ class Trainer:
     def _train_epoch(self, batch_rows, n: int) -> dict | None:
         """One pass of mini-batch updates; the epoch's train loss and metrics, or None if the loss blew up.
 
-        batch_rows(start, end) gives (X, y, t) of the epoch's rows start..end. Stops early
+        batch_rows(start, end) gives (X, y, t, lengths) of the epoch's rows start..end. Stops early
         (returning what it has) after the batch in progress when a stop is requested.
         """
         exp, stop = self.exp, self.hooks.stop
@@ -253,8 +257,8 @@ class Trainer:
         network.reuse_arrays(True)
         try:
             for done, start in enumerate(range(0, n, batch), 1):
-                X, y, t = batch_rows(start, start + batch)
-                loss, z, _ = network.loss_and_grad(X, t)
+                X, y, t, lengths = batch_rows(start, start + batch)
+                loss, z, _ = network.loss_and_grad(X, t, lengths=lengths)
                 if penalty is not None:
                     loss += penalty.value(params)
                     penalty.add_gradients(params)
@@ -273,7 +277,7 @@ class Trainer:
             network.reuse_arrays(False)
         return metrics.result()
 
-    def _train_epoch_full_batch(self, X: np.ndarray, y: np.ndarray, t: np.ndarray) -> dict | None:
+    def _train_epoch_full_batch(self, X: np.ndarray, y: np.ndarray, t: np.ndarray, lengths) -> dict | None:
         """One optimizer step that evaluates the whole training set as often as it needs (L-BFGS).
 
         The epoch's train loss and metrics are those at the start of the step, as a mini-batch
@@ -283,7 +287,7 @@ class Trainer:
         first = {}
 
         def closure() -> float:
-            loss, z, _ = exp.network.loss_and_grad(X, t)
+            loss, z, _ = exp.network.loss_and_grad(X, t, lengths=lengths)
             if exp.penalty:
                 loss += exp.penalty.value(exp.network.params)
                 exp.penalty.add_gradients(exp.network.params)
