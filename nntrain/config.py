@@ -300,6 +300,19 @@ class ImageConfig(Strict):
     )
 
 
+class TextConfig(Strict):
+    """Text as token sequences: a plain text file (.txt) for a language model, which learns the next token
+    at every step. The vocabulary is built on the training part alone and saved with the run."""
+
+    tokens: Literal["char", "word"] = Field("char", description="char: every character; word: words and punctuation")
+    lower: bool = Field(False, description="lower-case the text first")
+    length: Annotated[int, Field(ge=1, le=100_000)] = Field(100, description="steps per training sequence")
+    min_count: Annotated[int, Field(ge=1)] = Field(1, description="tokens seen fewer times in training become <unk>")
+    max_vocabulary: Annotated[int, Field(ge=3, le=100_000_000)] | None = Field(
+        None, description="at most this many tokens, <pad> and <unk> included; the rarest become <unk>"
+    )
+
+
 class ArrayFiles(Strict):
     """Two .npy files: features X (rows, features) or images (rows, [channels,] height, width), read from disk batch by batch, and targets y (rows,)."""
 
@@ -405,6 +418,7 @@ class DataConfig(Strict):
         False, description="true: image samples reach the network as flat rows of channels * height * width (runs from before sample shapes say true)"
     )
     image: ImageConfig | None = Field(None, description="image folders: {size: [height, width], mode: grayscale | rgb}")
+    text: TextConfig | None = Field(None, description="a .txt file: how its text becomes token sequences")
 
     def sources(self) -> dict[str, str | ArrayFiles]:
         """The data sources given: {dataset: ...} or {train: ..., val: ..., test: ...}."""

@@ -21,7 +21,7 @@ Saved with the run (`Vocabulary.state`, plain arrays, loadable with allow_pickle
   <prefix>.vocabulary   (size,) str   the token of each id, '<pad>' and '<unk>' first
   <prefix>.tokens       () str        the tokenizer: 'char' or 'word'
   <prefix>.lower        () bool       whether texts are lower-cased
-  <prefix>.max_length   () int64      ids per text
+  <prefix>.max_length   () int64      ids per text (at most MAX_LENGTH = 2**20)
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from ..npzfile import Member
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 KINDS = ("char", "word")
+MAX_LENGTH = 2**20  # ids per text at most: a damaged max_length must not allocate terabytes
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,14 +104,16 @@ class Tokenizer:
         return ("" if self.tokens == "char" else " ").join(tokens)
 
 
-def _whole(value, name: str, least: int, key: str) -> int:
-    """`value` as an int >= least (a bool is not a number here)."""
+def _whole(value, name: str, least: int, key: str, most: int | None = None) -> int:
+    """`value` as an int in least .. most (a bool is not a number here)."""
     try:
         number = None if isinstance(value, (bool, np.bool_)) else operator.index(value)
     except TypeError:
         number = None
     if number is None or number < least:
         raise NntrainError(f"{name} must be a whole number of at least {least}, got {short_repr(value)}", key)
+    if most is not None and number > most:
+        raise NntrainError(f"{name} must be at most {most:,}, got {number:,}", key)
     return number
 
 
@@ -133,7 +136,7 @@ class Vocabulary:
             raise NntrainError(f"the vocabulary holds the token {short_repr(twice)} twice", key)
         self.tokens, self._index, self.key = tokens, index, key
         self.tokenizer = tokenizer
-        self.max_length = None if max_length is None else _whole(max_length, "max_length", 1, key)
+        self.max_length = None if max_length is None else _whole(max_length, "max_length", 1, key, MAX_LENGTH)
 
     @classmethod
     def build(cls, token_lists, min_count: int = 1, max_size: int | None = None, tokenizer: Tokenizer | None = None,
@@ -194,7 +197,7 @@ class Vocabulary:
             if self.max_length is None:
                 raise ValueError("no max_length: give one, or build the vocabulary with one")
             return self.max_length
-        return _whole(max_length, "max_length", 1, self.key)
+        return _whole(max_length, "max_length", 1, self.key, MAX_LENGTH)
 
     def encode(self, tokens, max_length: int | None = None) -> tuple[np.ndarray, int]:
         """(ids (max_length,) int64, length): the first max_length tokens' ids, then 0s; [1] and 1 when empty."""
@@ -279,8 +282,8 @@ class Vocabulary:
             raise NntrainError(f"{source}: {prefix}.tokens must be 'char' or 'word', got {short_repr(kind)}")
         lower = bool(member("lower", "b", 0, "whether texts are lower-cased").item())
         length = member("max_length", "iu", 0, "ids per text").item()
-        if length < 1:
-            raise NntrainError(f"{source}: {prefix}.max_length is {length}; it must be at least 1")
+        if not 1 <= length <= MAX_LENGTH:
+            raise NntrainError(f"{source}: {prefix}.max_length is {length}; it must be 1 to {MAX_LENGTH:,}")
         return cls(tokens, Tokenizer(kind, lower, key), int(length), key)
 
 

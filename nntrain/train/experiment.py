@@ -167,7 +167,7 @@ class Experiment:
             for start in range(0, n, batch):
                 X, y, t, lengths = get(start, start + batch)
                 z = self.network.forward(X, training=False, lengths=lengths)
-                metrics.add(self.network.loss.forward(z, t), z, y)
+                metrics.add(self.network.loss.forward(z, t), z, y, lengths)
             result = metrics.result()
         if self.penalty:  # the penalty is part of the objective, in every reported loss
             result["loss"] += self.penalty.value(self.network.params)

@@ -47,6 +47,14 @@ def decide(loss, z: np.ndarray, threshold: float | None = None) -> np.ndarray:
     return (loss.predict(z)[:, -1] >= threshold).astype(np.int64)
 
 
+def per_step_rows(z: np.ndarray, y: np.ndarray, lengths: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs (N, T, K) and labels (N, T) of a prediction per step -> (real steps, K) and (real steps,)."""
+    if lengths is None:
+        return z.reshape(-1, z.shape[-1]), np.asarray(y).reshape(-1)
+    real = np.arange(z.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    return z[real], np.asarray(y)[real]
+
+
 class Metrics:
     """Running loss and metrics over an epoch or an evaluation.
 
@@ -129,16 +137,22 @@ class Metrics:
             self._decide = self._accuracy
         return self
 
-    def add(self, loss: float, z: np.ndarray, y: np.ndarray) -> None:
+    def add(self, loss: float, z: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None) -> None:
         """One batch: its mean loss, the outputs z it was computed from, its labels / values y.
 
         Call it right after the loss's forward on this batch: a class-weighted loss's mean
         counts with the batch's sum of weights (`loss.batch_weight`), so that the result is the
         weighted mean over all rows whatever the batches.
 
+        A prediction per step (z: (N, T, K), y: (N, T): a language model, sequence labelling)
+        counts every real step as a row: the steps before each sequence's length (`lengths`,
+        None: all T), so accuracy is per step and the loss the mean over real steps.
+
         Nothing of z or y is kept (the trainer reuses their arrays for the next batch), except
         copies of `loss.predict(z)` and y when a metric needs every row's outputs.
         """
+        if z.ndim == 3:
+            z, y = per_step_rows(z, y, lengths)
         batch = len(z)
         # Everything is computed (and checked) before anything is added, so a refused batch leaves no trace.
         if self._decide:

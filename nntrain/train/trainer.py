@@ -269,7 +269,7 @@ class Trainer:
                 if clip:
                     clip_grad_norm(params, clip)
                 optimizer.step(params)
-                metrics.add(loss, z, y)
+                metrics.add(loss, z, y, lengths)
                 on_batch(done, batches, loss)
                 if stop:
                     break
@@ -299,7 +299,7 @@ class Trainer:
         if not math.isfinite(first["loss"]) or not math.isfinite(exp.optimizer.final_loss or 0.0):
             return None
         metrics = exp.metrics()
-        metrics.add(first["loss"], first["z"], y)
+        metrics.add(first["loss"], first["z"], y, lengths)
         self.hooks.on_batch(1, 1, first["loss"])
         return metrics.result()
 
