@@ -184,8 +184,7 @@ def test_config_accepts_options(options):
 @pytest.mark.parametrize(
     "options",
     [
-        {"dim": 8},  # vocabulary is required
-        {"vocabulary": 100},
+        {"vocabulary": 100},  # dim is required (vocabulary may come from the data)
         {"vocabulary": 0, "dim": 8},
         {"vocabulary": 100_000_001, "dim": 8},
         {"vocabulary": 100, "dim": 0},
@@ -197,6 +196,16 @@ def test_config_accepts_options(options):
 def test_config_rejects_options(options):
     with pytest.raises(ValueError):
         cfg.LAYER_MODELS["embedding"].model_validate({"type": "embedding", **options})
+
+
+def test_a_vocabulary_left_out_must_be_filled_in_before_setup():
+    layer = Embedding(dim=2, padding_index=7)  # checked against the vocabulary once it is known
+    with pytest.raises(ShapeError, match="needs its vocabulary size"):
+        setup(layer, (4,))
+    layer.vocabulary = 5
+    with pytest.raises(ValueError, match="padding_index must be a token id in 0..4"):
+        setup(layer, (4,))
+    assert Embedding.vocabulary_option == "vocabulary"
 
 
 def test_shapes():

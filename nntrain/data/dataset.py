@@ -22,6 +22,7 @@ from .images import ImageOptions, is_folder, read_folder
 from .shapes import shape_text
 from .table import is_table_file
 from .generators import GENERATORS
+from .text import TEXT_SUFFIXES, Vocabulary, read_text_file
 
 SPLITS = ("train", "val", "test")
 
@@ -47,6 +48,7 @@ class Dataset:
     sample_shape: tuple[int, ...] | None = None  # one row's shape; None: (features,)
     plans: list[ColumnPlan] = field(default_factory=list)  # the training table's columns and their roles
     lengths: np.ndarray | None = None  # (rows,) int64: sequences' real lengths (padded after them); None: whole
+    vocabulary: Vocabulary | None = None  # text data: X holds token ids, and y too for a language model
 
     def __post_init__(self):
         if self.encoder is None:
@@ -129,9 +131,10 @@ class RawData:
     notes: list[str] = field(default_factory=list)  # what reading did: rows dropped, and why
     image: ImageOptions | None = None  # an image folder: the size and mode it was read with
     lengths: np.ndarray | None = None  # (rows,): sequences' real lengths, from an .npz's `lengths`
+    vocabulary: Vocabulary | None = None  # a text: its tokens; y then holds token ids (its classes)
 
 
-def read_source(source, options: dict, table: TableOptions, rng, base=None, encoder=None, image=None) -> RawData:
+def read_source(source, options: dict, table: TableOptions, rng, base=None, encoder=None, image=None, text=None) -> RawData:
     """Read a built-in dataset, a data file (table, NPZ), an image folder, or a pair (X.npy, y.npy) given as a tuple.
 
     `encoder` (a training file's) makes a table encode its features the same way; `image`
@@ -141,7 +144,7 @@ def read_source(source, options: dict, table: TableOptions, rng, base=None, enco
         return read_array_files(*(resolve_path(p, base, (".npy",)) for p in source))
     if encoder is not None and is_table_file(source):
         return _table_data(read_table(resolve_path(source, base), encoder=encoder, options=table))
-    return read_raw(source, options, table, rng, base, image)
+    return read_raw(source, options, table, rng, base, image, text)
 
 
 def _table_data(table) -> RawData:
@@ -164,8 +167,12 @@ def read_array_files(x_path: Path, y_path: Path) -> RawData:
     return RawData(X, y, sample_shape=X.sample_shape)
 
 
-def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path | None = None, image=None) -> RawData:
-    """Read a built-in dataset, a data file (table, NPZ) or an image folder (read with `image`, an ImageOptions)."""
+def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path | None = None, image=None, text=None) -> RawData:
+    """Read a built-in dataset, a data file (table, NPZ, text) or an image folder (read with `image`, an ImageOptions).
+
+    A .txt file is a language model's data, cut as `text` (a TextSource) says: token-id windows
+    X (rows, steps), the next ids y (rows, steps), its own train / val / test parts.
+    """
     if dataset in GENERATORS:
         gen = GENERATORS[dataset]
         X, y = gen(rng, **options)
@@ -187,6 +194,14 @@ def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path |
         )
     if is_table_file(path):
         return _table_data(read_table(path, options=table))
+    if str(path).lower().endswith(TEXT_SUFFIXES):
+        if text is None:
+            raise NntrainError(f"'{dataset}' is a text file: a language model's data is data.dataset, with data.text")
+        X, y, parts, vocabulary = read_text_file(path, text)
+        return RawData(
+            X, y, task="classification", classes=vocabulary.tokens, parts=parts, sample_shape=(text.steps,),
+            vocabulary=vocabulary,
+        )
     data = read_arrays(path)
     return RawData(data.X, data.y, sample_shape=data.sample_shape, lengths=data.lengths)
 

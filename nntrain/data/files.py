@@ -22,7 +22,7 @@ from .shapes import sample_shape_of
 from .table import NUMBER, TABLE_SUFFIXES, Column, Table, bools, cells_of, float64s, header_names, read
 
 
-FILE_SUFFIXES = (*TABLE_SUFFIXES, ".npz")
+FILE_SUFFIXES = (*TABLE_SUFFIXES, ".npz", ".txt")  # .txt: a plain text for a language model (data.text)
 
 
 def is_data_file(path) -> bool:

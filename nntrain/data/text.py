@@ -298,3 +298,62 @@ def members(prefix: str = "data.text", required: bool = True) -> dict[str, Membe
         f"{prefix}.lower": Member("b", (), required=required),
         f"{prefix}.max_length": Member("iu", (), required=required, values="positive"),
     }
+
+
+TEXT_SUFFIXES = (".txt",)
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """How a plain text file becomes a language model's data (the config's data.text and data.split)."""
+
+    tokenizer: Tokenizer
+    steps: int
+    val: float
+    test: float
+    min_count: int = 1
+    max_size: int | None = None
+
+
+def read_text_file(path, source: TextSource, key: str = "data.dataset"):
+    """`language_model_windows` of a UTF-8 text file; NntrainError naming the file when it cannot be read as one."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:  # newline="": the text as it is, "\r\n" included
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise NntrainError(f"'{path}' is not UTF-8 text (byte {e.start}: {e.reason})", key) from None
+    except OSError as e:
+        raise NntrainError(f"'{path}' cannot be read: {e.strerror or e}", key) from None
+    return language_model_windows(text, source.tokenizer, source.steps, source.val, source.test, source.min_count, source.max_size)
+
+
+def language_model_windows(text: str, tokenizer: Tokenizer, steps: int, val: float, test: float, min_count: int = 1,
+                           max_size: int | None = None, key: str = "data.text"):
+    """A text cut for a language model: (X ids (rows, steps), y next ids (rows, steps), parts, vocabulary).
+
+    The tokens are cut into three contiguous parts, training first, then the last `val` and
+    `test` fractions (windows drawn from the whole text would put overlapping text in training
+    and validation); the vocabulary is built on the training part alone. Each part gives its
+    non-overlapping windows of `steps` tokens, each with its targets: the same window moved on
+    by one token (y[i, t] is the token after X[i, t]). `parts` holds the row indices of each
+    part, in order. NntrainError when a part is too short for one window.
+    """
+    tokens = tokenizer.split(text)
+    bounds = [0, round(len(tokens) * (1 - val - test)), round(len(tokens) * (1 - test)), len(tokens)]
+    vocabulary = Vocabulary.build([tokens[: bounds[1]]], min_count, max_size, tokenizer, steps, key)
+    ids = np.fromiter(map(vocabulary._index.get, tokens, repeat(UNK_ID)), np.int64, len(tokens))
+    inputs, targets, parts, start = [], [], {}, 0
+    for name, low, high in zip(("train", "val", "test"), bounds, bounds[1:]):
+        part = ids[low:high]
+        rows = max(0, (len(part) - 1) // steps)
+        if rows == 0 and (name == "train" or high > low):
+            raise NntrainError(
+                f"the {name} part of the text has {len(part)} tokens, too few for one sequence of {steps} steps and its"
+                f" next token; lower data.text.length or data.split.{name if name != 'train' else 'val'}",
+                key,
+            )
+        inputs.append(part[: rows * steps].reshape(rows, steps))
+        targets.append(part[1 : rows * steps + 1].reshape(rows, steps))
+        parts[name] = np.arange(start, start + rows)
+        start += rows
+    return np.concatenate(inputs).astype(np.float64), np.concatenate(targets), parts, vocabulary

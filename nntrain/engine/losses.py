@@ -250,11 +250,13 @@ class CrossEntropy(_Weighted):
     for (N, T, K) the number of real steps S, or sum w_t over the real steps with class
     weights; for (N, K) None without weights (the batch weighs its N rows, len(z)) and
     sum_i w_t_i with them. The loss over several batches is sum_b L_b W_b / sum_b W_b, W_b read
-    right after batch b's forward (the next forward overwrites it). Metrics.add does exactly
-    this when called right after each batch's forward: it takes `loss.batch_weight` and falls
-    back to len(z) only where that is None, which for sequences it never is. Weighing sequence
-    batches by len(y) or len(z) counts sequences, not steps, and is wrong whenever batches
-    differ in their numbers of real steps.
+    right after batch b's forward (the next forward overwrites it). Metrics.add(loss, z, y,
+    lengths) does exactly this when called right after each batch's forward: it takes
+    `loss.batch_weight`, falling back to its count of rows only where that is None, which for
+    sequences it never is; pass it the same `lengths` as the network, so that its per-step
+    metrics (accuracy, ...) count the real steps too. Weighing sequence batches by len(y) or
+    len(z) counts sequences, not steps, and is wrong whenever batches differ in their numbers
+    of real steps.
     """
 
     fuses = "softmax"

@@ -28,6 +28,7 @@ from ..data.dataset import (
 from ..data.columns import FeatureEncoder, Imputer, impute_rules
 from ..data.files import TableOptions
 from ..data.images import ImageOptions
+from ..data.text import TextSource, Tokenizer
 from ..engine.init import InitError
 from ..engine.layers import LAYERS, ShapeError
 from ..engine.losses import LOSSES
@@ -195,9 +196,10 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     raws, notes, encoder = {}, [], None
     options = TableOptions.of(d)
     image = ImageOptions(tuple(d.image.size) if d.image.size else None, d.image.mode) if d.image is not None else None
+    text = _text_source(config)
     for key, source in d.sources().items():
         try:
-            raws[key] = read_source(_source(source), d.options, options, rng, base, encoder, image)
+            raws[key] = read_source(_source(source), d.options, options, rng, base, encoder, image, text)
         except NntrainError as e:
             raise e if e.key else NntrainError(str(e), f"data.{key}") from None
         encoder = encoder or raws[key].encoder
@@ -218,7 +220,13 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     task = infer_task(d.task, first.task, first.y, LOSSES[config.loss.name].tasks)
     classes = classes or first.classes
     labels = []
-    for key, raw in raws.items():
+    if first.vocabulary is not None:  # a text: its targets are token ids already, its classes the tokens
+        if len(raws) > 1:
+            raise NntrainError("a text file is a language model's whole data: give it as data.dataset", "data.train")
+        if d.split.folds:
+            raise NntrainError("a text is cut into contiguous train / val / test parts; folds would mix them", "data.split.folds")
+        labels = [first.y]
+    for key, raw in raws.items() if first.vocabulary is None else ():
         try:
             y, classes = encode_labels(raw.y, task, classes)
         except NntrainError as e:
@@ -237,7 +245,17 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     if any(raw.lengths is not None for raw in raws.values()):  # a source without them has whole sequences
         steps = sequence_steps(shape)
         lengths = np.concatenate([raw.lengths if raw.lengths is not None else np.full(len(raw.y), steps) for raw in raws.values()])
-    return Dataset(X, np.concatenate(labels), task, classes, first.encoder, notes, parts, shape, first.plans, lengths)
+    return Dataset(
+        X, np.concatenate(labels), task, classes, first.encoder, notes, parts, shape, first.plans, lengths, first.vocabulary
+    )
+
+
+def _text_source(config: cfg.Config) -> TextSource:
+    """How a .txt data file is cut (data.text, or its defaults, and data.split)."""
+    text = config.data.text or cfg.TextConfig()
+    split = config.data.split
+    tokenizer = Tokenizer(text.tokens, text.lower, key="data.text")
+    return TextSource(tokenizer, text.length, split.val, split.test, text.min_count, text.max_vocabulary)
 
 
 def sequence_steps(sample_shape: tuple[int, ...]) -> int:
@@ -278,6 +296,9 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
     """The config's layers and loss, sized for `dataset`; the output width is checked against the data."""
     layers = []
     for i, spec in enumerate(config.model.layers):
+        option = LAYERS[spec.type].vocabulary_option
+        if option is not None and getattr(spec, option) is None and dataset.vocabulary is not None:
+            setattr(spec, option, len(dataset.vocabulary))  # the resolved config (config.yaml) records it
         try:
             layers.append(LAYERS[spec.type](**cfg.options(spec, "type")))
         except ValueError as e:  # options that fit one by one but not together (padding 'same' with a stride)
@@ -298,7 +319,17 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
     n_classes = dataset.n_classes
     if loss.classes is not None and n_classes != loss.classes:
         raise NntrainError(f"'{loss.name}' is for {loss.classes} classes; the data has {n_classes}: use cross_entropy", "loss")
-    if len(network.out_shape) != 1:
+    steps = dataset.y.shape[1] if dataset.task == "classification" and dataset.y.ndim == 2 else None
+    if steps is not None:  # a class per step (a language model): outputs (steps, classes)
+        if network.out_shape != (steps, need):
+            sized = [i for i, layer in enumerate(layers) if layer.width_option is not None]
+            raise NntrainError(
+                f"the network's output has shape {shape_text(network.out_shape)} per sample, but '{loss.name}' on"
+                f" {steps} steps of {need} classes (the text's tokens) needs ({steps}, {need}): a recurrent layer with"
+                f" output: sequence, then linear {need}",
+                f"model.layers.{sized[-1]}.{layers[sized[-1]].width_option}" if sized else "model.layers",
+            )
+    elif len(network.out_shape) != 1:
         last = len(layers) - 1
         fix = (
             "reduce the steps first: a time_pool layer (mode last, mean or max), or output: last on the last recurrent layer"
@@ -316,7 +347,7 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
             f" set data.scale: none (it is {config.data.scale.name})",
             "data.scale",
         )
-    if network.out_features != need:
+    if steps is None and network.out_features != need:
         sized = [i for i, layer in enumerate(layers) if layer.width_option is not None]
         key = f"model.layers.{sized[-1]}.{layers[sized[-1]].width_option}" if sized else "model.layers"
         what = f"{n_classes} classes" if n_classes is not None else f"{dataset.n_targets} target column(s)"
@@ -408,8 +439,8 @@ def split_cautions(splits: dict[str, np.ndarray], dataset: Dataset) -> list[str]
                 " a lot with a single row; use more data or a larger data.split fraction"
             )
             continue
-        if dataset.classes is not None:
-            counts = np.bincount(dataset.y[rows], minlength=len(dataset.classes))
+        if dataset.classes is not None and dataset.vocabulary is None:  # a text's rare tokens are no caution
+            counts = np.bincount(dataset.y[rows].reshape(-1), minlength=len(dataset.classes))
             few = [(dataset.classes[k], int(c)) for k, c in enumerate(counts) if c < SMALL_SPLIT_CLASS_ROWS]
             if few:
                 shown = ", ".join(f"'{c}' {n}" for c, n in few[:5]) + (" ..." if len(few) > 5 else "")
@@ -528,6 +559,8 @@ def prepare(
         dataset = saved_dataset(config, saved)
         splits = {name: np.empty(0, dtype=np.int64) for name in SPLITS}
     cfg.resolve(config, dataset.task)
+    if dataset.vocabulary is not None and "scale" not in config.data.model_fields_set:
+        config.data.scale = cfg.ScaleConfig(name="none")  # token ids are not numbers to scale
     if splits is None:
         splits = splits_of(config, dataset, rngs["split"])
     elif with_data:  # a run's splits.npz (without data there are no rows, and no splits)
@@ -556,7 +589,7 @@ def prepare(
     if saved is not None and "loss.weights" in saved:  # a saved run keeps the weights it trained with
         network.loss.weights = saved["loss.weights"]
     elif dataset.classes is not None:  # class_weights: balanced counts come from the training rows
-        counts = np.bincount(dataset.y[splits["train"]], minlength=len(dataset.classes))
+        counts = np.bincount(dataset.y[splits["train"]].reshape(-1), minlength=len(dataset.classes))  # per step too
         try:
             network.loss.set_class_weights(dataset.classes, counts)
         except ValueError as e:

@@ -74,6 +74,9 @@ class Layer:
     # The constructor option that sets the size of the output's last axis (or channels), if any:
     # where a user fixes a network whose output does not fit the data.
     width_option: str | None = None
+    # The constructor option that is the data's vocabulary size (an embedding's), filled in from
+    # text data when the config leaves it out.
+    vocabulary_option: str | None = None
 
     # The layer takes integer ids (token ids into an embedding), held in a float array: its
     # input has no gradient, and backward returns None.

@@ -27,7 +27,7 @@ from typing import Annotated
 
 import numpy as np
 
-from .base import LAYERS, Layer, need_ndim
+from .base import LAYERS, Layer, ShapeError, need_ndim
 from ..registry import Range
 
 MAX_VOCABULARY = 100_000_000
@@ -56,21 +56,32 @@ class Embedding(Layer):
     integer_input = True
     sample_ndim = 1
     width_option = "dim"
+    vocabulary_option = "vocabulary"
     decayed = ()
 
     def __init__(
         self,
         *,
-        vocabulary: Annotated[int, Range(ge=1, le=MAX_VOCABULARY)],
+        vocabulary: Annotated[int, Range(ge=1, le=MAX_VOCABULARY)] | None = None,
         dim: Annotated[int, Range(ge=1, le=1_000_000)],
         padding_index: int | None = None,
         init_scale: Annotated[float, Range(gt=0)] | None = None,
     ):
         super().__init__()
         for option, value, low, high in (("vocabulary", vocabulary, 1, MAX_VOCABULARY), ("dim", dim, 1, 1_000_000)):
+            if value is None and option == "vocabulary":
+                continue
             if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or not low <= value <= high:
                 raise ValueError(f"{self.name}: {option} must be an integer between {low} and {high}, got {value!r}")
-        self.vocabulary, self.dim = int(vocabulary), int(dim)
+        self.vocabulary, self.dim = None if vocabulary is None else int(vocabulary), int(dim)
+        self.padding_index = padding_index
+        self.init_scale = init_scale
+        self.ids = self.pad = None
+        if self.vocabulary is not None:
+            self._check_padding_index()
+
+    def _check_padding_index(self) -> None:
+        padding_index = self.padding_index
         if padding_index is not None:
             whole = isinstance(padding_index, (int, np.integer)) and not isinstance(padding_index, (bool, np.bool_))
             if not whole or not 0 <= padding_index < self.vocabulary:
@@ -78,13 +89,13 @@ class Embedding(Layer):
                     f"{self.name}: padding_index must be a token id in 0..{self.vocabulary - 1} (vocabulary "
                     f"{self.vocabulary}), got {padding_index!r}"
                 )
-            padding_index = int(padding_index)
-        self.padding_index = padding_index
-        self.init_scale = init_scale
-        self.ids = self.pad = None
+            self.padding_index = int(padding_index)
 
     def setup(self, in_shape, dtype, rng, init, init_scale):
         need_ndim(self, in_shape, 1, "(steps,) of token ids")
+        if self.vocabulary is None:
+            raise ShapeError(f"{self.name} needs its vocabulary size: give vocabulary, or train on text, whose vocabulary sets it")
+        self._check_padding_index()
         self.steps = in_shape[0]
         weight = rng.standard_normal((self.vocabulary, self.dim))  # drawn in float64, then cast (as engine.init)
         if self.init_scale is not None:
