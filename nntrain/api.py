@@ -176,6 +176,14 @@ def _differences(a: cfg.Config, b: cfg.Config) -> list[str]:
     return checkpoint.config_differences(cfg.to_dict(a), cfg.to_dict(b))
 
 
+def sample(run_dir: Path, length: int = 200, temperature: float = 1.0, prime: str = "", seed: int = 0, which: str = "best") -> str:
+    """Text written by a language-model run: `prime` and `length` more tokens (see train.generate)."""
+    from .train.generate import sample_text
+
+    exp = load_run(run_dir, which, with_data=False)
+    return sample_text(exp, length, temperature, prime, seed)
+
+
 def load_run(run_dir: Path, which: str = "best", with_data: bool = True, dtype: str | None = None) -> Experiment:
     """A saved run's network with the parameters of checkpoint `which` (best | last | a path).
 
@@ -240,13 +248,17 @@ def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, thre
     _check_threshold(exp, threshold)
     exp.threshold = threshold
     exp.add_metrics(metrics)
+    language_model = exp.dataset.vocabulary is not None
+    if language_model and data is not None:
+        raise NntrainError("a language model is evaluated on its own text's splits (eval --split val); it writes text with `nntrain sample`")
     if data is not None:
         X, y, t, lengths = _file_arrays(exp, data)
         source, samples, result = str(data), len(X), exp.evaluate(X, y, t, confusion=True, lengths=lengths)
     else:
         if not len(exp.splits[split]):
             raise NntrainError(f"the run has no '{split}' split (data.split gave it 0 rows); choose another --split")
-        source, samples, result = split, len(exp.splits[split]), exp.evaluate_split(split, confusion=True)
+        # A language model's confusion matrix would be vocabulary x vocabulary: its accuracy per step says enough.
+        source, samples, result = split, len(exp.splits[split]), exp.evaluate_split(split, confusion=not language_model)
     if "confusion" in result:
         result["classes"] = exp.dataset.classes
     return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(samples), **result}
@@ -278,6 +290,8 @@ def predict_run(
     """
     exp = load_run(run_dir, which, with_data=False)
     _check_threshold(exp, threshold)
+    if exp.dataset.vocabulary is not None:
+        raise NntrainError("a language model predicts the next token of a text: write text with `nntrain sample RUN`")
     options = TableOptions.of(exp.config.data)
     problems: dict[int, str] = {}
     lengths = None

@@ -288,6 +288,27 @@ def eval_(
 
 
 @app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A run trained on a text file (data.text).", show_default=False)],
+    length: Annotated[int, typer.Option("--length", "-n", help="Tokens to write after the prime.")] = 200,
+    temperature: Annotated[float, typer.Option("--temperature", "-t", help="1: the model's distribution; lower: likelier tokens; 0: always the likeliest.")] = 1.0,
+    prime: Annotated[str, typer.Option("--prime", help="Text the model continues (default: a line break).")] = "",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the draws: the same seed writes the same text.")] = 0,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last, or a checkpoint file.")] = "best",
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """Text written by a language model: the prime, then one token at a time drawn from what the model predicts."""
+    from . import api
+
+    text = _guard(debug, lambda: api.sample(run_dir, length, temperature, prime, seed, checkpoint))
+    if json_:
+        _say(json.dumps({"run_dir": str(run_dir), "prime": prime, "length": length, "temperature": temperature, "seed": seed, "text": text}))
+    else:
+        _say(text)
+
+
+@app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
     input_file: Annotated[Path, typer.Argument(help="A table (CSV, Parquet, Feather) with the feature columns.", show_default=False)],

@@ -485,3 +485,38 @@ def test_variable_length_sequences_through_every_command(cli, tmp_path):
     np.savez(bad, X=X, y=y, lengths=np.zeros(n, dtype=np.int64))
     refused = cli("fit", config, "--set", f"data.dataset={bad}", "--runs-root", tmp_path / "runs")
     assert refused.exit_code == 2 and "lengths" in refused.stderr
+
+
+def test_a_language_model_through_every_command(cli, tmp_path):
+    """A character LSTM on a text file: validate, fit, eval on its validation part, sample (text and JSON),
+    gradcheck on the run, inspect and sweep work; predict and eval --data refuse with a pointer to sample."""
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question.\n" * 40)
+    config = tmp_path / "lm.yaml"
+    config.write_text(yaml.safe_dump({
+        "seed": 0, "data": {"dataset": "text.txt", "text": {"length": 16}, "split": {"val": 0.1, "test": 0.0}},
+        "model": {"layers": [{"embedding": {"dim": 8}}, {"gru": {"units": 16}}, {"linear": 18}]},
+        "loss": "cross_entropy", "optimizer": {"name": "adam", "lr": 0.02},
+        "train": {"epochs": 3, "batch_size": 16, "diagnostics": True},
+    }))  # fmt: skip
+    checked = cli("validate", config)
+    assert checked.exit_code == 0, checked.stderr
+    assert ["0", "embedding", "(16,", "8)", "144"] in [line.split() for line in checked.stderr.splitlines()]
+    run = tmp_path / "run"
+    trained = cli("fit", config, "--run-dir", run, "--json")
+    assert trained.exit_code == 0, trained.stderr
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["scale"]["name"] == "none"
+    evaluated = cli("eval", run, "--split", "val", "--json")
+    assert evaluated.exit_code == 0 and "confusion" not in json.loads(evaluated.stdout)
+    written = cli("sample", run, "--length", "30", "--prime", "to be", "--seed", "3")
+    assert written.exit_code == 0 and written.stdout.startswith("to be") and len(written.stdout) == len("to be") + 30 + 1
+    as_json = json.loads(cli("sample", run, "--length", "30", "--prime", "to be", "--seed", "3", "--json").stdout)
+    assert as_json["text"] + "\n" == written.stdout and as_json["seed"] == 3
+    assert cli("sample", run, "--temperature", "-1").exit_code == 2
+    assert cli("gradcheck", run, "--samples", "2", "--entries", "10").exit_code == 0
+    inspected = json.loads(cli("inspect", run, "--json").stdout)
+    assert [r["type"] for r in inspected["layers"]] == ["embedding", "gru", "linear"] and inspected["steps"] == []
+    for refused in (cli("predict", run, text), cli("eval", run, "--data", text)):
+        assert refused.exit_code == 2 and "nntrain sample" in refused.stderr
+    swept = cli("sweep", config, "--grid", "optimizer.lr=0.01,0.02", "--set", "train.epochs=1", "--runs-root", tmp_path / "sweeps")
+    assert swept.exit_code == 0 and swept.stdout.count("completed") >= 2, swept.stderr

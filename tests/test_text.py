@@ -283,3 +283,33 @@ def test_encode_many_is_fast():
     ids, lengths = v.encode_many(lists, 10)
     assert time.perf_counter() - start < 1.0  # ~0.03 s here; 100k texts take ~0.2 s
     assert ids.shape == (20_000, 10)
+
+
+# --- a text cut for a language model -----------------------------------------------------------
+
+
+def test_language_model_windows_are_contiguous_parts_with_the_next_token_as_target():
+    from nntrain.data.text import language_model_windows
+
+    text = "abcdefghij" * 10 + "XYZ"  # 103 characters; X, Y, Z only in the last part
+    X, y, parts, vocabulary = language_model_windows(text, Tokenizer("char", lower=False), 5, val=0.1, test=0.1)
+    # train: the first 82 tokens (round(103 * 0.8)), val up to round(103 * 0.9) = 93, test the last 10.
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [(82 - 1) // 5, (11 - 1) // 5, (10 - 1) // 5]
+    assert np.concatenate([parts["train"], parts["val"], parts["test"]]).tolist() == list(range(len(X)))
+    assert X.shape == y.shape == (len(X), 5) and X.dtype == np.float64 and y.dtype == np.int64
+    decoded = ["".join(vocabulary.decode(row.astype(np.int64))) for row in X]
+    assert decoded[0] == "abcde" and decoded[1] == "fghij"  # non-overlapping windows from the start
+    assert "".join(vocabulary.decode(y[0])) == "bcdef"  # each target is the next token
+    assert "X" not in vocabulary.tokens and len(vocabulary) == 2 + 10  # built on the training part only
+    assert vocabulary.id("X") == UNK_ID
+    with pytest.raises(NntrainError, match=r"the val part of the text has 10 tokens, too few for one sequence of 20"):  # 103 - 93
+        language_model_windows(text, Tokenizer("char"), 20, val=0.1, test=0.0)
+
+
+def test_a_text_file_must_be_utf8(tmp_path):
+    from nntrain.data.text import TextSource, read_text_file
+
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\xe9 au lait\n".encode("latin-1") * 20)
+    with pytest.raises(NntrainError, match="is not UTF-8 text"):
+        read_text_file(path, TextSource(Tokenizer("char"), 4, 0.1, 0.0))

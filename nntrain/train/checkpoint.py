@@ -15,6 +15,7 @@ Keys of the .npz:
   data.sample_shape                    shape of one sample when it has more than one axis: (channels, height, width)
                                        of images, whose rows hold the pixels in C order
   data.image_shape                     (height, width): read only, from runs before data.sample_shape; means (1, h, w)
+  data.text.vocabulary, .tokens, .lower, .max_length   text data: the vocabulary (token of each id) and tokenizer
   loss.weights                         per-class weights of the loss (loss.class_weights), by label
   meta.epoch, meta.best_epoch, meta.best_value, meta.rng (training RNG state, JSON),
   meta.config (the resolved config, JSON), meta.config_sha256, meta.version
@@ -35,6 +36,7 @@ import numpy as np
 from .. import __version__
 from .. import config as cfg
 from ..data.columns import FeatureEncoder
+from ..data.text import members as text_members
 from ..engine.losses import LOSSES
 from ..errors import NntrainError
 from ..fileio import read_text
@@ -77,6 +79,7 @@ MEMBERS = {
     "data.classes": Member("U", ("classes",)),
     "data.sample_shape": Member("iu", (None,), values="positive"),
     "data.image_shape": Member("iu", (2,), values="positive"),  # older runs' (height, width)
+    **text_members("data.text", required=False),  # a text's vocabulary and tokenizer
     "meta.epoch": Member("iu", (), required=True, values="count"),
     "meta.best_epoch": Member("iu", (), required=True, values="count"),
     "meta.best_value": Member("f", (), required=True),  # NaN while nothing was monitored
@@ -129,6 +132,8 @@ def save(path: Path, exp: Experiment, state: TrainingState) -> None:
         arrays["data.sample_shape"] = np.array(exp.dataset.sample_shape, dtype=np.int64)
     if exp.dataset.classes is not None:
         arrays["data.classes"] = np.array(exp.dataset.classes, dtype=np.str_)
+    if exp.dataset.vocabulary is not None:
+        arrays.update(exp.dataset.vocabulary.state("data.text"))
     save_npz(path, arrays)
 
 

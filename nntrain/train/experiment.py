@@ -28,7 +28,7 @@ from ..data.dataset import (
 from ..data.columns import FeatureEncoder, Imputer, impute_rules
 from ..data.files import TableOptions
 from ..data.images import ImageOptions
-from ..data.text import TextSource, Tokenizer
+from ..data.text import TextSource, Tokenizer, Vocabulary
 from ..engine.init import InitError
 from ..engine.layers import LAYERS, ShapeError
 from ..engine.losses import LOSSES
@@ -415,12 +415,15 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
     if config.data.flatten:
         shape = (width,)
     classes = [str(c) for c in saved["data.classes"]] if "data.classes" in saved else None
-    if classes is not None:
+    vocabulary = Vocabulary.from_state(saved, "data.text") if "data.text.vocabulary" in saved else None
+    if vocabulary is not None:  # a language model: a token per step
+        y = np.empty((0, width), dtype=np.int64)
+    elif classes is not None:
         y = np.empty(0, dtype=np.int64)
     else:  # regression: one target per output of the network
         outputs = output_width(config)
         y = np.empty((0, outputs) if outputs and outputs > 1 else 0)
-    return Dataset(np.empty((0, width)), y, config.data.task, classes, encoder, sample_shape=shape)
+    return Dataset(np.empty((0, width)), y, config.data.task, classes, encoder, sample_shape=shape, vocabulary=vocabulary)
 
 
 SMALL_SPLIT_ROWS, SMALL_SPLIT_CLASS_ROWS = 30, 5  # below these a split's metrics say little
