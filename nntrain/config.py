@@ -471,7 +471,7 @@ class DataConfig(Strict):
 
 
 class ModelConfig(Strict):
-    init: Literal[tuple(INITIALIZERS)] = Field("he", description="weight initializer for every layer with weights (linear, conv2d)")
+    init: Literal[tuple(INITIALIZERS)] = Field("he", description="weight initializer for linear and convolution layers (recurrent layers and embeddings draw as torch does unless given their own init)")
     init_scale: Annotated[float, Field(gt=0)] = Field(0.01, description="std (normal) or limit (uniform)")
     layers: Annotated[list[_union(LAYER_MODELS, "type", "layer")], Field(min_length=1)]
 
