@@ -16,7 +16,7 @@ import numpy as np
 
 from . import config as cfg
 from .data.dataset import builtin_names, encode_labels, resolve_path
-from .data.files import TableOptions, read_table
+from .data.files import TableOptions, read_table, read_text_column
 from .data.inputs import is_input_file, read_inputs
 from .engine.gradcheck import check_gradients
 from .errors import NntrainError
@@ -215,7 +215,12 @@ def _file_arrays(exp: Experiment, data: Path):
     """(X, y, t, lengths) of a labelled data file or image folder, encoded (and images resized) as the run's
     training data was; lengths: an .npz's sequence lengths, or None."""
     lengths = None
-    if is_input_file(data):  # arrays (an .npz with y), or an image folder with one subfolder per class
+    if exp.dataset.vocabulary is not None:  # a text classifier: the table's text column and target
+        options = TableOptions.of(exp.config.data)
+        texts, y_raw = read_text_column(resolve_path(str(data), None), exp.config.data.text.column, options.target, options.delimiter)
+        X, lengths = exp.dataset.vocabulary.encode_texts(texts.tolist())
+        X = X.astype(np.float64)
+    elif is_input_file(data):  # arrays (an .npz with y), or an image folder with one subfolder per class
         inputs = read_inputs(Path(data), exp.dataset.sample_shape, exp.config.data.image, with_target=True)
         X, y_raw, lengths = inputs.X, inputs.y, inputs.lengths
     else:
@@ -248,7 +253,7 @@ def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, thre
     _check_threshold(exp, threshold)
     exp.threshold = threshold
     exp.add_metrics(metrics)
-    language_model = exp.dataset.vocabulary is not None
+    language_model = _is_language_model(exp)
     if language_model and data is not None:
         raise NntrainError("a language model is evaluated on its own text's splits (eval --split val); it writes text with `nntrain sample`")
     if data is not None:
@@ -262,6 +267,11 @@ def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, thre
     if "confusion" in result:
         result["classes"] = exp.dataset.classes
     return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(samples), **result}
+
+
+def _is_language_model(exp: Experiment) -> bool:
+    """A run trained on a text file: it predicts the next token at every step (`nntrain sample`)."""
+    return exp.dataset.vocabulary is not None and exp.dataset.y.ndim == 2
 
 
 def _check_threshold(exp: Experiment, threshold: float | None) -> None:
@@ -290,12 +300,17 @@ def predict_run(
     """
     exp = load_run(run_dir, which, with_data=False)
     _check_threshold(exp, threshold)
-    if exp.dataset.vocabulary is not None:
+    if _is_language_model(exp):
         raise NntrainError("a language model predicts the next token of a text: write text with `nntrain sample RUN`")
     options = TableOptions.of(exp.config.data)
     problems: dict[int, str] = {}
     lengths = None
-    if is_input_file(input_path):  # arrays, or an image folder (read at the run's image size and mode)
+    if exp.dataset.vocabulary is not None:  # a text classifier: the table's text column, as the run tokenizes it
+        texts, _ = read_text_column(Path(input_path), exp.config.data.text.column, delimiter=options.delimiter, with_target=False)
+        X, lengths = exp.dataset.vocabulary.encode_texts(texts.tolist())
+        X = X.astype(np.float64)
+        id_name, ids, unit, places = None, None, "index", list  # rows by their index in the table, from 0
+    elif is_input_file(input_path):  # arrays, or an image folder (read at the run's image size and mode)
         inputs = read_inputs(Path(input_path), exp.dataset.sample_shape, exp.config.data.image, with_target=False)
         X, lengths = exp.imputer.transform(inputs.X), inputs.lengths
         problems.update(inputs.problems)

@@ -302,11 +302,16 @@ class ImageConfig(Strict):
 
 class TextConfig(Strict):
     """Text as token sequences: a plain text file (.txt) for a language model, which learns the next token
-    at every step. The vocabulary is built on the training part alone and saved with the run."""
+    at every step, or a table's text column for a text classifier (`column`). The vocabulary is built on the
+    training data alone and saved with the run."""
+
+    column: str | None = Field(None, description="a table's column of text: the network's input (other feature columns are not read)")
 
     tokens: Literal["char", "word"] = Field("char", description="char: every character; word: words and punctuation")
     lower: bool = Field(False, description="lower-case the text first")
-    length: Annotated[int, Field(ge=1, le=100_000)] = Field(100, description="steps per training sequence")
+    length: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        100, description="steps per training sequence (a text file); tokens kept of each text (a column: the rest is cut)"
+    )
     min_count: Annotated[int, Field(ge=1)] = Field(1, description="tokens seen fewer times in training become <unk>")
     max_vocabulary: Annotated[int, Field(ge=3, le=100_000_000)] | None = Field(
         None, description="at most this many tokens, <pad> and <unk> included; the rarest become <unk>"

@@ -520,3 +520,43 @@ def test_a_language_model_through_every_command(cli, tmp_path):
         assert refused.exit_code == 2 and "nntrain sample" in refused.stderr
     swept = cli("sweep", config, "--grid", "optimizer.lr=0.01,0.02", "--set", "train.epochs=1", "--runs-root", tmp_path / "sweeps")
     assert swept.exit_code == 0 and swept.stdout.count("completed") >= 2, swept.stderr
+
+
+def test_a_text_classifier_from_a_table_column(cli, tmp_path):
+    """data.text.column: the vocabulary comes from the training rows only, the run predicts and evaluates
+    new tables by their text column alone, and a missing column or text-only table is refused."""
+    rows = [("a good film", "pos"), ("a bad film", "neg"), ("not bad at all", "pos"), ("not good", "neg")] * 30
+    rows.append(("zebra zebra", "pos"))  # a word of one row: in the vocabulary only when its row trains
+    table = tmp_path / "reviews.csv"
+    with open(table, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "review", "label", "stars"])
+        writer.writerows((i, text, label, i % 5) for i, (text, label) in enumerate(rows))
+    config = tmp_path / "text.yaml"
+    config.write_text(yaml.safe_dump({
+        "seed": 0, "data": {"dataset": str(table), "target": "label", "text": {"column": "review", "tokens": "word", "length": 6}},
+        "model": {"layers": [{"embedding": {"dim": 8}}, {"gru": {"units": 8, "output": "last"}}, {"linear": 2}]},
+        "loss": "cross_entropy", "optimizer": {"name": "adam", "lr": 0.05}, "train": {"epochs": 15, "batch_size": 16},
+    }))  # fmt: skip
+    run = tmp_path / "run"
+    trained = cli("fit", config, "--run-dir", run, "--json")
+    assert trained.exit_code == 0, trained.stderr
+    assert json.loads(trained.stdout)["final"]["test"]["accuracy"] == 1.0
+    with np.load(run / "checkpoints" / "best.npz") as checkpoint:
+        vocabulary = checkpoint["data.text.vocabulary"].tolist()
+    with np.load(run / "splits.npz") as splits:
+        assert ("zebra" in vocabulary) == (len(rows) - 1 in splits["train"])
+    assert sorted(vocabulary)[:2] == ["<pad>", "<unk>"] and "stars" not in vocabulary
+    new = tmp_path / "new.csv"
+    new.write_text("review\nnot bad at all\na bad film\n")
+    predicted = cli("predict", run, new)
+    assert predicted.exit_code == 0, predicted.stderr
+    assert [line.split(",")[0] for line in predicted.stdout.splitlines()] == ["class", "pos", "neg"]
+    evaluated = json.loads(cli("eval", run, "--data", table, "--json").stdout)
+    assert evaluated["samples"] == len(rows) and evaluated["accuracy"] > 0.99
+    missing = cli("fit", config, "--set", "data.text.column=text", "--runs-root", tmp_path / "runs")
+    assert missing.exit_code == 2 and "no column named 'text'" in missing.stderr
+    alone = tmp_path / "alone.csv"
+    alone.write_text("review\na good film\n")
+    refused = cli("fit", config, "--set", f"data.dataset={alone}", "--set", "data.target=null", "--runs-root", tmp_path / "runs")
+    assert refused.exit_code == 2 and "a target column is needed" in refused.stderr

@@ -17,7 +17,7 @@ from . import download
 from .bundled import BUNDLED, read_bundled
 from .download import DOWNLOADABLE
 from .columns import ColumnPlan, FeatureEncoder
-from .files import FILE_SUFFIXES, TableOptions, read_arrays, read_table
+from .files import FILE_SUFFIXES, TableOptions, read_arrays, read_table, read_text_column
 from .images import ImageOptions, is_folder, read_folder
 from .shapes import shape_text
 from .table import is_table_file
@@ -49,6 +49,9 @@ class Dataset:
     plans: list[ColumnPlan] = field(default_factory=list)  # the training table's columns and their roles
     lengths: np.ndarray | None = None  # (rows,) int64: sequences' real lengths (padded after them); None: whole
     vocabulary: Vocabulary | None = None  # text data: X holds token ids, and y too for a language model
+    # A table's text column as token lists, until `encode_texts` (on the training split's vocabulary)
+    # turns them into X's ids and `lengths`; X is zeros until then.
+    texts: list[list[str]] | None = None
 
     def __post_init__(self):
         if self.encoder is None:
@@ -132,6 +135,7 @@ class RawData:
     image: ImageOptions | None = None  # an image folder: the size and mode it was read with
     lengths: np.ndarray | None = None  # (rows,): sequences' real lengths, from an .npz's `lengths`
     vocabulary: Vocabulary | None = None  # a text: its tokens; y then holds token ids (its classes)
+    texts: list[list[str]] | None = None  # a table's text column, as token lists (ids once the vocabulary is built)
 
 
 def read_source(source, options: dict, table: TableOptions, rng, base=None, encoder=None, image=None, text=None) -> RawData:
@@ -142,7 +146,7 @@ def read_source(source, options: dict, table: TableOptions, rng, base=None, enco
     """
     if isinstance(source, tuple):
         return read_array_files(*(resolve_path(p, base, (".npy",)) for p in source))
-    if encoder is not None and is_table_file(source):
+    if encoder is not None and is_table_file(source) and (text is None or text.column is None):
         return _table_data(read_table(resolve_path(source, base), encoder=encoder, options=table))
     return read_raw(source, options, table, rng, base, image, text)
 
@@ -192,6 +196,10 @@ def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path |
             folder.X, folder.labels, task="classification", classes=folder.classes,
             sample_shape=folder.sample_shape, image=folder.options,
         )
+    if is_table_file(path) and text is not None and text.column is not None:
+        texts, y = read_text_column(path, text.column, table.target, table.delimiter)
+        tokens = text.tokenizer.split_many(texts.tolist())
+        return RawData(np.zeros((len(tokens), text.steps)), y, sample_shape=(text.steps,), texts=tokens)
     if is_table_file(path):
         return _table_data(read_table(path, options=table))
     if str(path).lower().endswith(TEXT_SUFFIXES):

@@ -271,6 +271,32 @@ NPZ_MEMBERS = {  # what a data .npz holds; other arrays in it are ignored
 }
 
 
+def read_text_column(path: Path, column: str, target=None, delimiter: str | None = None, with_target: bool = True):
+    """(texts (rows,) str, raw target or None) of a table whose `column` holds text: a text classifier's data.
+
+    The target is `target` (a name or index), else the last column other than `column`. A
+    missing text cell is the empty text. Other columns are not read.
+    """
+    names, unnamed = header_names(path, delimiter)
+    if column not in names:
+        raise NntrainError(f"no column named '{column}' in {path}{did_you_mean(column, names)}; columns: {', '.join(names)}", "data.text.column")
+    target_name = None
+    if with_target:
+        others = [n for n in names if n != column]
+        if not others:
+            raise NntrainError(f"{path} has only its text column '{column}'; a target column is needed", "data.target")
+        target_name = _target_name(others if target is None else names, target, path, unnamed)
+        if target_name == column:
+            raise NntrainError(f"'{column}' is the text column; the target must be another", "data.target")
+    table = read(path, delimiter, {column} | ({target_name} if target_name else set()))
+    texts = cells_of(table.column(column))
+    y = None
+    if target_name is not None:
+        cells = table.column(target_name)
+        y = cells_of(cells) if cells.kind != "number" else np.asarray(cells.values, dtype=np.float64)
+    return texts, y
+
+
 @dataclass
 class ArrayData:
     """The arrays of an .npz (or an .npy of X alone): X as rows, y, and the shape of one sample."""

@@ -313,6 +313,7 @@ class TextSource:
     test: float
     min_count: int = 1
     max_size: int | None = None
+    column: str | None = None  # a table's text column (a classifier), instead of a text file
 
 
 def read_text_file(path, source: TextSource, key: str = "data.dataset"):

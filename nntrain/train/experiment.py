@@ -245,9 +245,28 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     if any(raw.lengths is not None for raw in raws.values()):  # a source without them has whole sequences
         steps = sequence_steps(shape)
         lengths = np.concatenate([raw.lengths if raw.lengths is not None else np.full(len(raw.y), steps) for raw in raws.values()])
+    texts = None
+    if first.texts is not None:  # a table's text column, from every source
+        texts = [tokens for raw in raws.values() for tokens in raw.texts]
     return Dataset(
-        X, np.concatenate(labels), task, classes, first.encoder, notes, parts, shape, first.plans, lengths, first.vocabulary
+        X, np.concatenate(labels), task, classes, first.encoder, notes, parts, shape, first.plans, lengths, first.vocabulary,
+        texts,
     )
+
+
+def encode_texts(config: cfg.Config, dataset: Dataset, train: np.ndarray, saved: dict | None = None) -> None:
+    """A table's text column as token ids, in place: X (rows, length) and lengths, by the vocabulary of the
+    training rows (or a saved run's)."""
+    text = config.data.text
+    if saved is not None:
+        vocabulary = Vocabulary.from_state(saved, "data.text")
+    else:
+        tokenizer = Tokenizer(text.tokens, text.lower, key="data.text")
+        vocabulary = Vocabulary.build(
+            [dataset.texts[i] for i in train], text.min_count, text.max_vocabulary, tokenizer, text.length, "data.text"
+        )
+    ids, lengths = vocabulary.encode_many(dataset.texts, text.length)
+    dataset.X, dataset.lengths, dataset.vocabulary, dataset.texts = ids.astype(np.float64), lengths, vocabulary, None
 
 
 def _text_source(config: cfg.Config) -> TextSource:
@@ -255,7 +274,7 @@ def _text_source(config: cfg.Config) -> TextSource:
     text = config.data.text or cfg.TextConfig()
     split = config.data.split
     tokenizer = Tokenizer(text.tokens, text.lower, key="data.text")
-    return TextSource(tokenizer, text.length, split.val, split.test, text.min_count, text.max_vocabulary)
+    return TextSource(tokenizer, text.length, split.val, split.test, text.min_count, text.max_vocabulary, text.column)
 
 
 def sequence_steps(sample_shape: tuple[int, ...]) -> int:
@@ -416,7 +435,7 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
         shape = (width,)
     classes = [str(c) for c in saved["data.classes"]] if "data.classes" in saved else None
     vocabulary = Vocabulary.from_state(saved, "data.text") if "data.text.vocabulary" in saved else None
-    if vocabulary is not None:  # a language model: a token per step
+    if vocabulary is not None and (config.data.text is None or config.data.text.column is None):  # a language model
         y = np.empty((0, width), dtype=np.int64)
     elif classes is not None:
         y = np.empty(0, dtype=np.int64)
@@ -562,12 +581,14 @@ def prepare(
         dataset = saved_dataset(config, saved)
         splits = {name: np.empty(0, dtype=np.int64) for name in SPLITS}
     cfg.resolve(config, dataset.task)
-    if dataset.vocabulary is not None and "scale" not in config.data.model_fields_set:
+    if (dataset.vocabulary is not None or dataset.texts is not None) and "scale" not in config.data.model_fields_set:
         config.data.scale = cfg.ScaleConfig(name="none")  # token ids are not numbers to scale
     if splits is None:
         splits = splits_of(config, dataset, rngs["split"])
     elif with_data:  # a run's splits.npz (without data there are no rows, and no splits)
         check_splits(splits, len(dataset.y), config)
+    if dataset.texts is not None:  # the vocabulary of the training rows (a saved run: its own)
+        encode_texts(config, dataset, splits["train"], saved)
     scale = config.data.scale
     target_method = "standardize" if config.data.scale_target else "none"
     if saved is not None:
