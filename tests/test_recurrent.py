@@ -159,7 +159,7 @@ def test_last_is_torch_h_n(case):
         steps = DATA[f"{case}.x"].shape[1]
         c_n = DATA[f"{case}.c_n"][-top.directions :]
         for d, saved in enumerate(top.saved):
-            assert_allclose(saved["cs"][0 if d else steps], c_n[d], rtol=1e-12, atol=1e-12)
+            assert_allclose(saved["cs"][0 if d else steps].T, c_n[d], rtol=1e-12, atol=1e-12)  # states are (H, N)
 
 
 def test_fixture_covers_the_cases():
@@ -287,8 +287,8 @@ def test_relu_kinks():
     x = np.random.default_rng(0).standard_normal((2, 4, 2))
     layer.forward(x, training=True)
     kinks = layer.kinks()
-    assert kinks.dtype == np.bool_ and kinks.shape == (2, 4, 2, 3)
-    assert not kinks[:, 2:, 1].any() and kinks.any()
+    assert kinks.dtype == np.bool_ and kinks.shape == (2, 4, 3, 2)  # (directions, steps, units, samples)
+    assert not kinks[:, 2:, :, 1].any() and kinks.any()
     for other in (RNN(units=3), LSTM(units=3), GRU(units=3)):
         setup(other, (4, 2))
         other.forward(x, training=True)

@@ -36,12 +36,15 @@ at each sample's last real step L - 1, as torch's packed sequences do, and `last
 forward state at step L - 1, the reverse state at step 0. The padded inputs are never read
 (they are zeroed in the layer's copy of x), so whatever they hold, NaN included, changes nothing.
 
-How it is computed, for speed: every internal array is time-major (T, N, ...), so a step's
-slice is contiguous. Per direction, the input projections of all steps are one matrix product
-(T N, D) @ W_ih.T before the loop; each step adds one product h @ W_hh.T for all gates of all
-samples and does the gate arithmetic in place. Backward collects the pre-activation gradients
-of all steps in one (T, N, G H) array, from which dW_ih, dx and dW_hh (against the stacked
-previous states) are one product each after the loop; the only Python loop is over time.
+How it is computed, for speed: every internal array is time-major and gate-major, (T, G H, N)
+for the gates and (T + 1, H, N) for the states: a step's slice is contiguous, and so is every
+gate's block of it (H rows of the N samples), so the gate arithmetic runs on contiguous arrays
+(slices of (N, G H) rows would be strided: twice as slow, measured). Per direction, the input
+projections of all steps are one batched product W_ih @ x_t before the loop; each step adds
+one product W_hh @ h for all gates of all samples and does the gate arithmetic in place.
+Backward collects the pre-activation gradients of all steps in one (T, G H, N) array, copies it
+once to (G H, T N), and gets dW_ih, dx and dW_hh (against the stacked previous states) with one
+product each after the loop; the only Python loop is over time.
 Arrays written each batch come from the arena (`self.empty`), so a training step reuses them.
 """
 
@@ -150,7 +153,7 @@ class _Recurrent(Layer):
     # ------------------------------------------------------------------ forward
 
     def _masks(self, n: int, steps: int):
-        """(T, N, 1) booleans: padding (t >= L) and real steps, or None when every sample is whole."""
+        """(T, 1, N) booleans: padding (t >= L) and real steps, or None when every sample is whole."""
         lengths = self.lengths
         if lengths is None:
             return None, None
@@ -162,7 +165,7 @@ class _Recurrent(Layer):
         times = self.arena.arange(steps)[:, None]
         valid = np.less(times, lengths[None, :], out=self.empty("valid", (steps, n), np.bool_))
         pad = np.logical_not(valid, out=self.empty("pad", (steps, n), np.bool_))
-        return pad[:, :, None], valid[:, :, None]
+        return pad[:, None, :], valid[:, None, :]
 
     def _input_bias(self, suffix: str, dtype) -> np.ndarray:
         """The bias added to the input projections before the loop: b_ih + b_hh (gru: not b_hn, which r scales)."""
@@ -174,17 +177,20 @@ class _Recurrent(Layer):
         h, gh = self.units, self.gates * self.units
         dtype = np.result_type(x, self.params["weight_ih"])
         self.pad, self.valid = self._masks(n, steps)
-        xt = self.empty("xt", (steps, n, features), dtype)
+        xt = self.empty("xt", (steps, n, features), dtype)  # (T, N, D): for dW_ih after the backward loop
         np.copyto(xt, x.transpose(1, 0, 2))
-        if self.pad is not None:
-            np.copyto(xt, 0, where=self.pad)  # padded inputs are never read, whatever they hold
+        xT = self.empty("xT", (steps, features, n), dtype)  # (T, D, N): for the projections
+        np.copyto(xT, x.transpose(1, 2, 0))
+        if self.pad is not None:  # padded inputs are never read, whatever they hold
+            np.copyto(xt, 0, where=self.pad.transpose(0, 2, 1))
+            np.copyto(xT, 0, where=self.pad)
         self.xt = xt
         self.saved = []
         for d, suffix in enumerate(self.suffixes):
-            gates = self.empty(f"gates{d}", (steps, n, gh), dtype)
-            np.matmul(xt.reshape(-1, features), self.params["weight_ih" + suffix].T, out=gates.reshape(-1, gh))
-            gates += self._input_bias(suffix, dtype)
-            hs = self.empty(f"h{d}", (steps + 1, n, h), dtype)  # states; the zero initial one in the extra slot
+            gates = self.empty(f"gates{d}", (steps, gh, n), dtype)
+            np.matmul(self.params["weight_ih" + suffix], xT, out=gates)
+            gates += self._input_bias(suffix, dtype)[:, None]
+            hs = self.empty(f"h{d}", (steps + 1, h, n), dtype)  # states; the zero initial one in the extra slot
             hs[steps if d else 0] = 0
             self.saved.append({"gates": gates, "hs": hs})
             self._run(d, gates, hs)
@@ -205,14 +211,14 @@ class _Recurrent(Layer):
         if self.output == "last":
             y = self.empty("y", (n, self.directions * h), dtype)
             for d, saved in enumerate(self.saved):
-                y[:, d * h : (d + 1) * h] = saved["hs"][0 if d else steps]
+                y[:, d * h : (d + 1) * h] = saved["hs"][0 if d else steps].T
             return y
         y = self.empty("y", (n, steps, self.directions * h), dtype)
         for d, saved in enumerate(self.saved):
             states = saved["hs"][:steps] if d else saved["hs"][1:]
-            np.copyto(y[:, :, d * h : (d + 1) * h], states.transpose(1, 0, 2))
+            np.copyto(y[:, :, d * h : (d + 1) * h], states.transpose(2, 0, 1))
         if self.pad is not None:
-            np.copyto(y, 0, where=self.pad.transpose(1, 0, 2))
+            np.copyto(y, 0, where=self.pad.transpose(2, 0, 1))
         return y
 
     def _run(self, d, gates, hs):  # pragma: no cover - abstract
@@ -228,32 +234,34 @@ class _Recurrent(Layer):
         dtype = xt.dtype
         dy = None
         if self.output == "sequence":
-            dy = self.empty("dy", (steps, n, self.directions * h), dtype)
-            np.copyto(dy, grad.transpose(1, 0, 2))
+            dy = self.empty("dy", (steps, self.directions * h, n), dtype)
+            np.copyto(dy, grad.transpose(1, 2, 0))
             if self.pad is not None:
                 np.copyto(dy, 0, where=self.pad)  # the output is 0 there, whatever its gradient
         ones = self.arena.ones(steps * n, dtype)
         dx_parts = []
         for d, suffix in enumerate(self.suffixes):
-            dh = self.empty("dh", (n, h), dtype)
+            dh = self.empty("dh", (h, n), dtype)
             if dy is None:
-                np.copyto(dh, grad[:, d * h : (d + 1) * h])
+                np.copyto(dh, grad[:, d * h : (d + 1) * h].T)
             else:
                 dh[...] = 0
-            dgx, dgh = self._back(d, None if dy is None else dy[:, :, d * h : (d + 1) * h], dh)
+            dgx, dgh = self._back(d, None if dy is None else dy[:, d * h : (d + 1) * h], dh)
             grads, saved = self.grads, self.saved[d]
-            dgx2, dgh2 = dgx.reshape(-1, gh), dgh.reshape(-1, gh)
-            np.matmul(dgx2.T, xt.reshape(-1, features), out=grads["weight_ih" + suffix])
+            # The products over all steps want gate-major (G H, T N) matrices: one copy each.
+            dgx2 = self._gate_major(f"dgx{d}", dgx)
+            dgh2 = dgx2 if dgh is dgx else self._gate_major(f"dgh{d}", dgh)
+            np.matmul(dgx2, xt.reshape(-1, features), out=grads["weight_ih" + suffix])
             previous = saved["hs"][1:] if d else saved["hs"][:steps]  # the state before each step
-            np.matmul(dgh2.T, previous.reshape(-1, h), out=grads["weight_hh" + suffix])
-            np.matmul(ones, dgx2, out=grads["bias_ih" + suffix])
+            np.matmul(dgh2, self._gate_major(f"previous{d}", previous).T, out=grads["weight_hh" + suffix])
+            np.matmul(dgx2, ones, out=grads["bias_ih" + suffix])
             if dgh is dgx:
                 grads["bias_hh" + suffix][...] = grads["bias_ih" + suffix]
             else:
-                np.matmul(ones, dgh2, out=grads["bias_hh" + suffix])
+                np.matmul(dgh2, ones, out=grads["bias_hh" + suffix])
             if need_input_grad:
                 part = self.empty(f"dxt{d}", (steps, n, features), dtype)
-                np.matmul(dgx2, self.params["weight_ih" + suffix], out=part.reshape(-1, features))
+                np.matmul(dgx2.T, self.params["weight_ih" + suffix], out=part.reshape(-1, features))
                 dx_parts.append(part)
         if not need_input_grad:
             return None
@@ -263,6 +271,13 @@ class _Recurrent(Layer):
         else:
             np.add(dx_parts[0].transpose(1, 0, 2), dx_parts[1].transpose(1, 0, 2), out=dx)
         return dx
+
+    def _gate_major(self, name: str, a: np.ndarray) -> np.ndarray:
+        """(T, K, N) per-step arrays as one (K, T N) matrix, columns in (step, sample) order (a copy)."""
+        steps, k, n = a.shape
+        out = self.empty(name, (k, steps, n), a.dtype)
+        np.copyto(out, a.transpose(1, 0, 2))
+        return out.reshape(k, steps * n)
 
     def _back(self, d, dy, dh):  # pragma: no cover - abstract
         """Direction d's loop backward from dh, the gradient of its last state (for output last), with dy
@@ -309,18 +324,18 @@ class RNN(_Recurrent):
         self.mask = None
 
     def _run(self, d, gates, hs):
-        steps, n, h = gates.shape
-        w_hh = self.params["weight_hh" + self.suffixes[d]].T
-        hh = self.empty("hh", (n, h), gates.dtype)
+        steps, h, n = gates.shape
+        w_hh = self.params["weight_hh" + self.suffixes[d]]
+        hh = self.empty("hh", (h, n), gates.dtype)
         relu = self.activation == "relu"
         if relu:
             if d == 0:
-                self.mask = self.empty("mask", (self.directions, steps, n, h), np.bool_)
+                self.mask = self.empty("mask", (self.directions, steps, h, n), np.bool_)
             mask = self.mask[d]
         pad = self.pad
         for t, before, after in self._order(d, steps):
             a = gates[t]
-            np.matmul(hs[before], w_hh, out=hh)
+            np.matmul(w_hh, hs[before], out=hh)
             a += hh
             if relu:
                 np.greater(a, 0, out=mask[t])
@@ -335,11 +350,11 @@ class RNN(_Recurrent):
     def _back(self, d, dy, dh):
         saved = self.saved[d]
         hs = saved["hs"]
-        steps, n, h = saved["gates"].shape
+        steps, h, n = saved["gates"].shape
         w_hh = self.params["weight_hh" + self.suffixes[d]]
-        da = self.empty(f"da{d}", (steps, n, h), hs.dtype)
-        dht = self.empty("dht", (n, h), hs.dtype)
-        tmp = self.empty("tmp", (n, h), hs.dtype)
+        da = self.empty(f"da{d}", (steps, h, n), hs.dtype)
+        dht = self.empty("dht", (h, n), hs.dtype)
+        tmp = self.empty("tmp", (h, n), hs.dtype)
         relu = self.activation == "relu"
         mask = self.mask[d] if relu else None
         for t, before, after in reversed(self._order(d, steps)):
@@ -354,7 +369,7 @@ class RNN(_Recurrent):
                 np.copyto(g, dht)
                 _times_tanh_grad(g, hs[after], tmp)
             self._stop(t, g)
-            np.matmul(g, w_hh, out=dh)
+            np.matmul(w_hh.T, g, out=dh)
             self._carry(t, dh, dht)
         return da, da
 
@@ -373,30 +388,30 @@ class LSTM(_Recurrent):
     gates = 4
 
     def _run(self, d, gates, hs):
-        steps, n, gh = gates.shape
+        steps, gh, n = gates.shape
         h = self.units
         dtype = gates.dtype
-        w_hh = self.params["weight_hh" + self.suffixes[d]].T
-        cs = self.empty(f"c{d}", (steps + 1, n, h), dtype)
+        w_hh = self.params["weight_hh" + self.suffixes[d]]
+        cs = self.empty(f"c{d}", (steps + 1, h, n), dtype)
         cs[steps if d else 0] = 0
-        tanh_c = self.empty(f"tanh_c{d}", (steps, n, h), dtype)
+        tanh_c = self.empty(f"tanh_c{d}", (steps, h, n), dtype)
         self.saved[d].update(cs=cs, tanh_c=tanh_c)
-        hh = self.empty("hh", (n, gh), dtype)
-        tmp = self.empty("tmp", (n, h), dtype)
+        hh = self.empty("hh", (gh, n), dtype)
+        tmp = self.empty("tmp", (h, n), dtype)
         pad = self.pad
         for t, before, after in self._order(d, steps):
             a = gates[t]
-            np.matmul(hs[before], w_hh, out=hh)
+            np.matmul(w_hh, hs[before], out=hh)
             a += hh
-            _sigmoid_(a[:, : 2 * h])  # i, f
-            np.tanh(a[:, 2 * h : 3 * h], out=a[:, 2 * h : 3 * h])  # g
-            _sigmoid_(a[:, 3 * h :])  # o
+            _sigmoid_(a[: 2 * h])  # i, f
+            np.tanh(a[2 * h : 3 * h], out=a[2 * h : 3 * h])  # g
+            _sigmoid_(a[3 * h :])  # o
             c = cs[after]
-            np.multiply(a[:, h : 2 * h], cs[before], out=c)
-            np.multiply(a[:, :h], a[:, 2 * h : 3 * h], out=tmp)
+            np.multiply(a[h : 2 * h], cs[before], out=c)
+            np.multiply(a[:h], a[2 * h : 3 * h], out=tmp)
             c += tmp
             np.tanh(c, out=tanh_c[t])
-            np.multiply(a[:, 3 * h :], tanh_c[t], out=hs[after])
+            np.multiply(a[3 * h :], tanh_c[t], out=hs[after])
             if pad is not None:
                 np.copyto(c, cs[before], where=pad[t])
                 np.copyto(hs[after], hs[before], where=pad[t])
@@ -404,17 +419,17 @@ class LSTM(_Recurrent):
     def _back(self, d, dy, dh):
         saved = self.saved[d]
         acts, cs, tanh_c = saved["gates"], saved["cs"], saved["tanh_c"]
-        steps, n, gh = acts.shape
+        steps, gh, n = acts.shape
         h = self.units
         dtype = acts.dtype
         w_hh = self.params["weight_hh" + self.suffixes[d]]
-        da = self.empty(f"da{d}", (steps, n, gh), dtype)
-        dht = self.empty("dht", (n, h), dtype)
-        dc = self.empty("dc", (n, h), dtype)
+        da = self.empty(f"da{d}", (steps, gh, n), dtype)
+        dht = self.empty("dht", (h, n), dtype)
+        dc = self.empty("dc", (h, n), dtype)
         dc[...] = 0
-        dct = self.empty("dct", (n, h), dtype)
-        tmp = self.empty("tmp", (n, h), dtype)
-        tmp2 = self.empty("tmp2", (n, 2 * h), dtype)
+        dct = self.empty("dct", (h, n), dtype)
+        tmp = self.empty("tmp", (h, n), dtype)
+        tmp2 = self.empty("tmp2", (2 * h, n), dtype)
         valid = self.valid
         for t, before, after in reversed(self._order(d, steps)):
             if dy is None:
@@ -422,8 +437,8 @@ class LSTM(_Recurrent):
             else:
                 np.add(dh, dy[t], out=dht)
             a, g = acts[t], da[t]
-            i, f, gg, o = a[:, :h], a[:, h : 2 * h], a[:, 2 * h : 3 * h], a[:, 3 * h :]
-            di, df, dg, do = g[:, :h], g[:, h : 2 * h], g[:, 2 * h : 3 * h], g[:, 3 * h :]
+            i, f, gg, o = a[:h], a[h : 2 * h], a[2 * h : 3 * h], a[3 * h :]
+            di, df, dg, do = g[:h], g[h : 2 * h], g[2 * h : 3 * h], g[3 * h :]
             tc = tanh_c[t]
             np.multiply(dht, tc, out=do)  # dL/do
             np.multiply(dht, o, out=dct)  # dL/dtanh(c'), then dL/dc' with the carried dc
@@ -434,11 +449,11 @@ class LSTM(_Recurrent):
             np.multiply(dct, cs[before], out=df)
             # dc <- dL/dc = dL/dc' f, at real steps; at padded ones c passed through unchanged.
             np.multiply(dct, f, out=dc, where=True if valid is None else valid[t])
-            _times_sigmoid_grad(g[:, : 2 * h], a[:, : 2 * h], tmp2)
+            _times_sigmoid_grad(g[: 2 * h], a[: 2 * h], tmp2)
             _times_tanh_grad(dg, gg, tmp)
             _times_sigmoid_grad(do, o, tmp)
             self._stop(t, g)
-            np.matmul(g, w_hh, out=dh)
+            np.matmul(w_hh.T, g, out=dh)
             self._carry(t, dh, dht)
         return da, da
 
@@ -459,31 +474,31 @@ class GRU(_Recurrent):
         return bias
 
     def _run(self, d, gates, hs):
-        steps, n, gh = gates.shape
+        steps, gh, n = gates.shape
         h = self.units
         dtype = gates.dtype
         suffix = self.suffixes[d]
-        w_hh = self.params["weight_hh" + suffix].T
+        w_hh = self.params["weight_hh" + suffix]
         b_hn = self.params["bias_hh" + suffix][2 * h :]
-        hns = self.empty(f"hn{d}", (steps, n, h), dtype)  # W_hn h + b_hn of each step, which r scaled
+        hns = self.empty(f"hn{d}", (steps, h, n), dtype)  # W_hn h + b_hn of each step, which r scaled
         self.saved[d]["hn"] = hns
-        hh = self.empty("hh", (n, gh), dtype)
-        tmp = self.empty("tmp", (n, h), dtype)
+        hh = self.empty("hh", (gh, n), dtype)
+        tmp = self.empty("tmp", (h, n), dtype)
         pad = self.pad
         for t, before, after in self._order(d, steps):
             a = gates[t]
-            np.matmul(hs[before], w_hh, out=hh)
-            rz = a[:, : 2 * h]
-            rz += hh[:, : 2 * h]
+            np.matmul(w_hh, hs[before], out=hh)
+            rz = a[: 2 * h]
+            rz += hh[: 2 * h]
             _sigmoid_(rz)
-            np.add(hh[:, 2 * h :], b_hn, out=hns[t])
-            nn = a[:, 2 * h :]
-            np.multiply(a[:, :h], hns[t], out=tmp)
+            np.add(hh[2 * h :], b_hn[:, None], out=hns[t])
+            nn = a[2 * h :]
+            np.multiply(a[:h], hns[t], out=tmp)
             nn += tmp
             np.tanh(nn, out=nn)
             # h' = n + z (h - n)
             np.subtract(hs[before], nn, out=tmp)
-            tmp *= a[:, h : 2 * h]
+            tmp *= a[h : 2 * h]
             np.add(nn, tmp, out=hs[after])
             if pad is not None:
                 np.copyto(hs[after], hs[before], where=pad[t])
@@ -491,34 +506,34 @@ class GRU(_Recurrent):
     def _back(self, d, dy, dh):
         saved = self.saved[d]
         acts, hs, hns = saved["gates"], saved["hs"], saved["hn"]
-        steps, n, gh = acts.shape
+        steps, gh, n = acts.shape
         h = self.units
         dtype = acts.dtype
         w_hh = self.params["weight_hh" + self.suffixes[d]]
-        dgx = self.empty(f"dgx{d}", (steps, n, gh), dtype)  # dL/d(W_ih x + b_ih) per gate
-        dgh = self.empty(f"dgh{d}", (steps, n, gh), dtype)  # dL/d(W_hh h + b_hh) per gate
-        dht = self.empty("dht", (n, h), dtype)
-        tmp = self.empty("tmp", (n, h), dtype)
-        tmp2 = self.empty("tmp2", (n, 2 * h), dtype)
+        dgx = self.empty(f"dgx{d}", (steps, gh, n), dtype)  # dL/d(W_ih x + b_ih) per gate
+        dgh = self.empty(f"dgh{d}", (steps, gh, n), dtype)  # dL/d(W_hh h + b_hh) per gate
+        dht = self.empty("dht", (h, n), dtype)
+        tmp = self.empty("tmp", (h, n), dtype)
+        tmp2 = self.empty("tmp2", (2 * h, n), dtype)
         for t, before, after in reversed(self._order(d, steps)):
             if dy is None:
                 dh, dht = dht, dh
             else:
                 np.add(dh, dy[t], out=dht)
             a, gx, gh_ = acts[t], dgx[t], dgh[t]
-            r, z, nn = a[:, :h], a[:, h : 2 * h], a[:, 2 * h :]
-            dr, dz, dn = gx[:, :h], gx[:, h : 2 * h], gx[:, 2 * h :]
+            r, z, nn = a[:h], a[h : 2 * h], a[2 * h :]
+            dr, dz, dn = gx[:h], gx[h : 2 * h], gx[2 * h :]
             np.subtract(hs[before], nn, out=dz)  # dL/dz = dh (h - n)
             dz *= dht
             np.subtract(1, z, out=dn)  # dL/dn = dh (1 - z), then through its tanh
             dn *= dht
             _times_tanh_grad(dn, nn, tmp)
             np.multiply(dn, hns[t], out=dr)  # dL/dr = dL/da_n (W_hn h + b_hn)
-            _times_sigmoid_grad(gx[:, : 2 * h], a[:, : 2 * h], tmp2)
-            gh_[:, : 2 * h] = gx[:, : 2 * h]
-            np.multiply(dn, r, out=gh_[:, 2 * h :])
+            _times_sigmoid_grad(gx[: 2 * h], a[: 2 * h], tmp2)
+            gh_[: 2 * h] = gx[: 2 * h]
+            np.multiply(dn, r, out=gh_[2 * h :])
             self._stop(t, gx, gh_)
-            np.matmul(gh_, w_hh, out=dh)
+            np.matmul(w_hh.T, gh_, out=dh)
             np.multiply(dht, z, out=tmp)  # h' = ... + z h
             dh += tmp
             self._carry(t, dh, dht)
