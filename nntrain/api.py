@@ -21,7 +21,7 @@ from .data.inputs import is_input_file, read_inputs
 from .engine.gradcheck import check_gradients
 from .errors import NntrainError
 from .train import checkpoint
-from .train.experiment import Experiment, SavedSplits, prepare
+from .train.experiment import Experiment, SavedSplits, check_token_ids, prepare
 from .npzfile import load_npz
 from .train.rundir import RunDir, atomic_write, save_npz
 from .train.metrics import check_threshold, decide
@@ -230,6 +230,7 @@ def _file_arrays(exp: Experiment, data: Path):
     if X.shape[1] != exp.network.in_features:
         raise NntrainError(f"{data} has {X.shape[1]} feature columns; the run was trained on {exp.network.in_features}")
     y, _ = encode_labels(y_raw, exp.dataset.task, exp.dataset.classes)
+    check_token_ids(exp.network, X, str(data))
     return (*exp.encode(X, y), lengths)
 
 
@@ -325,6 +326,7 @@ def predict_run(
         unit = "line" if data.table.format == "csv" else "row"  # Parquet and Feather have rows, not lines
         places = data.table.lines
     loss, classes = exp.network.loss, exp.dataset.classes
+    check_token_ids(exp.network, X, str(input_path))
     ok = ~np.isnan(X).any(axis=1)
     for r in np.flatnonzero(~ok):
         problems.setdefault(int(r), "a missing value")

@@ -560,3 +560,44 @@ def test_a_text_classifier_from_a_table_column(cli, tmp_path):
     alone.write_text("review\na good film\n")
     refused = cli("fit", config, "--set", f"data.dataset={alone}", "--set", "data.target=null", "--runs-root", tmp_path / "runs")
     assert refused.exit_code == 2 and "a target column is needed" in refused.stderr
+
+
+def test_text_and_sequence_data_mistakes_are_refused_with_the_key(cli, tmp_path):
+    """What the review of the text and sequence data found: each is an `error:` with exit 2, never an internal error."""
+    def config(data, layers, loss="cross_entropy", **train):
+        path = tmp_path / f"c{len(list(tmp_path.glob('c*.yaml')))}.yaml"
+        path.write_text(yaml.safe_dump({"seed": 0, "data": data, "model": {"layers": layers}, "loss": loss,
+                                        "optimizer": {"name": "adam", "lr": 0.01}, "train": {"epochs": 1, "batch_size": 16, **train}}))  # fmt: skip
+        return cli("fit", path, "--runs-root", tmp_path / "runs")
+
+    rnn = [{"gru": {"units": 4, "output": "last"}}, {"linear": 2}]
+    ids = tmp_path / "ids.npz"
+    np.savez(ids, X=np.arange(40).reshape(8, 5) % 10, y=np.arange(8) % 2)
+    result = config({"dataset": str(ids), "scale": "none"}, [{"embedding": {"vocabulary": 5, "dim": 3}}, *rnn])
+    assert result.exit_code == 2 and "takes token ids, whole numbers 0 .. 4" in result.stderr and "model.layers.0.vocabulary" in result.stderr
+    seqs = tmp_path / "seqs.npz"
+    np.savez(seqs, X=np.zeros((8, 5, 2)), y=np.arange(8) % 2, lengths=np.full(8, 3))
+    for layers in ([{"linear": 4}, "relu", "flatten", {"linear": 2}], [{"conv2d": {"filters": 2, "kernel_size": 2}}, "flatten", {"linear": 2}]):
+        result = config({"dataset": str(seqs)}, layers)
+        assert result.exit_code == 2 and "`lengths` are for a network that reads sequences" in result.stderr, result.stderr
+    text = tmp_path / "t.txt"
+    text.write_text("abcdefgh " * 50)
+    result = config({"train": str(text), "split": {"test": 0.0}}, rnn)
+    assert result.exit_code == 2 and "data.train" in result.stderr and "whole data" in result.stderr
+    result = config({"dataset": str(text), "text": {"column": "x"}}, rnn)
+    assert result.exit_code == 2 and "data.text.column" in result.stderr
+    result = config({"dataset": "spirals", "text": {"length": 5}}, [{"linear": 3}])
+    assert result.exit_code == 2 and "data.text" in result.stderr
+    result = config({"dataset": str(text), "text": {"length": 20}, "split": {"val": 0.01, "test": 0.0}},
+                    [{"embedding": {"dim": 4}}, {"gru": {"units": 4}}, {"linear": 11}])
+    assert result.exit_code == 2 and "raise data.split.val (or set it to 0)" in result.stderr
+    table = tmp_path / "scores.csv"
+    table.write_text("review,score\n" + "".join(f"{'good ' * (i % 4)}film,{i % 4}.5\n" for i in range(40)))
+    regression = {"dataset": str(table), "task": "regression", "text": {"column": "review", "tokens": "word", "length": 6}}
+    result = config(regression, [{"embedding": {"dim": 4}}, {"gru": {"units": 4, "output": "last"}}, {"linear": 1}], loss="mse")
+    assert result.exit_code == 0, result.stderr
+    table.write_text("review,label\ngood film,pos\nbad film,\n" + "a film,neg\n" * 20)
+    labelled = {"dataset": str(table), "text": {"column": "review", "tokens": "word", "length": 6}}
+    result = config(labelled, rnn)
+    assert result.exit_code == 2 and "line 3, column 'label': the target is missing" in result.stderr
+    assert config({**labelled, "missing": "drop"}, [{"embedding": {"dim": 4}}, *rnn]).exit_code == 0

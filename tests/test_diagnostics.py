@@ -558,7 +558,7 @@ def test_steps_file_holds_the_input_gradient_of_every_step_as_computed_by_hand(t
     assert [(r["epoch"], r["step"]) for r in steps] == [(e, t) for e in (1, 2) for t in range(30)]
     # By hand, from the final weights (the last checkpoint is epoch 2's): the same probe rows and targets.
     exp = load_run(run, "last")
-    X, t = dg.probe_rows(exp)
+    X, t, _ = dg.probe_rows(exp)
     net = exp.network
     net.loss.forward(net.forward(net.as_samples(X)), t)
     dx = net.backward(net.loss.backward(), input_grad=True)
@@ -593,3 +593,29 @@ def test_flat_inputs_have_no_steps_file(tmp_path):
     run = next(tmp_path.iterdir())
     assert (run / "diagnostics.csv").exists() and not (run / "diagnostics_steps.csv").exists()
     assert dg.inspect(run)["steps"] == []
+
+
+def test_the_gradient_per_step_counts_only_the_probe_rows_that_are_that_long(tmp_path):
+    """With lengths, step t's norm is over the rows that have a step t; a step no row reaches has none ('-')."""
+    rng = np.random.default_rng(0)
+    lengths = np.array([2, 4, 4, 6] * 10)  # no sequence uses the last two of its 8 steps
+    X = rng.normal(size=(40, 8, 1))
+    np.savez(tmp_path / "seq.npz", X=X, y=X[:, :2, 0].sum(axis=1), lengths=lengths)
+    from nntrain.api import fit, load_run
+
+    raw = small_config(data={"dataset": str(tmp_path / "seq.npz"), "options": {}, "split": {"val": 0.25, "test": 0.0}},
+                       model={"layers": [{"rnn": {"units": 4, "output": "last"}}, {"linear": 1}]}, loss="mse",
+                       train={"epochs": 1, "batch_size": 8, "diagnostics": True})  # fmt: skip
+    fit(cfg.load_config(None, [], raw=raw), run_dir=tmp_path / "run")
+    steps = [r["input_grad_norm"] for r in dg.read_steps(tmp_path / "run")]
+    assert len(steps) == 8 and all(np.isfinite(steps[:6])) and all(np.isnan(steps[6:]))
+    exp = load_run(tmp_path / "run", "last")
+    X, t, probe_lengths = dg.probe_rows(exp)
+    net = exp.network
+    net.loss.forward(net.forward(net.as_samples(X), lengths=probe_lengths), t)
+    dx = net.backward(net.loss.backward(), input_grad=True)
+    longest = probe_lengths > 4  # step 5: only the rows of length 6
+    np.testing.assert_allclose(steps[5], np.sqrt((dx[longest, 5] ** 2).sum(axis=1).mean()), rtol=1e-6)
+    inspected = dg.inspect(tmp_path / "run")
+    assert inspected["steps"][6:] == [None, None]
+    assert dg.format_steps(inspected["steps"], shown=8)[1].endswith("step 6: -, step 7: -")

@@ -101,3 +101,17 @@ def test_a_run_samples_without_its_text_file(run, tmp_path):
     with np.load(moved / "checkpoints" / "best.npz") as checkpoint:
         assert checkpoint["data.text.vocabulary"][:2].tolist() == ["<pad>", "<unk>"]
         assert str(checkpoint["data.text.tokens"]) == "char"
+
+
+def test_a_changed_text_is_not_taken_for_the_runs_own(run):
+    """Evaluating or resuming reads the text again: a vocabulary that differs from the checkpoint's is refused."""
+    path, _ = run
+    text = path.parent / "text.txt"
+    original = text.read_text()
+    try:
+        text.write_text(original.replace("cat", "cow"))  # 'w' is new
+        with pytest.raises(NntrainError, match="vocabulary differs"):
+            api.evaluate_run(path, split="val")
+    finally:
+        text.write_text(original)
+    assert api.evaluate_run(path, split="val")["samples"] > 0

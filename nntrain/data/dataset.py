@@ -197,7 +197,7 @@ def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path |
             sample_shape=folder.sample_shape, image=folder.options,
         )
     if is_table_file(path) and text is not None and text.column is not None:
-        texts, y = read_text_column(path, text.column, table.target, table.delimiter)
+        texts, y = read_text_column(path, text.column, table.target, table.delimiter, missing=table.missing)
         tokens = text.tokenizer.split_many(texts.tolist())
         return RawData(np.zeros((len(tokens), text.steps)), y, sample_shape=(text.steps,), texts=tokens)
     if is_table_file(path):

@@ -271,11 +271,13 @@ NPZ_MEMBERS = {  # what a data .npz holds; other arrays in it are ignored
 }
 
 
-def read_text_column(path: Path, column: str, target=None, delimiter: str | None = None, with_target: bool = True):
+def read_text_column(path: Path, column: str, target=None, delimiter: str | None = None, with_target: bool = True,
+                     missing: str = "error"):
     """(texts (rows,) str, raw target or None) of a table whose `column` holds text: a text classifier's data.
 
-    The target is `target` (a name or index), else the last column other than `column`. A
-    missing text cell is the empty text. Other columns are not read.
+    The target is `target` (a name or index), else the last column other than `column`: numbers
+    or labels as in any table. A missing text cell is the empty text; a missing target is an
+    error naming its line, or (`missing` "drop") drops the row. Other columns are not read.
     """
     names, unnamed = header_names(path, delimiter)
     if column not in names:
@@ -288,12 +290,20 @@ def read_text_column(path: Path, column: str, target=None, delimiter: str | None
         target_name = _target_name(others if target is None else names, target, path, unnamed)
         if target_name == column:
             raise NntrainError(f"'{column}' is the text column; the target must be another", "data.target")
-    table = read(path, delimiter, {column} | ({target_name} if target_name else set()))
+    table = read(path, delimiter, {column})
     texts = cells_of(table.column(column))
     y = None
     if target_name is not None:
         cells = table.column(target_name)
         y = cells_of(cells) if cells.kind != "number" else np.asarray(cells.values, dtype=np.float64)
+        absent = np.isnan(y) if y.dtype.kind == "f" else (np.char.strip(y) == "")
+        if absent.any() and missing != "drop":
+            raise NntrainError(
+                f"{table.where(int(np.argmax(absent)))}, column '{target_name}': the target is missing; fill it, or set"
+                " data.missing: drop",
+                "data.missing",
+            )
+        texts, y = texts[~absent], y[~absent]
     return texts, y
 
 

@@ -348,10 +348,11 @@ def language_model_windows(text: str, tokenizer: Tokenizer, steps: int, val: flo
         part = ids[low:high]
         rows = max(0, (len(part) - 1) // steps)
         if rows == 0 and (name == "train" or high > low):
+            fix, where = ("lower data.text.length", key) if name == "train" else (f"raise data.split.{name} (or set it to 0)", f"data.split.{name}")
             raise NntrainError(
                 f"the {name} part of the text has {len(part)} tokens, too few for one sequence of {steps} steps and its"
-                f" next token; lower data.text.length or data.split.{name if name != 'train' else 'val'}",
-                key,
+                f" next token; {fix}",
+                where,
             )
         inputs.append(part[: rows * steps].reshape(rows, steps))
         targets.append(part[1 : rows * steps + 1].reshape(rows, steps))

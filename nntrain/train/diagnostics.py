@@ -40,7 +40,8 @@ one forward pass over the probe batch.
 
 For a network that takes sequences (samples of shape (steps, features), not token ids) the run
 directory also gets `diagnostics_steps.csv`: per epoch and per step t, `input_grad_norm`, the
-root mean square over the probe rows of ||dL/dx_t||, the gradient of the loss with respect to
+root mean square of ||dL/dx_t|| over the probe rows that have a step t (all of them without
+`lengths`; nan where none has), the gradient of the loss with respect to
 that step of the input, from one eval-mode forward and backward pass over the probe batch
 (with its targets) at the end of the epoch. Where it is orders of magnitude smaller at the
 first steps than at the last, what happened early in a sequence barely reaches the loss: the
@@ -159,8 +160,9 @@ def probe_batch(exp, rows: int = PROBE_ROWS) -> np.ndarray:
     return probe_rows(exp, rows)[0]
 
 
-def probe_rows(exp, rows: int = PROBE_ROWS) -> tuple[np.ndarray, np.ndarray]:
-    """The probe (X, encoded targets) of an Experiment: up to `rows` rows of the val split (train when val is empty).
+def probe_rows(exp, rows: int = PROBE_ROWS) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The probe (X, encoded targets, sequence lengths or None) of an Experiment: up to `rows` rows of the val split
+    (train when val is empty).
 
     Rows are spread evenly over the split (positions 0 .. n-1), so a split read from a file
     sorted by class still gives a mixed probe. Deterministic, draws no random numbers, and
@@ -172,7 +174,7 @@ def probe_rows(exp, rows: int = PROBE_ROWS) -> tuple[np.ndarray, np.ndarray]:
         raise NntrainError("no rows to build a diagnostics probe batch from")
     positions = np.unique(np.linspace(0, n - 1, min(n, rows)).round().astype(np.int64))
     X, _, t = exp.rows(split, positions)
-    return X, t
+    return X, t, exp.lengths_of(split, positions)
 
 
 class Diagnostics:
@@ -204,6 +206,7 @@ class Diagnostics:
         keep_until: int | None = None,
         update_samples: int | None = UPDATE_SAMPLE_STEPS,
         probe_t: np.ndarray | None = None,
+        probe_lengths: np.ndarray | None = None,
     ):
         if update_samples is not None and update_samples < 1:
             raise ValueError(f"update_samples must be >= 1 or None, got {update_samples}")
@@ -215,6 +218,7 @@ class Diagnostics:
         network_input = network.in_shape
         self.sequence = len(network_input) == 2 and not network.layers[0].integer_input and probe_t is not None
         self.probe_t = probe_t
+        self.probe_lengths = probe_lengths
         # Layers with weights, by index in model.layers, and the names of their weights.
         self.names = {i: weight_names(layer) for i, layer in enumerate(network.layers) if weight_names(layer)}
         self.weighted = list(self.names)
@@ -305,10 +309,13 @@ class Diagnostics:
         rows = []
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             x = self.network.as_samples(self.probe_X)
+            lengths = self.network.check_lengths(self.probe_lengths, x)
             for i, layer in enumerate(self.network.layers):
-                if layer.uses_lengths:  # the probe rows are whole sequences; not the last batch's lengths
-                    layer.lengths = None
+                if layer.uses_lengths:  # the probe rows' own lengths, not the last batch's
+                    layer.lengths = lengths
                 x = layer.forward(x, False)
+                if lengths is not None:
+                    lengths = layer.out_lengths(lengths)
                 row = dict.fromkeys(COLUMNS)
                 row.update(epoch=int(epoch), layer=i, type=layer.name)
                 if i in self._grad_sum:
@@ -350,9 +357,15 @@ class Diagnostics:
         network = self.network
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             x = network.as_samples(self.probe_X)
-            network.loss.forward(network.forward(x, training=False), self.probe_t)
+            network.loss.forward(network.forward(x, training=False, lengths=self.probe_lengths), self.probe_t)
             dx = network.backward(network.loss.backward(), input_grad=True)
-            per_step = np.sqrt(np.mean(np.sum(np.square(dx, dtype=np.float64), axis=2), axis=0))
+            squares = np.sum(np.square(dx, dtype=np.float64), axis=2)  # (rows, steps)
+            real = np.ones(squares.shape, bool)
+            if self.probe_lengths is not None:  # the mean over the rows whose step t is real
+                real = np.arange(squares.shape[1])[None, :] < np.asarray(self.probe_lengths)[:, None]
+            counts = real.sum(axis=0)
+            per_step = np.sqrt(np.where(real, squares, 0).sum(axis=0) / np.maximum(counts, 1))
+            per_step[counts == 0] = np.nan  # no probe row is that long
         return [{"epoch": int(epoch), "step": t, "input_grad_norm": float(v)} for t, v in enumerate(per_step)]
 
 
@@ -574,16 +587,17 @@ def read_steps(run_dir: Path) -> list[dict]:
     rows = []
     for r in _read_raw(path, STEP_COLUMNS):
         try:
-            rows.append({"epoch": int(r["epoch"]), "step": int(r["step"]), "input_grad_norm": float(r["input_grad_norm"])})
+            rows.append({"epoch": int(r["epoch"]), "step": int(r["step"]), "input_grad_norm": _parse_float(r["input_grad_norm"])})
         except (TypeError, ValueError):  # a line torn by a crash
             continue
     return rows
 
 
-def _step_warnings(steps: list[float]) -> list[str]:
-    if len(steps) < 2 or not all(math.isfinite(v) for v in steps):
+def _step_warnings(steps: list) -> list[str]:
+    known = [v for v in steps if v is not None and math.isfinite(v)]  # steps no probe row reaches have none
+    if len(known) < 2 or steps[0] is None or not math.isfinite(steps[0]):
         return []
-    first, last = steps[0], steps[-1]
+    first, last = known[0], known[-1]
     if last > 0 and first < last / GRAD_RATIO_WARN:
         return [
             f"the gradient reaching the first step of the input is {_ratio(last, first)} smaller than at the last"
@@ -598,5 +612,5 @@ def format_steps(steps: list[float], shown: int = 8) -> list[str]:
     if not steps:
         return []
     picks = sorted({round(i * (len(steps) - 1) / max(1, shown - 1)) for i in range(shown)})
-    cells = [f"step {t}: {steps[t]:.2g}" for t in picks]
+    cells = [f"step {t}: {steps[t]:.2g}" if steps[t] is not None and math.isfinite(steps[t]) else f"step {t}: -" for t in picks]
     return ["gradient reaching each input step (RMS of ||dL/dx_t|| over the probe rows):", "  " + ", ".join(cells)]

@@ -28,7 +28,8 @@ from ..data.dataset import (
 from ..data.columns import FeatureEncoder, Imputer, impute_rules
 from ..data.files import TableOptions
 from ..data.images import ImageOptions
-from ..data.text import TextSource, Tokenizer, Vocabulary
+from ..data.table import is_table_file
+from ..data.text import TEXT_SUFFIXES, TextSource, Tokenizer, Vocabulary
 from ..engine.init import InitError
 from ..engine.layers import LAYERS, ShapeError
 from ..engine.losses import LOSSES
@@ -197,6 +198,7 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     options = TableOptions.of(d)
     image = ImageOptions(tuple(d.image.size) if d.image.size else None, d.image.mode) if d.image is not None else None
     text = _text_source(config)
+    _check_text_sources(d)
     for key, source in d.sources().items():
         try:
             raws[key] = read_source(_source(source), d.options, options, rng, base, encoder, image, text)
@@ -221,8 +223,8 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
     classes = classes or first.classes
     labels = []
     if first.vocabulary is not None:  # a text: its targets are token ids already, its classes the tokens
-        if len(raws) > 1:
-            raise NntrainError("a text file is a language model's whole data: give it as data.dataset", "data.train")
+        if d.text is None:
+            d.text = cfg.TextConfig()  # the resolved config (config.yaml) says how the text was cut
         if d.split.folds:
             raise NntrainError("a text is cut into contiguous train / val / test parts; folds would mix them", "data.split.folds")
         labels = [first.y]
@@ -269,12 +271,58 @@ def encode_texts(config: cfg.Config, dataset: Dataset, train: np.ndarray, saved:
     dataset.X, dataset.lengths, dataset.vocabulary, dataset.texts = ids.astype(np.float64), lengths, vocabulary, None
 
 
+def _is_text_file(source) -> bool:
+    return isinstance(source, str) and source.lower().endswith(TEXT_SUFFIXES)
+
+
+def _check_text_sources(d: cfg.DataConfig) -> None:
+    """A text file is a language model's whole data (data.dataset); data.text applies to it or to a table's column."""
+    sources = d.sources()
+    for key, source in sources.items():
+        if _is_text_file(source) and key != "dataset":
+            raise NntrainError("a text file is a language model's whole data: give it as data.dataset", f"data.{key}")
+    if d.text is None:
+        return
+    text_file = _is_text_file(d.dataset)
+    if d.text.column is not None and text_file:
+        raise NntrainError("a text file has no columns: data.text.column is for a table's column of text", "data.text.column")
+    tables = all(isinstance(s, str) and is_table_file(s) for s in sources.values())
+    if not text_file and not (tables and d.text.column is not None):
+        raise NntrainError(
+            "data.text says how text becomes tokens: for a .txt file (a language model), or with data.text.column"
+            " for a table's column of text; this data has neither",
+            "data.text",
+        )
+
+
 def _text_source(config: cfg.Config) -> TextSource:
     """How a .txt data file is cut (data.text, or its defaults, and data.split)."""
     text = config.data.text or cfg.TextConfig()
     split = config.data.split
     tokenizer = Tokenizer(text.tokens, text.lower, key="data.text")
     return TextSource(tokenizer, text.length, split.val, split.test, text.min_count, text.max_vocabulary, text.column)
+
+
+def reads_sequences(network: Network) -> bool:
+    """Whether the network takes its samples as sequences whose lengths it honours: (steps, features), or token ids."""
+    return len(network.in_shape) == 2 or bool(network.layers and network.layers[0].integer_input)
+
+
+def check_token_ids(network: Network, X: np.ndarray, where: str) -> None:
+    """NntrainError unless rows X are whole token ids the network's first layer (an embedding) has rows for."""
+    first = network.layers[0] if network.layers else None
+    if first is None or not first.integer_input:
+        return
+    option = first.vocabulary_option
+    size = getattr(first, option)
+    bad = ~((X >= 0) & (X < size) & (np.floor(X) == X))
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise NntrainError(
+            f"{where}: row {row} holds {float(X[row, column]):g} at step {column}, but the first layer takes token ids, whole"
+            f" numbers 0 .. {size - 1} (its {option}: {size})",
+            f"model.layers.0.{option}",
+        )
 
 
 def sequence_steps(sample_shape: tuple[int, ...]) -> int:
@@ -607,6 +655,19 @@ def prepare(
         scaler.fit_rows(dataset.X, splits["train"], lengths=dataset.lengths)
         target_scaler = Scaler(target_method, key="data.target_scale").fit(dataset.y[splits["train"]])
     network = build_network(config, dataset, rngs["init"])
+    if dataset.lengths is not None and not reads_sequences(network):
+        raise NntrainError(
+            f"the data's `lengths` are for a network that reads sequences (a recurrent layer, conv1d or an embedding"
+            f" first); this one takes its samples as {shape_text(network.in_shape)}, where padding would count",
+            "data.dataset",
+        )
+    if saved is not None and dataset.vocabulary is not None and "data.text.vocabulary" in saved:
+        if Vocabulary.from_state(saved, "data.text").tokens != dataset.vocabulary.tokens:
+            raise NntrainError(
+                "the text is not the one the run was trained on: its vocabulary differs from the checkpoint's", "data.dataset"
+            )
+    if with_data and dataset.in_memory:
+        check_token_ids(network, dataset.X, "the data")
     if not dataset.in_memory and config.train.batch_size == "full":
         raise NntrainError("data read from disk trains in mini-batches; a full batch would load it all", "train.batch_size")
     network.rng = rngs["train"]  # dropout and noise draw from the training stream, which checkpoints save

@@ -150,8 +150,10 @@ class Trainer:
                     checkpoint.save(self.run.checkpoint("last"), self.exp, state)
             if self.exp.config.train.diagnostics:
                 keep = state.epoch if resumed else None
-                probe_X, probe_t = probe_rows(self.exp)
-                self.diagnostics = Diagnostics(self.exp.network, probe_X, self.run.path, keep_until=keep, probe_t=probe_t)
+                probe_X, probe_t, probe_lengths = probe_rows(self.exp)
+                self.diagnostics = Diagnostics(
+                    self.exp.network, probe_X, self.run.path, keep_until=keep, probe_t=probe_t, probe_lengths=probe_lengths
+                )
             # Overflow on the way to a NaN loss is reported once, as divergence, not as numpy warnings.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 status, message = self._epochs(state, log)
