@@ -216,10 +216,7 @@ def _file_arrays(exp: Experiment, data: Path):
     training data was; lengths: an .npz's sequence lengths, or None."""
     lengths = None
     if exp.dataset.vocabulary is not None:  # a text classifier: the table's text column and target
-        options = TableOptions.of(exp.config.data)
-        texts, y_raw = read_text_column(resolve_path(str(data), None), exp.config.data.text.column, options.target, options.delimiter)
-        X, lengths = exp.dataset.vocabulary.encode_texts(texts.tolist())
-        X = X.astype(np.float64)
+        X, y_raw, lengths = _text_inputs(exp, resolve_path(str(data), None), with_target=True)
     elif is_input_file(data):  # arrays (an .npz with y), or an image folder with one subfolder per class
         inputs = read_inputs(Path(data), exp.dataset.sample_shape, exp.config.data.image, with_target=True)
         X, y_raw, lengths = inputs.X, inputs.y, inputs.lengths
@@ -270,6 +267,16 @@ def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, thre
     return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(samples), **result}
 
 
+def _text_inputs(exp: Experiment, path: Path, with_target: bool):
+    """(token ids X, raw target or None, lengths) of a table's text column, tokenized as the run's training texts were."""
+    options = TableOptions.of(exp.config.data)
+    texts, y_raw = read_text_column(
+        path, exp.config.data.text.column, options.target, options.delimiter, with_target, options.missing
+    )
+    X, lengths = exp.dataset.vocabulary.encode_texts(texts.tolist())
+    return X.astype(np.float64), y_raw, lengths
+
+
 def _is_language_model(exp: Experiment) -> bool:
     """A run trained on a text file: it predicts the next token at every step (`nntrain sample`)."""
     return exp.dataset.vocabulary is not None and exp.dataset.y.ndim == 2
@@ -307,9 +314,7 @@ def predict_run(
     problems: dict[int, str] = {}
     lengths = None
     if exp.dataset.vocabulary is not None:  # a text classifier: the table's text column, as the run tokenizes it
-        texts, _ = read_text_column(Path(input_path), exp.config.data.text.column, delimiter=options.delimiter, with_target=False)
-        X, lengths = exp.dataset.vocabulary.encode_texts(texts.tolist())
-        X = X.astype(np.float64)
+        X, _, lengths = _text_inputs(exp, Path(input_path), with_target=False)
         id_name, ids, unit, places = None, None, "index", list  # rows by their index in the table, from 0
     elif is_input_file(input_path):  # arrays, or an image folder (read at the run's image size and mode)
         inputs = read_inputs(Path(input_path), exp.dataset.sample_shape, exp.config.data.image, with_target=False)

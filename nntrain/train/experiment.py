@@ -430,8 +430,8 @@ def input_shape(sample_shape: tuple[int, ...], layers) -> tuple[int, ...]:
     The data's own shape when that layer takes it; one channel (1, T, D) of a stack of 2-D
     arrays seen as the sequence (T, D) by a layer over steps, a row (T,) as T steps of one
     feature (T, 1), and a sequence (T, D) as the one-channel image (1, T, D) by a convolution
-    over images; else the flat (n,) rows an MLP
-    takes (and a layer that needs a shape then says what it got). `layers`: instances or classes.
+    over images; else the flat (n,) rows an MLP takes (and a layer that needs a shape then says
+    what it got). `layers`: instances or classes.
     """
     shape = tuple(sample_shape)
     needs = next((layer.sample_ndim for layer in layers if layer.sample_ndim is not None), None)
