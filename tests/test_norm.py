@@ -348,3 +348,23 @@ def test_config_accepts_the_layers_and_their_defaults():
 def test_config_rejects_out_of_range_options(bad, key):
     with pytest.raises(NntrainError, match=f"model.layers.1.{key}"):
         cfg.validate(small_config(model={"layers": [{"linear": 16}, bad, {"linear": 3}]}))
+
+
+def test_batch_norm_on_sequences_normalizes_each_feature_over_the_batch_and_the_steps():
+    """(steps, features) samples: features last, as torch's BatchNorm1d(C) on the permuted (N, C, T)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (5, 7, 3)) * np.array([1.0, 10.0, 0.1])
+    norm = LAYERS["batch_norm"](momentum=0.5)
+    assert norm.setup((7, 3), np.dtype(np.float64), rng, "he", 0.01) == (7, 3)
+    assert norm.params["weight"].shape == (3,) and norm.min_batch == 1
+    y = norm.forward(x, training=True)
+    mean, var = x.mean(axis=(0, 1)), x.var(axis=(0, 1))
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(norm.state["running_var"], 0.5 + 0.5 * var * 35 / 34, rtol=1e-12)
+    from nntrain.engine.losses import LOSSES
+    from nntrain.engine.network import Network
+
+    net = Network([LAYERS["gru"](units=4), LAYERS["batch_norm"](), LAYERS["time_pool"](mode="mean"), LAYERS["linear"](units=2)],
+                  LOSSES["mse"](), (7, 3), np.float64, np.random.default_rng(1))  # fmt: skip
+    checks = check_gradients(net, rng.normal(size=(5, 7, 3)), rng.normal(size=(5, 2)))
+    assert all(c.passed for c in checks), [(c.name, c.max_rel_error) for c in checks]

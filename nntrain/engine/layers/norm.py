@@ -16,7 +16,9 @@ class BatchNorm(Layer):
     """Batch normalization, as torch.nn.BatchNorm1d(n) on (batch, n) and BatchNorm2d(c) on (batch, c, h, w).
 
     Axis 1 holds the features (or channels), C of them; statistics are taken over every other
-    axis, B values per feature (B = batch, or batch * h * w). Training: mean m and biased
+    axis, B values per feature (B = batch, or batch * h * w). Sequences (batch, steps, C) have
+    their features last: statistics per feature over the batch and the steps, B = batch * steps
+    (torch's BatchNorm1d(C) on the permuted (batch, C, steps)). Training: mean m and biased
     variance v per feature (both (C,)), x_hat = (x - m) / sqrt(v + eps),
     y = weight * x_hat + bias (weight, bias: (C,), init 1, 0). The state running_mean (init 0)
     and running_var (init 1), both (C,), move towards the batch statistics:
@@ -40,20 +42,24 @@ class BatchNorm(Layer):
         self.eps = eps
 
     def setup(self, in_shape, dtype, rng, init, init_scale):
-        c = in_shape[0]
+        sequence = len(in_shape) == 2  # (steps, features): the features are the last axis
+        c = in_shape[-1] if sequence else in_shape[0]
+        self.channels = c
         self._add_params(dtype, weight=np.ones(c), bias=np.zeros(c))
         self.state = {"running_mean": np.zeros(c, dtype=dtype), "running_var": np.ones(c, dtype=dtype)}
-        # Statistics over axis 0 and the sample axes after the first; (C, 1, 1) broadcasts over (h, w).
-        self.axes = (0, *range(2, len(in_shape) + 1))
-        self.view = (c, *(1,) * (len(in_shape) - 1))
-        self.min_batch = 2 if math.prod(in_shape[1:]) == 1 else 1
+        if sequence:  # statistics over the batch and the steps; (C,) broadcasts over both
+            self.axes, self.view = (0, 1), (c,)
+        else:  # over axis 0 and the sample axes after the first; (C, 1, 1) broadcasts over (h, w)
+            self.axes = (0, *range(2, len(in_shape) + 1))
+            self.view = (c, *(1,) * (len(in_shape) - 1))
+        self.min_batch = 2 if math.prod(in_shape) == c else 1
         return in_shape
 
     def forward(self, x, training):
         self.training = training
         view = self.view
         if training:
-            count = x.size // x.shape[1]
+            count = x.size // self.channels
             if count < 2:
                 raise ValueError(f"batch_norm needs at least 2 values per feature in a training batch, got {count}")
             mean = x.mean(axis=self.axes)
@@ -86,7 +92,7 @@ class BatchNorm(Layer):
         g_hat = grad * self.params["weight"].reshape(view)
         if not self.training:
             return g_hat * self.inv_std
-        count = grad.size // grad.shape[1]
+        count = grad.size // self.channels
         dx = g_hat * count
         dx -= g_hat.sum(axis=axes).reshape(view)
         dx -= self.x_hat * np.sum(g_hat * self.x_hat, axis=axes).reshape(view)
