@@ -21,7 +21,7 @@ from .data.inputs import is_input_file, read_inputs
 from .engine.gradcheck import check_gradients
 from .errors import NntrainError
 from .train import checkpoint
-from .train.experiment import Experiment, SavedSplits, check_token_ids, prepare
+from .train.experiment import Experiment, SavedSplits, check_token_ids, encode_step_labels, prepare
 from .npzfile import load_npz
 from .train.rundir import RunDir, atomic_write, save_npz
 from .train.metrics import check_threshold, decide
@@ -226,7 +226,12 @@ def _file_arrays(exp: Experiment, data: Path):
         X, y_raw = table.X, table.y
     if X.shape[1] != exp.network.in_features:
         raise NntrainError(f"{data} has {X.shape[1]} feature columns; the run was trained on {exp.network.in_features}")
-    y, _ = encode_labels(y_raw, exp.dataset.task, exp.dataset.classes)
+    if exp.dataset.y.ndim == 2 and exp.dataset.classes is not None:  # a class per step (sequence labelling)
+        if np.ndim(y_raw) != 2 or np.shape(y_raw)[1] != exp.dataset.y.shape[1]:
+            raise NntrainError(f"{data}: y must hold a class per step, ({len(X)}, {exp.dataset.y.shape[1]}); it has shape {np.shape(y_raw)}")
+        y, _ = encode_step_labels(y_raw, exp.dataset.classes, lengths)
+    else:
+        y, _ = encode_labels(y_raw, exp.dataset.task, exp.dataset.classes)
     check_token_ids(exp.network, X, str(data))
     return (*exp.encode(X, y), lengths)
 
@@ -265,6 +270,14 @@ def _evaluate_run(run_dir: Path, which: str, split: str, data: Path | None, thre
     if "confusion" in result:
         result["classes"] = exp.dataset.classes
     return {"run_dir": str(run_dir), "checkpoint": exp.source, "data": source, "samples": int(samples), **result}
+
+
+def _classes_per_step(loss, z: np.ndarray, lengths, classes) -> np.ndarray:
+    """Outputs (N, T, K) of a class per step -> the class name of each step (N, T), '' after a sequence's end."""
+    names = np.array(classes, dtype=object)[loss.decide(z)]
+    if lengths is not None:
+        names[np.arange(z.shape[1])[None, :] >= np.asarray(lengths)[:, None]] = ""
+    return names
 
 
 def _text_inputs(exp: Experiment, path: Path, with_target: bool):
@@ -341,11 +354,19 @@ def predict_run(
         out = loss.predict(z).astype(np.float64)
         if classes is None:
             out = exp.to_target_units(out)
-    finite = np.isfinite(z).all(axis=1) & np.isfinite(out).all(axis=1)
+    per_step = None
+    if z.ndim == 3:  # a class per step (sequence labelling): each row's classes, step by step
+        per_step = _classes_per_step(loss, z, None if lengths is None else lengths[ok], classes)
+        finite = np.isfinite(z).all(axis=(1, 2))
+    else:
+        finite = np.isfinite(z).all(axis=1) & np.isfinite(out).all(axis=1)
     checkpoint_name = f"{exp.source}.npz" if exp.source in ("best", "last") else f"'{exp.source}'"
     for r in np.flatnonzero(ok)[~finite]:
         problems[int(r)] = f"the model's outputs are not finite (the parameters or scaling statistics of {checkpoint_name} overflow)"
-    if classes is not None:
+    if per_step is not None:
+        header = [f"class_{t}" for t in range(per_step.shape[1])]
+        scored = per_step.tolist()
+    elif classes is not None:
         decided = decide(loss, z, threshold)
         prefix = "p" if loss.probabilities else "score"
         if out.shape[1] == len(classes):

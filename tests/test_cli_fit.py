@@ -601,3 +601,47 @@ def test_text_and_sequence_data_mistakes_are_refused_with_the_key(cli, tmp_path)
     result = config(labelled, rnn)
     assert result.exit_code == 2 and "line 3, column 'label': the target is missing" in result.stderr
     assert config({**labelled, "missing": "drop"}, [{"embedding": {"dim": 4}}, *rnn]).exit_code == 0
+
+
+def test_sequence_labelling_a_class_per_step_through_every_command(cli, tmp_path):
+    """An .npz with y (N, T), a class per step (here the running parity of the bits so far), and lengths: the labels
+    of padded steps are never read, a GRU with output: sequence learns it, predict writes a class per step, eval
+    --data scores a file of the same form, and class weights count only the real steps."""
+    rng = np.random.default_rng(0)
+    n, steps = 400, 8
+    bits = rng.integers(0, 2, (n, steps))
+    labels = (np.cumsum(bits, axis=1) % 2).astype(float)  # floats, as an .npz often has them
+    lengths = rng.integers(3, steps + 1, n)
+    X = bits[:, :, None].astype(float)
+    for i in range(n):
+        X[i, lengths[i] :], labels[i, lengths[i] :] = 5.0, -1.0  # padding, and labels that are no class
+    data = tmp_path / "parity.npz"
+    np.savez(data, X=X, y=labels, lengths=lengths)
+    config = tmp_path / "label.yaml"
+    config.write_text(yaml.safe_dump({
+        "seed": 0, "data": {"dataset": str(data), "scale": "none"}, "model": {"layers": [{"gru": {"units": 12}}, {"linear": 2}]},
+        "loss": "cross_entropy", "optimizer": {"name": "adam", "lr": 0.03}, "train": {"epochs": 25, "batch_size": 32},
+    }))  # fmt: skip
+    run = tmp_path / "run"
+    trained = cli("fit", config, "--run-dir", run, "--json")
+    assert trained.exit_code == 0, trained.stderr
+    final = json.loads(trained.stdout)["final"]
+    assert final["test"]["accuracy"] > 0.95, final
+    with np.load(run / "checkpoints" / "best.npz") as checkpoint:
+        assert checkpoint["data.classes"].tolist() == ["0", "1"] and int(checkpoint["data.target_steps"]) == steps
+    new = tmp_path / "new.npz"
+    np.savez(new, X=X[:3], lengths=lengths[:3])
+    predicted = cli("predict", run, new)
+    assert predicted.exit_code == 0, predicted.stderr
+    lines = predicted.stdout.splitlines()
+    assert lines[0] == ",".join(f"class_{t}" for t in range(steps)) and len(lines) == 4
+    for line, length, truth in zip(lines[1:], lengths[:3], labels[:3]):
+        cells = line.split(",")
+        assert cells[length:] == [""] * (steps - length)  # nothing after a sequence's end
+        assert sum(c == str(int(t)) for c, t in zip(cells[:length], truth)) >= length - 1
+    evaluated = json.loads(cli("eval", run, "--data", data, "--json").stdout)
+    assert evaluated["samples"] == n and evaluated["accuracy"] > 0.95
+    assert sum(map(sum, evaluated["confusion"])) == int(lengths.sum())  # every real step, no padded one
+    assert cli("gradcheck", run, "--samples", "3").exit_code == 0
+    weighted = cli("fit", config, "--set", "loss.class_weights=balanced", "--set", "train.epochs=1", "--runs-root", tmp_path / "w")
+    assert weighted.exit_code == 0, weighted.stderr

@@ -230,7 +230,10 @@ def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None
         labels = [first.y]
     for key, raw in raws.items() if first.vocabulary is None else ():
         try:
-            y, classes = encode_labels(raw.y, task, classes)
+            if task == "classification" and labels_per_step(raw, shape):
+                y, classes = encode_step_labels(raw.y, classes, raw.lengths)
+            else:
+                y, classes = encode_labels(raw.y, task, classes)
         except NntrainError as e:
             raise e if e.key else NntrainError(str(e), f"data.{key}") from None
         labels.append(y)
@@ -303,6 +306,27 @@ def _text_source(config: cfg.Config) -> TextSource:
     return TextSource(tokenizer, text.length, split.val, split.test, text.min_count, text.max_vocabulary, text.column)
 
 
+def labels_per_step(raw, shape: tuple[int, ...]) -> bool:
+    """Whether a source's y (N, T) holds a class per step of its sequences (sequence labelling): whole numbers or
+    labels that are not one-hot rows, one per step of sequences of T steps."""
+    y = raw.y
+    if y is None or y.ndim != 2 or not (len(shape) == 2 or (len(shape) == 3 and shape[0] == 1) or raw.lengths is not None):
+        return False
+    if y.shape[1] != sequence_steps(shape):
+        return False
+    one_hot = y.dtype.kind != "U" and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+    return not one_hot
+
+
+def encode_step_labels(y: np.ndarray, classes, lengths):
+    """Labels (N, T) per step -> (int64 class indices (N, T), class names), from the real steps alone (padded: 0)."""
+    real = np.ones(y.shape, bool) if lengths is None else np.arange(y.shape[1])[None, :] < lengths[:, None]
+    codes, classes = encode_labels(y[real], "classification", classes)
+    out = np.zeros(y.shape, np.int64)
+    out[real] = codes
+    return out, classes
+
+
 def reads_sequences(network: Network) -> bool:
     """Whether the network takes its samples as sequences whose lengths it honours: (steps, features), or token ids."""
     return len(network.in_shape) == 2 or bool(network.layers and network.layers[0].integer_input)
@@ -333,19 +357,21 @@ def sequence_steps(sample_shape: tuple[int, ...]) -> int:
 def splits_of(config: cfg.Config, dataset: Dataset, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Row indices of train / val / test: the given files' rows, with fractions carved where no file is given."""
     s = config.data.split
+    # Stratified by the class of each row; a class per step (sequence labelling) has no one class per row.
+    stratify = dataset.task if dataset.y.ndim == 1 else "regression"
     if dataset.parts is None and s.folds:
-        splits = split_indices(dataset.y, dataset.task, 0.0, s.test, rng)
-        splits["train"], splits["val"] = fold_indices(dataset.y, dataset.task, splits["train"], s.folds, s.fold, rng)
+        splits = split_indices(dataset.y, stratify, 0.0, s.test, rng)
+        splits["train"], splits["val"] = fold_indices(dataset.y, stratify, splits["train"], s.folds, s.fold, rng)
     elif dataset.parts is None:
-        splits = split_indices(dataset.y, dataset.task, s.val, s.test, rng)
+        splits = split_indices(dataset.y, stratify, s.val, s.test, rng)
     else:
         splits = {name: dataset.parts.get(name, np.empty(0, dtype=np.int64)) for name in SPLITS}
         if "val" not in dataset.parts:  # carve the validation rows out of the training file
             train = dataset.parts["train"]
             if s.folds:
-                splits["train"], splits["val"] = fold_indices(dataset.y, dataset.task, train, s.folds, s.fold, rng)
+                splits["train"], splits["val"] = fold_indices(dataset.y, stratify, train, s.folds, s.fold, rng)
             else:
-                carved = split_indices(dataset.y[train], dataset.task, s.val, 0.0, rng)
+                carved = split_indices(dataset.y[train], stratify, s.val, 0.0, rng)
                 splits["train"], splits["val"] = train[carved["train"]], train[carved["val"]]
     if len(splits["train"]) == 0:
         raise NntrainError(f"the split leaves no training rows out of {len(dataset.y)}", "data.split")
@@ -392,8 +418,8 @@ def build_network(config: cfg.Config, dataset: Dataset, rng: np.random.Generator
             sized = [i for i, layer in enumerate(layers) if layer.width_option is not None]
             raise NntrainError(
                 f"the network's output has shape {shape_text(network.out_shape)} per sample, but '{loss.name}' on"
-                f" {steps} steps of {need} classes (the text's tokens) needs ({steps}, {need}): a recurrent layer with"
-                f" output: sequence, then linear {need}",
+                f" {steps} steps of {need} classes needs ({steps}, {need}): a recurrent layer with output: sequence,"
+                f" then linear {need}",
                 f"model.layers.{sized[-1]}.{layers[sized[-1]].width_option}" if sized else "model.layers",
             )
     elif len(network.out_shape) != 1:
@@ -485,6 +511,8 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
     vocabulary = Vocabulary.from_state(saved, "data.text") if "data.text.vocabulary" in saved else None
     if vocabulary is not None and (config.data.text is None or config.data.text.column is None):  # a language model
         y = np.empty((0, width), dtype=np.int64)
+    elif classes is not None and "data.target_steps" in saved:  # a class per step (sequence labelling)
+        y = np.empty((0, int(saved["data.target_steps"])), dtype=np.int64)
     elif classes is not None:
         y = np.empty(0, dtype=np.int64)
     else:  # regression: one target per output of the network
@@ -674,7 +702,11 @@ def prepare(
     if saved is not None and "loss.weights" in saved:  # a saved run keeps the weights it trained with
         network.loss.weights = saved["loss.weights"]
     elif dataset.classes is not None:  # class_weights: balanced counts come from the training rows
-        counts = np.bincount(dataset.y[splits["train"]].reshape(-1), minlength=len(dataset.classes))  # per step too
+        train = splits["train"]
+        labels = dataset.y[train]
+        if labels.ndim == 2 and dataset.lengths is not None:  # a class per step: the real steps'
+            labels = labels[np.arange(labels.shape[1])[None, :] < dataset.lengths[train][:, None]]
+        counts = np.bincount(labels.reshape(-1), minlength=len(dataset.classes))
         try:
             network.loss.set_class_weights(dataset.classes, counts)
         except ValueError as e:
