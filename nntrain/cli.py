@@ -620,8 +620,9 @@ def datasets_show(
             _say(f"{key}: {info[key]}")
     if "classes" in info:
         _say("classes:")
+        total = sum(info["classes"].values())  # rows, or steps for a class per step
         for label, count in info["classes"].items():
-            _say(f"  {label:<14} {count:>7}  ({count / info['rows']:.1%})")
+            _say(f"  {label:<14} {count:>7}  ({count / total:.1%})")
     else:
         _say(f"target range: {_fmt(info['target_range'][0])} .. {_fmt(info['target_range'][1])}")
     ranges = list(info["feature_ranges"].items())

@@ -38,7 +38,7 @@ def raises(match: str | None = None):
 CLASSIFIERS = ["xor", "spirals", "moons", "circles", "blobs", "linear"]
 
 
-SEQUENCES = {"adding": "regression", "parity": "classification", "sine_wave": "regression"}  # test_generators.py
+SEQUENCES = {"adding": "regression", "parity": "classification", "sine_wave": "regression", "copy_memory": "classification"}  # test_generators.py
 
 
 def test_registry_holds_every_documented_generator():

@@ -379,7 +379,7 @@ def test_datasets(cli):
     result = cli("datasets")
     assert result.exit_code == 0
     names = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ") and line.split()]
-    generated = {"spirals", "xor", "moons", "circles", "blobs", "linear", "sine", "adding", "parity", "sine_wave"}
+    generated = {"spirals", "xor", "moons", "circles", "blobs", "linear", "sine", "adding", "parity", "sine_wave", "copy_memory"}
     bundled = {"iris", "wine", "breast_cancer", "digits", "diabetes"}
     assert generated | bundled | {"mnist", "fashion_mnist"} <= set(names)
     listing = json.loads(cli("datasets", "--json").stdout)

@@ -250,3 +250,22 @@ def test_sets_too_large_to_hold_are_refused_before_anything_is_drawn(name):
     with pytest.raises(NntrainError, match="at most") as caught:
         GENERATORS[name](np.random.default_rng(0), samples=MAX_SEQUENCE_STEPS // 10 + 1, length=10)
     assert caught.value.key == "data.options"
+
+
+def test_copy_memory_asks_for_the_symbols_after_the_delay_and_labels_every_step():
+    X, y = GENERATORS["copy_memory"](np.random.default_rng(0), samples=50, length=6, symbols=4, count=3)
+    steps = 2 * 3 + 6
+    assert X.shape == (50, steps, 6) and y.shape == (50, steps) and y.dtype == np.int64
+    code = X.argmax(axis=2)
+    assert (X.sum(axis=2) == 1).all() and (code[:, 3 + 6 - 1] == 5).all()  # one-hot; the marker before the copy
+    assert (code[:, 3:8] == 4).all() and (code[:, -3:] == 4).all()  # blanks
+    np.testing.assert_array_equal(y[:, -3:], code[:, :3] + 1)  # the symbols again, after the delay
+    assert (y[:, :-3] == 0).all()
+    assert GENERATORS["copy_memory"].task == "classification"
+
+
+def test_copy_memory_is_a_class_per_step_through_the_data_layer():
+    from nntrain.data.catalog import describe
+
+    info = describe("copy_memory", {"samples": 10, "length": 4, "count": 2}, np.random.default_rng(0))
+    assert info["sample_shape"] == [8, 10] and sum(info["classes"].values()) == 10 * 8

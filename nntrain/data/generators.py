@@ -150,6 +150,32 @@ def parity(rng, *, samples: Samples = 1000, length: Length = 8, noise: Noise = 0
     return (bits + noise * rng.standard_normal((samples, length)))[:, :, None], y
 
 
+@generator("classification")
+def copy_memory(
+    rng, *, samples: Samples = 1000, length: Length = 20, noise: Noise = 0.0,
+    symbols: Annotated[int, Range(ge=2, le=100)] = 8, count: Annotated[int, Range(ge=1, le=1000)] = 5,
+):
+    """The copy-memory task: remember `count` symbols over a delay of `length` steps, then write them back.
+
+    A sample has T = 2 count + length steps. Its input X: (samples, T, symbols + 2) is one-hot:
+    `count` random symbols (channels 0 .. symbols - 1), then `length` - 1 blanks (channel
+    `symbols`), a marker (channel symbols + 1) that asks for the copy, and `count` blanks more;
+    + `noise` * N(0, 1) on every input. The target y: (samples, T) is a class per step: blank
+    (class 0) everywhere but the last `count` steps, which are the symbols again (classes 1 ..
+    symbols). Baseline: blanks, then guessing, gives cross-entropy count ln(symbols) / T.
+    """
+    _check_size(samples, 2 * count + length)
+    steps = 2 * count + length
+    remembered = rng.integers(0, symbols, size=(samples, count))
+    code = np.full((samples, steps), symbols)  # blanks
+    code[:, :count] = remembered
+    code[:, count + length - 1] = symbols + 1  # the marker: write the symbols now
+    X = np.eye(symbols + 2)[code] + noise * rng.standard_normal((samples, steps, symbols + 2))
+    y = np.zeros((samples, steps), dtype=np.int64)
+    y[:, -count:] = remembered + 1
+    return X, y
+
+
 SINE_FREQUENCIES = (0.1, 1.0)  # radians per step: periods of 6.3 to 63 steps
 
 
