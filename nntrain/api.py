@@ -44,6 +44,8 @@ def _pin_data_path(config: cfg.Config, base: Path | None) -> None:
         try:
             if isinstance(source, cfg.ArrayFiles):
                 source.X, source.y = pin(source.X, (".npy",)), pin(source.y, (".npy",))
+                if source.lengths is not None:
+                    source.lengths = pin(source.lengths, (".npy",))
             elif source not in builtin_names():
                 setattr(config.data, key, pin(source))
         except NntrainError as e:

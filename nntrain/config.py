@@ -319,10 +319,11 @@ class TextConfig(Strict):
 
 
 class ArrayFiles(Strict):
-    """Two .npy files: features X (rows, features) or images (rows, [channels,] height, width), read from disk batch by batch, and targets y (rows,)."""
+    """Two .npy files: features X (rows, features) or images (rows, [channels,] height, width), read from disk batch by batch, and targets y (rows,); for sequences (rows, steps, features) padded after their end, `lengths` (rows,)."""
 
     X: str
     y: str
+    lengths: str | None = Field(None, description="an .npy of each sequence's real length (rows,), 1 .. steps")
 
 
 Source = Annotated[

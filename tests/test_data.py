@@ -1256,3 +1256,21 @@ def cfg_scale(name: str, per: str):
     from nntrain.config import ScaleConfig
 
     return ScaleConfig(name=name, per=per)
+
+
+def test_npy_pairs_take_lengths_too(tmp_path):
+    """{X: .npy, y: .npy, lengths: .npy}: the sequences stay on disk, their lengths reach the network."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (40, 6, 2)).astype(np.float32)
+    lengths = rng.integers(1, 7, 40)
+    for name, array in (("X", X), ("y", X[:, 0, 0].astype(np.float64)), ("L", lengths), ("bad", lengths + 6)):
+        np.save(tmp_path / f"{name}.npy", array)
+    raw = small_config(data={"dataset": {"X": str(tmp_path / "X.npy"), "y": str(tmp_path / "y.npy"), "lengths": str(tmp_path / "L.npy")},
+                             "options": {}},
+                       model={"layers": [{"gru": {"units": 3, "output": "last"}}, {"linear": 1}]}, loss="mse")  # fmt: skip
+    exp = prepare(load_config(None, [], raw=raw))
+    assert not exp.dataset.in_memory and exp.dataset.lengths.tolist() == lengths.tolist()
+    assert exp.lengths_of("train", np.arange(3)).tolist() == lengths[exp.splits["train"][:3]].tolist()
+    raw["data"]["dataset"]["lengths"] = str(tmp_path / "bad.npy")
+    with pytest.raises(NntrainError, match="lengths must be 1 .. the 6 steps"):
+        prepare(load_config(None, [], raw=raw))

@@ -17,7 +17,7 @@ from . import download
 from .bundled import BUNDLED, read_bundled
 from .download import DOWNLOADABLE
 from .columns import ColumnPlan, FeatureEncoder
-from .files import FILE_SUFFIXES, TableOptions, read_arrays, read_table, read_text_column
+from .files import FILE_SUFFIXES, NPZ_MEMBERS, TableOptions, read_arrays, read_table, read_text_column
 from .images import ImageOptions, is_folder, read_folder
 from .shapes import shape_text
 from .table import is_table_file
@@ -155,10 +155,11 @@ def _table_data(table) -> RawData:
     return RawData(table.X, table.y, table.encoder, dropped=table.dropped, plans=table.plans, notes=table.notes)
 
 
-def read_array_files(x_path: Path, y_path: Path) -> RawData:
+def read_array_files(x_path: Path, y_path: Path, lengths_path: Path | None = None) -> RawData:
     """X from an .npy file left on disk (read batch by batch), y from an .npy file read into memory.
 
-    y: 1-D or 2-D, numbers (finite) or text, one row per row of X.
+    y: 1-D or 2-D, numbers (finite) or text, one row per row of X. `lengths_path`: an .npy of
+    each sequence's real length (rows,), 1 .. X.shape[1] (steps on axis 1).
     """
     X = DiskRows(x_path)
     if not len(X):
@@ -168,7 +169,18 @@ def read_array_files(x_path: Path, y_path: Path) -> RawData:
     check_members(y_path, {"y": y}, spec, sizes={"rows": (len(X), f"'{x_path}'")})
     if y.dtype.kind == "b" or (y.dtype.kind == "u" and (not y.size or int(y.max()) < 2**63)):
         y = y.astype(np.int64)  # integers stay integers: no float copy (and uint64 beyond int64 stays uint64)
-    return RawData(X, y, sample_shape=X.sample_shape)
+    lengths = None
+    if lengths_path is not None:
+        lengths = load_npy(lengths_path)
+        check_members(lengths_path, {"lengths": lengths}, {"lengths": NPZ_MEMBERS["lengths"]}, sizes={"rows": (len(X), f"'{x_path}'")})
+        shape = X.sample_shape  # (steps,), or (1, steps, features) of a 3-D X
+        if len(shape) == 3 and shape[0] != 1 or len(shape) > 3:
+            raise NntrainError(f"{lengths_path}: lengths are for sequences, an X of (rows, steps) or (rows, steps, features)")
+        steps = shape[1] if len(shape) == 3 else shape[0]
+        if int(lengths.max()) > steps:
+            raise NntrainError(f"{lengths_path}: lengths must be 1 .. the {steps} steps of {x_path}'s sequences")
+        lengths = lengths.astype(np.int64)
+    return RawData(X, y, sample_shape=X.sample_shape, lengths=lengths)
 
 
 def read_raw(dataset: str, options: dict, table: TableOptions, rng, base: Path | None = None, image=None, text=None) -> RawData:

@@ -181,7 +181,9 @@ class Experiment:
 
 def _source(value):
     """A config data source as read_source takes it: a path or name, or an (X.npy, y.npy) tuple."""
-    return (value.X, value.y) if isinstance(value, cfg.ArrayFiles) else value
+    if isinstance(value, cfg.ArrayFiles):
+        return (value.X, value.y) if value.lengths is None else (value.X, value.y, value.lengths)
+    return value
 
 
 def load_dataset(config: cfg.Config, rng: np.random.Generator, base: Path | None, classes=None) -> Dataset:
