@@ -794,6 +794,44 @@ def run_network(net: str, args, data_file: Path, runs_root: Path) -> dict:
     return result
 
 
+def report_tail(info: dict, results: list[dict], args) -> list[str]:
+    """The lines every side-by-side report ends with: the machine's load, the engine sources measured, and
+    nntrain's per-layer times (rnn.py's report too)."""
+    lines = []
+    for r in results:
+        o = [v for k in ("nntrain", "torch") for v in r["other_processes_cpu_share"][k] if v is not None]
+        if o:
+            lines.append(
+                f"- {r['network']}: other processes on the machine used {statistics.median(o):.0%} of the CPUs (median over the"
+                f" timed epochs; {min(o):.0%}-{max(o):.0%}); {len(r['discarded_rounds'])} rounds repeated because they used more"
+                f" than {args.max_others:.0%}; {r['seconds_waited_for_quiet']:.0f} s waited for a quiet machine"
+            )
+    if info.get("other_processes_cpu_share") is not None:
+        lines.append(f"- the whole run: other processes used {info['other_processes_cpu_share']:.0%} of the CPUs")
+    if info.get("engine_sources_sha256"):
+        lines.append(
+            f"- nntrain/engine sources measured: sha256 {info['engine_sources_sha256']} (of the files' paths and contents)"
+        )
+    for r in results:
+        if r.get("layer_times"):
+            total = sum(t["forward_ms"] + t["backward_ms"] for t in r["layer_times"])
+            lines += [
+                "",
+                (
+                    f"nntrain's layers, {r['network']}, batch {args.batch}: milliseconds per training step over"
+                    f" {args.layer_steps} steps (the optimizer step not included; total {total:.1f} ms; other processes used"
+                    f" {_pct(r.get('layer_times_other_processes_cpu_share'))} of the CPUs meanwhile)"
+                ),
+                "",
+                "| layer | forward (ms) | backward (ms) | share |",
+                "|---|---:|---:|---:|",
+            ]
+            for t in r["layer_times"]:
+                both = t["forward_ms"] + t["backward_ms"]
+                lines.append(f"| {t['layer']} | {t['forward_ms']:.2f} | {t['backward_ms']:.2f} | {both / total:.0%} |")
+    return lines
+
+
 def report(info: dict, probes: tuple[dict, dict], results: list[dict], checks: dict, rss: dict | None, args) -> str:
     peak = max(probes[0]["peak"], probes[1]["peak"])
     flags = " ".join(info.get("cpu_flags") or []) or "not listed"
@@ -881,37 +919,7 @@ def report(info: dict, probes: tuple[dict, dict], results: list[dict], checks: d
             f" its final evaluation of the training rows, peaks at {rss['fit_peak_rss_kib'] / 1024:.0f} MiB = the data +"
             f" {rss['fit_over_data_mb']:.1f} MB; the fit took {rss['fit_seconds']:.1f} s"
         )
-    for r in results:
-        o = [v for k in ("nntrain", "torch") for v in r["other_processes_cpu_share"][k] if v is not None]
-        if o:
-            lines.append(
-                f"- {r['network']}: other processes on the machine used {statistics.median(o):.0%} of the CPUs (median over the"
-                f" timed epochs; {min(o):.0%}-{max(o):.0%}); {len(r['discarded_rounds'])} rounds repeated because they used more"
-                f" than {args.max_others:.0%}; {r['seconds_waited_for_quiet']:.0f} s waited for a quiet machine"
-            )
-    if info.get("other_processes_cpu_share") is not None:
-        lines.append(f"- the whole run: other processes used {info['other_processes_cpu_share']:.0%} of the CPUs")
-    if info.get("engine_sources_sha256"):
-        lines.append(
-            f"- nntrain/engine sources measured: sha256 {info['engine_sources_sha256']} (of the files' paths and contents)"
-        )
-    for r in results:
-        if r.get("layer_times"):
-            total = sum(t["forward_ms"] + t["backward_ms"] for t in r["layer_times"])
-            lines += [
-                "",
-                (
-                    f"nntrain's layers, {r['network']}, batch {args.batch}: milliseconds per training step over"
-                    f" {args.layer_steps} steps (the optimizer step not included; total {total:.1f} ms; other processes used"
-                    f" {_pct(r.get('layer_times_other_processes_cpu_share'))} of the CPUs meanwhile)"
-                ),
-                "",
-                "| layer | forward (ms) | backward (ms) | share |",
-                "|---|---:|---:|---:|",
-            ]
-            for t in r["layer_times"]:
-                both = t["forward_ms"] + t["backward_ms"]
-                lines.append(f"| {t['layer']} | {t['forward_ms']:.2f} | {t['backward_ms']:.2f} | {both / total:.0%} |")
+    lines += report_tail(info, results, args)
     return "\n".join(lines) + "\n"
 
 

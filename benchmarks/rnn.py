@@ -447,37 +447,7 @@ def report(info: dict, probes: tuple[dict, dict], results: list[dict], checks: d
             f" difference {c['relative_difference']:.1e} (loose tolerance {c['tolerance']:g}: float32 drift; largest"
             f" parameter difference {c['max_param_rel_diff']:.1e}): {'ok' if c['ok'] else 'MISMATCH'}"
         )
-    for r in results:
-        o = [v for k in ("nntrain", "torch") for v in r["other_processes_cpu_share"][k] if v is not None]
-        if o:
-            lines.append(
-                f"- {r['network']}: other processes on the machine used {statistics.median(o):.0%} of the CPUs (median over"
-                f" the timed epochs; {min(o):.0%}-{max(o):.0%}); {len(r['discarded_rounds'])} rounds repeated because they"
-                f" used more than {args.max_others:.0%}; {r['seconds_waited_for_quiet']:.0f} s waited for a quiet machine"
-            )
-    if info.get("other_processes_cpu_share") is not None:
-        lines.append(f"- the whole run: other processes used {info['other_processes_cpu_share']:.0%} of the CPUs")
-    if info.get("engine_sources_sha256"):
-        lines.append(
-            f"- nntrain/engine sources measured: sha256 {info['engine_sources_sha256']} (of the files' paths and contents)"
-        )
-    for r in results:
-        if r.get("layer_times"):
-            total = sum(t["forward_ms"] + t["backward_ms"] for t in r["layer_times"])
-            lines += [
-                "",
-                (
-                    f"nntrain's layers, {r['network']}, batch {args.batch}: milliseconds per training step over"
-                    f" {args.layer_steps} steps (the optimizer step not included; total {total:.1f} ms; other processes used"
-                    f" {_pct(r.get('layer_times_other_processes_cpu_share'))} of the CPUs meanwhile)"
-                ),
-                "",
-                "| layer | forward (ms) | backward (ms) | share |",
-                "|---|---:|---:|---:|",
-            ]
-            for t in r["layer_times"]:
-                both = t["forward_ms"] + t["backward_ms"]
-                lines.append(f"| {t['layer']} | {t['forward_ms']:.2f} | {t['backward_ms']:.2f} | {both / total:.0%} |")
+    lines += _conv.report_tail(info, results, args)
     return "\n".join(lines) + "\n"
 
 
