@@ -16,7 +16,7 @@ Keys of the .npz:
                                        of images, whose rows hold the pixels in C order
   data.image_shape                     (height, width): read only, from runs before data.sample_shape; means (1, h, w)
   data.text.vocabulary, .tokens, .lower, .max_length   text data: the vocabulary (token of each id) and tokenizer
-  data.target_steps                    a class per step of sequences (sequence labelling): the steps
+  data.target_steps                    a class per step of sequences (a language model, sequence labelling): the steps
   loss.weights                         per-class weights of the loss (loss.class_weights), by label
   meta.epoch, meta.best_epoch, meta.best_value, meta.rng (training RNG state, JSON),
   meta.config (the resolved config, JSON), meta.config_sha256, meta.version
@@ -136,7 +136,7 @@ def save(path: Path, exp: Experiment, state: TrainingState) -> None:
         arrays["data.classes"] = np.array(exp.dataset.classes, dtype=np.str_)
     if exp.dataset.vocabulary is not None:
         arrays.update(exp.dataset.vocabulary.state("data.text"))
-    elif exp.dataset.classes is not None and exp.dataset.y.ndim == 2:  # a class per step (sequence labelling)
+    if exp.dataset.classes is not None and exp.dataset.y.ndim == 2:  # a class per step (language model, labelling)
         arrays["data.target_steps"] = np.array(exp.dataset.y.shape[1], dtype=np.int64)
     save_npz(path, arrays)
 

@@ -511,9 +511,7 @@ def saved_dataset(config: cfg.Config, saved: dict[str, np.ndarray]) -> Dataset:
         shape = (width,)
     classes = [str(c) for c in saved["data.classes"]] if "data.classes" in saved else None
     vocabulary = Vocabulary.from_state(saved, "data.text") if "data.text.vocabulary" in saved else None
-    if vocabulary is not None and (config.data.text is None or config.data.text.column is None):  # a language model
-        y = np.empty((0, width), dtype=np.int64)
-    elif classes is not None and "data.target_steps" in saved:  # a class per step (sequence labelling)
+    if classes is not None and "data.target_steps" in saved:  # a class per step (language model, sequence labelling)
         y = np.empty((0, int(saved["data.target_steps"])), dtype=np.int64)
     elif classes is not None:
         y = np.empty(0, dtype=np.int64)
