@@ -20,7 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     rich_markup_mode=None,
     help="Config-driven neural-network training on a NumPy engine.",
@@ -33,6 +33,28 @@ EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks for errors.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout and nothing else there.")]
+
+
+def _values(*values: str):
+    """Shell completion for an option that takes one of `values` (see README, Shell completion)."""
+    return lambda incomplete: [v for v in values if v.startswith(incomplete)]
+
+
+def _dataset_names(incomplete: str) -> list[str]:
+    from .data.dataset import builtin_names
+
+    return [name for name in builtin_names() if name.startswith(incomplete)]
+
+
+def _downloadable_names(incomplete: str) -> list[str]:
+    from .data.download import DOWNLOADABLE
+
+    return [name for name in DOWNLOADABLE if name.startswith(incomplete)]
+
+
+Checkpoint = Annotated[
+    str, typer.Option("--checkpoint", help="best, last, or a checkpoint file.", autocompletion=_values("best", "last"))
+]
 Sets = Annotated[
     Optional[list[str]],
     typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a config key, e.g. --set optimizer.lr=0.01 (repeatable)."),
@@ -244,8 +266,8 @@ def _threshold(items: list[str], flag: str) -> dict[str, float]:
 @app.command("eval")
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last, or a checkpoint file.")] = "best",
-    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "test",
+    checkpoint: Checkpoint = "best",
+    split: Annotated[str, typer.Option("--split", help="train, val or test.", autocompletion=_values("train", "val", "test"))] = "test",
     data: Annotated[Optional[Path], typer.Option("--data", help="Score a labelled .csv / .npz file instead of a split.")] = None,
     fail_under: Annotated[Optional[list[str]], typer.Option("--fail-under", metavar="METRIC=VALUE", help="Exit 1 if METRIC < VALUE.")] = None,
     fail_over: Annotated[Optional[list[str]], typer.Option("--fail-over", metavar="METRIC=VALUE", help="Exit 1 if METRIC > VALUE.")] = None,
@@ -294,7 +316,7 @@ def sample(
     temperature: Annotated[float, typer.Option("--temperature", "-t", help="1: the model's distribution; lower: likelier tokens; 0: always the likeliest.")] = 1.0,
     prime: Annotated[str, typer.Option("--prime", help="Text the model continues (default: a line break).")] = "",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the draws: the same seed writes the same text.")] = 0,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last, or a checkpoint file.")] = "best",
+    checkpoint: Checkpoint = "best",
     json_: Json = False,
     debug: Debug = False,
 ):
@@ -313,7 +335,7 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
     input_file: Annotated[Path, typer.Argument(help="A table (CSV, Parquet, Feather) with the feature columns.", show_default=False)],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the predictions here instead of stdout.")] = None,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last, or a checkpoint file.")] = "best",
+    checkpoint: Checkpoint = "best",
     threshold: Annotated[Optional[float], typer.Option("--threshold", help="Binary: predict the second class where its probability >= this.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="JSON Lines: one object per row, with its line number.")] = False,
     debug: Debug = False,
@@ -487,7 +509,7 @@ def sweep(
     folds: Annotated[Optional[int], typer.Option("--folds", min=2, help="K-fold cross-validation per trial.")] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="What ranks trials (default: train.monitor).")] = None,
     sweep_seed: Annotated[Optional[int], typer.Option("--sweep-seed", help="Seed of the random draws.")] = None,
-    seeds: Annotated[Optional[str], typer.Option("--seeds", help="same (default: comparable trials) | per_trial.")] = None,
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="same (default: comparable trials) | per_trial.", autocompletion=_values("same", "per_trial"))] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials run at once, in worker processes.")] = 1,
     runs_root: Annotated[Path, typer.Option("--runs-root", help="Where the sweep directory is created.")] = Path("runs"),
     sweep_dir: Annotated[Optional[Path], typer.Option("--sweep-dir", help="Write the sweep here (must not exist).")] = None,
@@ -583,7 +605,7 @@ def datasets(ctx: typer.Context, json_: Json = False):
 
 @datasets_app.command("show")
 def datasets_show(
-    name: Annotated[str, typer.Argument(help="A built-in dataset name.", show_default=False)],
+    name: Annotated[str, typer.Argument(help="A built-in dataset name.", show_default=False, autocompletion=_dataset_names)],
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", "-s", metavar="OPTION=VALUE", help="A generator option, e.g. --set samples=500.")
     ] = None,
@@ -636,7 +658,7 @@ def datasets_show(
 
 @datasets_app.command("download")
 def datasets_download(
-    name: Annotated[str, typer.Argument(help="mnist or fashion_mnist.", show_default=False)],
+    name: Annotated[str, typer.Argument(help="mnist or fashion_mnist.", show_default=False, autocompletion=_downloadable_names)],
     dir_: Annotated[Optional[Path], typer.Option("--dir", help="Cache folder (default: $NNTRAIN_DATA or ~/.cache/nntrain).")] = None,
     mirror: Annotated[Optional[list[str]], typer.Option("--mirror", metavar="URL", help="Base URL to fetch from instead (repeatable).")] = None,
     debug: Debug = False,
@@ -656,9 +678,9 @@ def datasets_convert(
     id_: Annotated[Optional[str], typer.Option("--id", help="An ID column (left out).")] = None,
     ignore: Annotated[Optional[list[str]], typer.Option("--ignore", metavar="COLUMN", help="Leave this column out (repeatable).")] = None,
     categorical: Annotated[Optional[list[str]], typer.Option("--categorical", metavar="COLUMN", help="One-hot encode this column (repeatable).")] = None,
-    missing: Annotated[str, typer.Option("--missing", help="error | drop: rows with a missing cell.")] = "error",
+    missing: Annotated[str, typer.Option("--missing", help="error | drop: rows with a missing cell.", autocompletion=_values("error", "drop"))] = "error",
     delimiter: Annotated[Optional[str], typer.Option("--delimiter", help="CSV delimiter (default: detected).")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="float32 | float64 for X.npy.")] = "float32",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 | float64 for X.npy.", autocompletion=_values("float32", "float64"))] = "float32",
     debug: Debug = False,
 ):
     """Convert a table, however large, into X.npy / y.npy, which train batch by batch from disk.
