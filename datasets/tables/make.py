@@ -1,6 +1,6 @@
 """Regenerate the messy example table of configs/tables/ (deterministic: same bytes on every run).
 
-    python datasets/tables/make.py            # writes customers_raw.csv next to this script
+    python datasets/tables/make.py            # writes customers_raw.csv and customers.csv.gz next to this script
     python datasets/tables/make.py --check    # exit 1 if the file on disk differs from what it would write
 
 customers_raw.csv: 600 customers of a subscription service, written as a spreadsheet export
@@ -10,12 +10,18 @@ support calls, a mostly empty free-text note, and the target `churned` (yes / no
 Churn is more likely with short tenure, many support calls and the basic plan. Gaps: about
 5 % of spend, 3 % of plan, 2 % of support calls are empty, and 90 % of notes.
 
+customers.csv.gz: 500 customers as a clean gzip CSV (docs/config.md's first table): age, region
+(east / north / south / west, `?` where unknown, in about 7 % of rows), plan, monthly spend, tenure
+and `churned`. Churn follows the same rule. Written with a zero gzip time stamp, so its bytes are
+the same on every run.
+
 Only numpy is needed.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import io
 import sys
 from pathlib import Path
@@ -58,7 +64,26 @@ def customers() -> bytes:
     return out.getvalue().encode()
 
 
-FILES = {"customers_raw.csv": customers}
+def customers_clean() -> bytes:
+    rng = np.random.default_rng(SEED + 1)
+    n = 500
+    age = rng.integers(18, 80, n)
+    tenure = rng.integers(1, 73, n)
+    plan = rng.choice(["basic", "pro", "team"], n, p=[0.5, 0.3, 0.2])
+    region = rng.choice(["east", "north", "south", "west"], n)
+    spend = np.where(plan == "basic", 20, np.where(plan == "pro", 45, 80)) + rng.normal(0, 8, n)
+    logit = 1.5 - 0.07 * tenure + 0.9 * (plan == "basic") - 0.6 * (region == "south")
+    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+    unknown = rng.random(n) < 0.07
+    out = io.StringIO()
+    out.write("age,region,plan,monthly_spend,tenure_months,churned\n")
+    for i in range(n):
+        cells = [str(age[i]), "?" if unknown[i] else region[i], plan[i], f"{spend[i]:.2f}", str(tenure[i]), "yes" if churned[i] else "no"]
+        out.write(",".join(cells) + "\n")
+    return gzip.compress(out.getvalue().encode(), mtime=0)
+
+
+FILES = {"customers_raw.csv": customers, "customers.csv.gz": customers_clean}
 
 
 def main() -> int:
