@@ -93,6 +93,23 @@ def test_metrics_csv_has_one_row_per_epoch(run):
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
 
 
+def test_metrics_keep_the_config_order_everywhere(cli, write_config, tmp_path):
+    """train.metrics' order is the order of the epoch lines, metrics.csv, summary.json and eval."""
+    order = ["f1", "accuracy", "log_loss", "balanced_accuracy"]
+    path = tmp_path / "ordered"
+    result = fit(cli, write_config(train={"epochs": 2, "metrics": order}), path)
+    assert result.exit_code == 0, result.output
+    expected = ["loss", *order]
+    epoch_line = next(line for line in result.stdout.splitlines() if line.startswith("epoch 2/2"))
+    assert re.findall(r"train_(\w+) ", epoch_line) == expected
+    columns, _ = read_metrics(path)
+    assert [c[len("val_"):] for c in columns if c.startswith("val_")] == expected
+    summary = json.loads((path / "summary.json").read_text())
+    assert all(list(summary["final"][split]) == expected for split in ("train", "val", "test"))
+    shown = cli("eval", path)
+    assert [line.split()[0] for line in shown.stdout.splitlines()[1:6]] == expected
+
+
 def test_summary_json(run):
     summary = json.loads((run / "summary.json").read_text())
     _, rows = read_metrics(run)

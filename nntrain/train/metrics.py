@@ -231,6 +231,7 @@ class Metrics:
         }
 
     def result(self) -> dict[str, float]:
+        """The loss, then each metric of `names` in their order."""
         out = {"loss": self.loss_sum / self.loss_weight if self.loss_weight else 0.0}
         if "accuracy" in self.names:
             out["accuracy"] = self.correct / self.n
@@ -259,7 +260,8 @@ class Metrics:
         if "r2" in self.names:
             total = self.y_sq - self.y_sum**2 / self.n
             out["r2"] = float(np.mean(1 - self.sse / np.where(total > 0, total, np.nan)))
-        return {k: float(v) for k, v in out.items() if k == "loss" or k in self.names}
+        # In the order asked for (train.metrics), as metrics.csv has them: the screen, summary.json and eval agree.
+        return {"loss": float(out["loss"]), **{k: float(out[k]) for k in self.names if k in out}}
 
 
 def balanced_accuracy(confusion: np.ndarray) -> float:
