@@ -1,5 +1,8 @@
 """Every console example in README.md and docs/ is run, and its output compared with what the page shows.
 
+```pycon blocks (Python sessions: `>>> ` and `... ` lines, then what the interpreter prints) run the
+same way, in one Python process per block, in the page's sandbox.
+
 A page's ```console blocks run in order, in one sandbox per page (a temporary folder with copies of
 configs/ and datasets/), so a later block sees the runs and files an earlier one made. In a block,
 a line starting with `$ ` is a command (continued by a trailing backslash); the lines after it, up
@@ -19,14 +22,15 @@ HTML comments, invisible on the rendered page, prepare what a block needs:
 What the comparison forgives, because it changes from run to run or machine to machine:
 run-directory time stamps (a run named on the page is matched with the run the command made, and
 later commands use the real name), durations (`0.01s`, `"seconds": 0.2`), the numpy version, the
-sandbox's path, runs of spaces, and numbers within 2 % or two units of their last printed digit
-(float32 results differ in the last bits between CPUs; a figure that drifted by more than that is
-stale and fails).
+sandbox's path, runs of spaces, and numbers with a decimal point within 2 % or two units of their
+last printed digit (float32 results differ in the last bits between CPUs; a figure that drifted by
+more than that is stale and fails). Whole numbers must be equal.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import shutil
@@ -64,6 +68,7 @@ class Block:
     setup: list[str] = field(default_factory=list)
     skip: str | None = None
     magnitude: bool = False  # numbers compared to within a factor of 3 (rounding noise)
+    python: bool = False  # a Python session: commands are statements
 
 
 @dataclass
@@ -86,8 +91,9 @@ def parse(page: str) -> Page:
             while not lines[end].startswith("```"):
                 end += 1
             body = lines[i + 1 : end]
-            if lines[i].strip() == "```console":
-                block = Block(page, i + 1, commands(body))
+            if lines[i].strip() in ("```console", "```pycon"):
+                python = lines[i].strip() == "```pycon"
+                block = Block(page, i + 1, statements(body) if python else commands(body), python=python)
                 for kind, text in pending:
                     if kind == "setup:":
                         block.setup.append(text)
@@ -130,6 +136,57 @@ def commands(body: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
+def statements(body: list[str]) -> list[tuple[str, list[str]]]:
+    """A Python session's statements (`>>> ` and its `... ` lines), each with what the interpreter prints."""
+    out: list[tuple[str, list[str]]] = []
+    i = 0
+    while i < len(body):
+        assert body[i].startswith(">>> "), f"a Python session starts with a statement: {body[i]!r}"
+        source = [body[i][4:]]
+        i += 1
+        while i < len(body) and body[i].startswith("... "):
+            source.append(body[i][4:])
+            i += 1
+        printed = []
+        while i < len(body) and not body[i].startswith(">>> "):
+            printed.append(body[i])
+            i += 1
+        out.append(("\n".join(source), printed))
+    return out
+
+
+# Runs a block's statements as the interactive interpreter would, a marker line before each one's output.
+SESSION = """
+import code, json, sys
+sys.stderr = sys.stdout
+console = code.InteractiveConsole()
+for source in json.load(open(sys.argv[1])):
+    print(sys.argv[2], flush=True)
+    for line in source.splitlines():
+        console.push(line)
+    console.push("")
+    sys.stdout.flush()
+"""
+MARKER = "<<<docs-test statement>>>"
+
+
+def run_session(block: Block, sandbox: Path, env: dict[str, str], names: dict[str, str]):
+    """(statement, shown, printed, 0) for each statement of a pycon block, run in one interpreter."""
+    sources = []
+    for source, _ in block.commands:
+        for shown, real in names.items():
+            source = source.replace(shown, real)
+        sources.append(source)
+    (sandbox / "session.json").write_text(json.dumps(sources))
+    done = subprocess.run(
+        [sys.executable, "-c", SESSION, "session.json", MARKER], cwd=sandbox, env=env, capture_output=True, text=True,
+        timeout=600,
+    )
+    parts = done.stdout.split(MARKER + "\n")[1:]
+    assert len(parts) == len(block.commands), f"{block.page}:{block.line}: the session stopped early:\n{done.stdout}{done.stderr}"
+    return [(f">>> {source}", shown, part.splitlines(), 0) for source, (_, shown), part in zip(sources, block.commands, parts)]
+
+
 def merged_yaml(base: Path, extra: str) -> str:
     def merge(a, b):
         if isinstance(a, dict) and isinstance(b, dict):
@@ -140,14 +197,16 @@ def merged_yaml(base: Path, extra: str) -> str:
 
 
 def same_line(expected: str, actual: str, magnitude: bool = False) -> bool:
-    """Equal text (runs of spaces as one) and numbers within 2 % or two units of the expected one's last digit
-    (with `magnitude`: within a factor of 3)."""
+    """Equal text (runs of spaces as one), equal whole numbers, and other numbers within 2 % or two units of the
+    expected one's last digit (with `magnitude`: every number within a factor of 3)."""
     e_nums, a_nums = NUMBER.findall(expected), NUMBER.findall(actual)
     if len(e_nums) != len(a_nums) or squeeze(NUMBER.sub("#", expected)) != squeeze(NUMBER.sub("#", actual)):
         return False
     for e, a in zip(e_nums, a_nums):
         if e == a:
             continue
+        if not re.search("[.eE]", e) and not magnitude:
+            return False  # whole numbers (counts, epochs, sizes) are exact
         x, y = float(e.replace(",", "")), float(a.replace(",", ""))
         if magnitude:
             if x == y or (x * y > 0 and max(x / y, y / x) <= 3):
@@ -217,6 +276,23 @@ def environment(sandbox: Path) -> dict[str, str]:
     return env
 
 
+def outputs(block: Block, sandbox: Path, env: dict[str, str], names: dict[str, str]):
+    """(command, what the page shows, what it printed, exit code) for each command of a block, in order.
+
+    Console commands run one at a time, so that a run named by one is known to the next."""
+    if block.python:
+        yield from run_session(block, sandbox, env, names)
+        return
+    for command, printed in block.commands:
+        for shown, real in names.items():
+            command = command.replace(shown, real)
+        done = subprocess.run(
+            ["bash", "-c", PRELUDE + command], cwd=sandbox, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, timeout=600,
+        )
+        yield f"$ {command}", printed, done.stdout.splitlines(), done.returncode
+
+
 def run_page(page: str, sandbox: Path, show: bool = False) -> tuple[list[str], list[Block]]:
     """Run every console block of `page`; returns (the failures, described, and the blocks that were skipped).
 
@@ -238,14 +314,7 @@ def run_page(page: str, sandbox: Path, show: bool = False) -> tuple[list[str], l
         for command in block.setup:
             done = subprocess.run(command, shell=True, cwd=sandbox, env=env, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, f"{page}:{block.line}: setup `{command}` failed:\n{done.stdout}{done.stderr}"
-        for command, printed in block.commands:
-            for shown, real in names.items():
-                command = command.replace(shown, real)
-            done = subprocess.run(
-                ["bash", "-c", PRELUDE + command], cwd=sandbox, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, timeout=600,
-            )
-            actual = done.stdout.splitlines()
+        for command, printed, actual, code in outputs(block, sandbox, env, names):
             shown_names = [n for n in run_names(printed) if n not in names]
             real_names = [n for n in run_names(actual) if n not in names.values()]
             names.update(zip(shown_names, real_names))
@@ -254,12 +323,12 @@ def run_page(page: str, sandbox: Path, show: bool = False) -> tuple[list[str], l
                 expected = [line.replace(shown, real) for line in expected]
             e, a = normalized(expected, sandbox), normalized(actual, sandbox)
             if show:
-                print(f"--- {page}:{block.line}: $ {command}\n{done.stdout}", end="")
+                print(f"--- {page}:{block.line}: {command}\n" + "".join(line + "\n" for line in actual), end="")
             # A command may fail only where the page shows it failing.
-            failed = done.returncode != 0 and not any(re.match(r"\s*(error|warning):", line) for line in printed)
-            if "internal error" in done.stdout or failed or not matches(e, a, block.magnitude):
+            failed = code != 0 and not any(re.match(r"\s*(error|warning):", line) for line in printed)
+            if any("internal error" in line for line in actual) or failed or not matches(e, a, block.magnitude):
                 diff = "\n".join(difflib.unified_diff(e, a, "the page", "the command", lineterm="", n=1))
-                failures.append(f"{page}:{block.line}: $ {command}\n(exit code {done.returncode})\n{diff or done.stdout}")
+                failures.append(f"{page}:{block.line}: {command}\n(exit code {code})\n{diff or chr(10).join(actual)}")
     return failures, skipped
 
 
@@ -281,6 +350,7 @@ def test_the_comparison_can_fail():
     assert not same_line("loss 0.0277  accuracy 1.0000", "loss 0.0290  accuracy 1.0000")
     assert not same_line("dead 59.4%", "dead 43.8%")
     assert not same_line("status: completed", "status: diverged")
+    assert not same_line("(True, 5)", "(True, 6)")
     assert same_line("n 4,641 parameters", "n 4,641  parameters")
     assert matches(["a", "...", "z"], ["a", "b", "c", "z"])
     assert not matches(["a", "...", "z"], ["a", "b"])
