@@ -616,3 +616,16 @@ def test_ci_gates_on_roc_auc_even_when_the_run_did_not_track_it(cli, binary, tmp
     assert failed.exit_code == 1 and "FAILED: roc_auc" in failed.stdout and "FAILED: log_loss" in failed.stdout
     plain = json.loads(cli("eval", run, "--data", data, "--json").stdout)
     assert "roc_auc" not in plain  # computed for a gate only
+
+
+def test_predict_a_run_whose_batch_norm_needs_two_rows_per_batch(cli, write_config, tmp_path):
+    """batch_norm over flat features needs 2 rows per training batch; a run loaded without its data predicts."""
+    run = tmp_path / "bn"
+    layers = [{"linear": 8}, "batch_norm", "relu", {"linear": 3}]
+    fit(cli, write_config(model={"layers": layers}, train={"epochs": 2, "batch_size": 16}), run)
+    points = tmp_path / "points.csv"
+    points.write_text("x0,x1\n0.5,0.1\n-0.3,0.4\n")
+    result = cli("predict", run, points)
+    assert result.exit_code == 0, result.output
+    header, rows = parse_csv(result.stdout)
+    assert header[0] == "class" and len(rows) == 2

@@ -711,7 +711,8 @@ def prepare(
             network.loss.set_class_weights(dataset.classes, counts)
         except ValueError as e:
             raise NntrainError(str(e), "loss.class_weights") from None
-    _check_batch_sizes(config, network, len(splits["train"]))
+    if with_data:  # a run loaded without its data (predict, export) trains nothing: no batch to check
+        _check_batch_sizes(config, network, len(splits["train"]))
     optimizer = OPTIMIZERS[config.optimizer.name](**cfg.options(config.optimizer))
     spec = config.optimizer.schedule
     schedule = SCHEDULES[spec.name](**cfg.options(spec)) if spec is not None else None
