@@ -1,4 +1,4 @@
-"""The Python API behind the CLI: fit, resume, evaluate, predict, gradcheck.
+"""The Python API behind the CLI: fit, resume, evaluate, predict, gradcheck; plot, report, compare, export.
 
     from nntrain.api import fit
     summary = fit("configs/quickstart.yaml", overrides=["train.epochs=5"])
@@ -437,3 +437,43 @@ def gradcheck(source, overrides=(), samples: int = 8, eps: float = 1e-4, tol: fl
     lengths = exp.lengths_of("train", pick)
     checks = check_gradients(exp.network, X, t, eps=eps, tol=tol, max_entries=entries, lengths=lengths)
     return checks, {"samples": int(len(pick)), "eps": eps, "tol": tol}
+
+
+def plot(run_dirs, what=None, out=None, fmt: str | None = None, **options) -> dict:
+    """Plots of runs as files (see nntrain.report.plots.plot_runs): {"files", "kinds", "skipped", "text"}."""
+    from .report.plots import plot_runs
+
+    return plot_runs([Path(r) for r in run_dirs], what, None if out is None else Path(out), fmt, **options)
+
+
+def terminal_curves(run_dirs) -> str:
+    """The runs' loss per epoch as a few lines of text (no matplotlib needed)."""
+    from .report.plots import terminal_curves as draw
+
+    return draw([Path(r) for r in run_dirs])
+
+
+def report(run_dir, out=None, which: str = "best") -> Path:
+    """Write a run's self-contained HTML report (see nntrain.report.html); returns its path."""
+    from .report.html import write_report
+
+    return write_report(Path(run_dir), None if out is None else Path(out), which)
+
+
+def compare(paths, plot_file=None) -> dict:
+    """Runs (or sweep directories' trials) side by side: config differences, metrics, epochs, times.
+
+    With `plot_file`, their learning curves overlaid in that file too (result["plot"])."""
+    from .report.compare import compare_runs, plot_comparison
+
+    result = compare_runs([Path(p) for p in paths])
+    if plot_file is not None:
+        result["plot"] = str(plot_comparison(result, Path(plot_file)))
+    return result
+
+
+def export(run_dir, fmt: str, which: str = "best", out=None) -> dict:
+    """A run's model as ONNX or safetensors with a sidecar JSON (see nntrain.report.export)."""
+    from .report.export import export_run
+
+    return export_run(Path(run_dir), fmt, which, None if out is None else Path(out))

@@ -498,6 +498,116 @@ def inspect(
 
 
 @app.command()
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories (several: their learning curves overlaid).", show_default=False)],
+    what: Annotated[
+        Optional[list[str]],
+        typer.Option("--what", "-w", metavar="KIND", help="A plot to draw (repeatable; default: every one that applies).",
+                     autocompletion=lambda incomplete: _plot_kinds(incomplete)),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The file (one plot), or a folder or FILE.png stem (several).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="png, svg, or gif (boundary-epochs).", autocompletion=_values("png", "svg", "gif"))] = None,
+    checkpoint: Checkpoint = "best",
+    split: Annotated[Optional[str], typer.Option("--split", help="train, val or test (default: per plot, see docs/plots.md).", autocompletion=_values("train", "val", "test"))] = None,
+    layer: Annotated[Optional[int], typer.Option("--layer", help="filters, features, projection: the layer's index.")] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", help="features: which row of the split.")] = None,
+    grid: Annotated[Optional[int], typer.Option("--grid", min=10, help="boundary: grid points per axis.")] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", min=1, help="boundary-epochs: how many epochs to draw.")] = None,
+    method: Annotated[Optional[str], typer.Option("--method", help="projection: pca, or tsne (with scikit-learn).", autocompletion=_values("pca", "tsne"))] = None,
+    max_points: Annotated[Optional[int], typer.Option("--max-points", min=1, help="boundary, projection: rows drawn at most.")] = None,
+    terminal: Annotated[bool, typer.Option("--terminal", help="Draw the loss curves here, in text, and write no file.")] = False,
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """Pictures of runs: learning curves, confusion matrix, ROC / PR, predictions, decision boundary, weights,
+    filters, feature maps, diagnostics, projections. Without matplotlib, the curves in the terminal."""
+    from . import api
+
+    given = {"which": None if checkpoint == "best" else checkpoint, "split": split, "layer": layer, "sample": sample,
+             "grid": grid, "frames": frames, "method": method, "max_points": max_points}  # fmt: skip
+    options = {k: v for k, v in given.items() if v is not None}
+    if terminal:
+        text = _guard(debug, lambda: api.terminal_curves(run_dirs))
+        _say(text, end="" if text.endswith("\n") else "\n")
+        return
+    result = _guard(debug, lambda: api.plot(run_dirs, what, out, fmt, **options))
+    if json_:
+        _say(json.dumps(result))
+        return
+    if result.get("text"):
+        _say(result["text"], end="" if result["text"].endswith("\n") else "\n")
+    for path in result["files"]:
+        _say(f"wrote {path}")
+    for kind, why in result["skipped"].items():
+        _err(f"not drawn: {kind}: {why}")
+
+
+def _plot_kinds(incomplete: str) -> list[str]:
+    from .report.plots import KINDS
+
+    return [kind for kind in KINDS if kind.startswith(incomplete)]
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The HTML file (default: ./<run name>-report.html).")] = None,
+    checkpoint: Checkpoint = "best",
+    debug: Debug = False,
+):
+    """One self-contained HTML page about a run: config, data, layers, curves, metrics, confusion, diagnostics."""
+    from . import api
+
+    path = _guard(debug, lambda: api.report(run_dir, out, checkpoint))
+    _say(f"wrote {path}")
+
+
+@app.command()
+def compare(
+    paths: Annotated[list[Path], typer.Argument(help="Run directories or sweep directories (their trials).", show_default=False)],
+    plot_file: Annotated[Optional[Path], typer.Option("--plot", help="Also draw their learning curves, overlaid, into this .png / .svg.")] = None,
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """Runs side by side: the config keys that differ, final and best metrics, epochs and wall time."""
+    from . import api
+    from .report.compare import format_comparison
+
+    result = _guard(debug, lambda: api.compare(paths, plot_file))
+    if json_:
+        _say(json.dumps(result))
+        return
+    _say(format_comparison(result))
+    if plot_file is not None:
+        _say(f"wrote {result['plot']}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx (preprocessing included) or safetensors (torch.nn's keys).", autocompletion=_values("onnx", "safetensors"))],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="best or last.", autocompletion=_values("best", "last"))] = "best",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The file (default: ./<run name>.onnx or .safetensors).")] = None,
+    json_: Json = False,
+    debug: Debug = False,
+):
+    """The run's model for other runtimes: ONNX, or safetensors for torch.nn; a sidecar JSON beside it."""
+    from . import api
+
+    result = _guard(debug, lambda: api.export(run_dir, fmt, checkpoint, out))
+    if json_:
+        _say(json.dumps(result))
+        return
+    source = f"{result['checkpoint']} checkpoint" + (f", epoch {result['epoch']}" if result.get("epoch") is not None else "")
+    if "keys" in result:  # safetensors: tensors, no inputs
+        what = f"{len(result['keys'])} tensors under torch.nn.Sequential's keys"
+    else:
+        what = f"inputs {', '.join(result['inputs'])}; outputs {', '.join(result['outputs'])}"
+    _say(f"wrote {result['path']} ({what}; {source})")
+    _say(f"wrote {result['sidecar']}")
+
+
+@app.command()
 def sweep(
     config: Annotated[Optional[Path], typer.Argument(help="YAML config (its `sweep:` section is used too).", show_default=False)] = None,
     set_: Sets = None,

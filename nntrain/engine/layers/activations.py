@@ -6,6 +6,7 @@ from typing import Annotated
 
 import numpy as np
 
+from ..graph import torch_args
 from ..registry import Range
 from .base import LAYERS, Layer
 
@@ -31,6 +32,12 @@ class Sigmoid(Layer):
         dx *= 1 - self.y
         return dx
 
+    def to_graph(self, graph, x):
+        return graph.node("Sigmoid", [x])
+
+    def torch_module(self):
+        return "nn.Sigmoid()"
+
 
 @LAYERS.register("tanh")
 class Tanh(Layer):
@@ -47,6 +54,12 @@ class Tanh(Layer):
         np.subtract(1, dx, out=dx)
         dx *= grad
         return dx
+
+    def to_graph(self, graph, x):
+        return graph.node("Tanh", [x])
+
+    def torch_module(self):
+        return "nn.Tanh()"
 
 
 @LAYERS.register("relu")
@@ -65,6 +78,12 @@ class ReLU(Layer):
 
     def kinks(self):
         return self.mask
+
+    def to_graph(self, graph, x):
+        return graph.node("Relu", [x])
+
+    def torch_module(self):
+        return "nn.ReLU()"
 
 
 @LAYERS.register("leaky_relu")
@@ -91,6 +110,12 @@ class LeakyReLU(Layer):
     def kinks(self):
         return self.mask
 
+    def to_graph(self, graph, x):
+        return graph.node("LeakyRelu", [x], alpha=float(self.slope))
+
+    def torch_module(self):
+        return f"nn.LeakyReLU({torch_args(float(self.slope))})"
+
 
 @LAYERS.register("softmax")
 class Softmax(Layer):
@@ -112,3 +137,9 @@ class Softmax(Layer):
         dx = np.subtract(grad, dot, out=self.empty("dx", grad.shape, np.result_type(grad, self.y)))
         dx *= self.y
         return dx
+
+    def to_graph(self, graph, x):
+        return graph.node("Softmax", [x], axis=-1)
+
+    def torch_module(self):
+        return "nn.Softmax(dim=-1)"

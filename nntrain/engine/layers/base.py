@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..arena import FRESH, Arena
+from ..graph import ExportError
 from ..registry import Registry
 
 LAYERS = Registry("layer")
@@ -124,6 +125,28 @@ class Layer:
     def kinks(self) -> np.ndarray | None:
         """Which side of each non-differentiable point the last forward was on (for gradcheck)."""
         return None
+
+    # --- export (see engine.graph): how other runtimes compute this layer ----------------------
+
+    def to_graph(self, graph, x: str) -> str:
+        """Emit the eval-mode forward into `graph` (an engine.graph.Graph) from the value named x; its output's name.
+
+        `graph.lengths` is the name of the input sequences' (N,) real lengths when the layer
+        `uses_lengths` and they may be shorter than T, else None.
+        """
+        raise ExportError(f"{self.name} layers cannot be exported to a graph yet")
+
+    def lengths_to_graph(self, graph, lengths: str) -> str | None:
+        """The output's real lengths as graph values, from the input's (`out_lengths`): the same by default."""
+        return lengths
+
+    def torch_module(self) -> str:
+        """Source of the equivalent torch module's constructor (e.g. "nn.Linear(64, 10)"), after setup."""
+        raise ExportError(f"{self.name} layers have no torch module to export to yet")
+
+    def torch_state(self) -> dict[str, np.ndarray]:
+        """Parameters and state under the names and layouts of `torch_module()`'s module (empty: none)."""
+        return {}
 
 
 class ShapeError(ValueError):

@@ -29,6 +29,7 @@ from typing import Annotated, Literal
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..graph import torch_args
 from ..init import init_weight
 from ..registry import Range
 from .base import LAYERS, Layer, ShapeError, need_ndim
@@ -334,6 +335,30 @@ class Conv2d(Layer):
         else:
             self._col2im(np.matmul(weight.T, g, out=self.empty("grad_cols", self.cols.shape, dtype)), dpadded)
         return crop(self, "dx", dpadded, self.pads)
+
+    def to_graph(self, graph, x):
+        """ONNX Conv: pads (top, left, bottom, right), the weight as it is (torch's layout)."""
+        top, bottom, left, right = self.pads
+        inputs = [x, graph.constant(self.params["weight"], "weight")]
+        if self.bias:
+            inputs.append(graph.constant(self.params["bias"], "bias"))
+        return graph.node(
+            "Conv", inputs, kernel_shape=list(self.kernel), strides=list(self.stride), dilations=list(self.dilation),
+            pads=[top, left, bottom, right],
+        )
+
+    def torch_module(self):
+        top, bottom, left, right = self.pads
+        # torch's padding="same" pads the odd one at the bottom / right, as nntrain's "same" does.
+        padding = (top, left) if (top, left) == (bottom, right) else "same"
+        return "nn.Conv2d(" + torch_args(
+            self.channels, self.filters, kernel_size=self.kernel, stride=self.stride if self.stride != (1, 1) else None,
+            padding=padding if padding != (0, 0) else None, dilation=self.dilation if self.dilation != (1, 1) else None,
+            bias=None if self.bias else False,
+        ) + ")"
+
+    def torch_state(self):
+        return dict(self.params)
 
     def _col2im(self, dcols: np.ndarray, dpadded: np.ndarray) -> None:
         """dpadded += every tap's slice of dcols, at the positions the tap read (the plain (OH, OW) grid)."""

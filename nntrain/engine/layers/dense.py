@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from ..graph import torch_args
 from ..init import INITIALIZERS, init_weight
 from ..registry import Range
 from .base import LAYERS, Layer
@@ -68,6 +69,18 @@ class Linear(Layer):
         dx = np.matmul(g2, weight.T, out=self.empty("dx", self.x.shape, np.result_type(grad, weight)))
         return dx if grad.ndim == 2 else dx.reshape(*grad.shape[:-1], weight.shape[0])
 
+    def to_graph(self, graph, x):
+        """MatMul(x, W) + b over the last axis (any leading axes)."""
+        y = graph.node("MatMul", [x, graph.constant(self.params["weight"], "weight")])
+        return graph.node("Add", [y, graph.constant(self.params["bias"], "bias")])
+
+    def torch_module(self):
+        return f"nn.Linear({torch_args(self.params['weight'].shape[0], self.units)})"
+
+    def torch_state(self):
+        """torch's nn.Linear keeps W as (units, in): the transpose of nntrain's (in, units)."""
+        return {"weight": self.params["weight"].T, "bias": self.params["bias"]}
+
 
 @LAYERS.register("identity")
 class Identity(Layer):
@@ -78,6 +91,12 @@ class Identity(Layer):
 
     def backward(self, grad, need_input_grad=True):
         return grad
+
+    def to_graph(self, graph, x):
+        return x
+
+    def torch_module(self):
+        return "nn.Identity()"
 
 
 @LAYERS.register("flatten")
@@ -96,3 +115,12 @@ class Flatten(Layer):
 
     def backward(self, grad, need_input_grad=True):
         return grad.reshape(len(grad), *self.in_shape) if need_input_grad else None
+
+    def to_graph(self, graph, x):
+        return graph.node("Flatten", [x], axis=1)
+
+    def lengths_to_graph(self, graph, lengths):
+        return None
+
+    def torch_module(self):
+        return "nn.Flatten()"

@@ -28,6 +28,7 @@ from typing import Annotated
 import numpy as np
 
 from .base import LAYERS, Layer, ShapeError, need_ndim
+from ..graph import torch_args
 from ..registry import Range
 
 MAX_VOCABULARY = 100_000_000
@@ -149,3 +150,20 @@ class Embedding(Layer):
         if self.padding_index is not None:
             dweight[self.padding_index] = 0
         return None  # token ids have no gradient
+
+    def _table(self) -> np.ndarray:
+        """W with the padding row zero: what forward reads."""
+        weight = self.params["weight"].copy()
+        if self.padding_index is not None:
+            weight[self.padding_index] = 0
+        return weight
+
+    def to_graph(self, graph, x):
+        """Gather(W, ids): x holds int64 token ids (N, T)."""
+        return graph.node("Gather", [graph.constant(self._table(), "embedding"), x], axis=0)
+
+    def torch_module(self):
+        return f"nn.Embedding({torch_args(self.vocabulary, self.dim, padding_idx=self.padding_index)})"
+
+    def torch_state(self):
+        return {"weight": self._table()}

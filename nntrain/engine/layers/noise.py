@@ -40,6 +40,12 @@ class Dropout(Layer):
             return grad
         return np.multiply(grad, self.mask, out=self.empty("dx", grad.shape, grad.dtype))
 
+    def to_graph(self, graph, x):
+        return x  # the identity at evaluation
+
+    def torch_module(self):
+        return f"nn.Dropout(p={float(self.p)!r})"
+
 
 @LAYERS.register("gaussian_noise")
 class GaussianNoise(Layer):
@@ -64,3 +70,9 @@ class GaussianNoise(Layer):
 
     def backward(self, grad, need_input_grad=True):
         return grad
+
+    def to_graph(self, graph, x):
+        return x  # the identity at evaluation
+
+    def torch_module(self):
+        return "nn.Identity()"  # torch has no noise module; at evaluation it is the identity

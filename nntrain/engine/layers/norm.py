@@ -7,6 +7,7 @@ from typing import Annotated
 
 import numpy as np
 
+from ..graph import ExportError, torch_args
 from ..registry import Range
 from .base import LAYERS, Layer
 
@@ -99,6 +100,30 @@ class BatchNorm(Layer):
         dx *= self.inv_std / count
         return dx
 
+    def to_graph(self, graph, x):
+        """Eval: (x - running_mean) * inv_std * weight + bias, inv_std = 1 / sqrt(running_var + eps), as forward computes it."""
+        view, dtype = self.view, self.params["weight"].dtype
+        inv_std = (1 / np.sqrt(self.state["running_var"] + self.eps)).astype(dtype, copy=False)
+        xc = graph.node("Sub", [x, graph.constant(self.state["running_mean"].reshape(view), "running_mean")])
+        x_hat = graph.node("Mul", [xc, graph.constant(inv_std.reshape(view), "inv_std")])
+        y = graph.node("Mul", [x_hat, graph.constant(self.params["weight"].reshape(view), "weight")])
+        return graph.node("Add", [y, graph.constant(self.params["bias"].reshape(view), "bias")])
+
+    def torch_module(self):
+        """BatchNorm1d on (N, C), BatchNorm2d on images; on sequences (N, T, C) a BatchNorm1d over (N, C, T)."""
+        args = torch_args(self.channels, eps=float(self.eps), momentum=float(self.momentum))
+        if self.axes == (0, 1):  # sequences, features last
+            return f"over_steps(nn.BatchNorm1d)({args})"
+        kind = {1: "BatchNorm1d", 3: "BatchNorm2d", 4: "BatchNorm3d"}.get(len(self.view))
+        if kind is None:
+            raise ExportError(f"a batch_norm over samples of {len(self.view)} axes has no torch module")
+        return f"nn.{kind}({args})"
+
+    def torch_state(self):
+        """weight, bias, running_mean, running_var and num_batches_tracked (0: nntrain does not count them;
+        torch reads it only with momentum=None)."""
+        return {**self.params, **self.state, "num_batches_tracked": np.array(0, dtype=np.int64)}
+
 
 @LAYERS.register("layer_norm")
 class LayerNorm(Layer):
@@ -144,3 +169,19 @@ class LayerNorm(Layer):
         dx -= self.x_hat * np.sum(g_hat * self.x_hat, axis=-1, keepdims=True)
         dx *= self.inv_std / n
         return dx
+
+    def to_graph(self, graph, x):
+        """As forward: xc = x - mean, inv_std = 1 / sqrt(mean(xc^2) + eps), y = xc inv_std weight + bias."""
+        last = graph.ints([-1], "axes")
+        xc = graph.node("Sub", [x, graph.node("ReduceMean", [x, last], keepdims=1)])
+        var = graph.node("ReduceMean", [graph.node("Mul", [xc, xc]), last], keepdims=1)
+        std = graph.node("Sqrt", [graph.node("Add", [var, graph.constant(np.array(self.eps), "eps")])])
+        x_hat = graph.node("Mul", [xc, graph.node("Reciprocal", [std])])
+        y = graph.node("Mul", [x_hat, graph.constant(self.params["weight"], "weight")])
+        return graph.node("Add", [y, graph.constant(self.params["bias"], "bias")])
+
+    def torch_module(self):
+        return f"nn.LayerNorm({torch_args(len(self.params['weight']), eps=float(self.eps))})"
+
+    def torch_state(self):
+        return dict(self.params)

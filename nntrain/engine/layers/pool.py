@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..graph import torch_args
 from .base import LAYERS, Layer, need_ndim
 from .conv import IMAGE, Padding, Size, crop, output_size, pad_into, pair
 
@@ -106,6 +107,20 @@ class _Pool2d(Layer):
                 np.add(view, part, out=view)
         return crop(self, "dx", dpadded, self.pads)
 
+    def to_graph(self, graph, x):
+        top, bottom, left, right = self.pads
+        options = {"count_include_pad": 1} if self.onnx_op == "AveragePool" else {}
+        return graph.node(
+            self.onnx_op, [x], kernel_shape=list(self.kernel), strides=list(self.stride), pads=[top, left, bottom, right],
+            **options,
+        )
+
+    def torch_module(self):
+        padding = (self.pads[0], self.pads[2])
+        return f"nn.{self.torch_class}(" + torch_args(
+            kernel_size=self.kernel, stride=self.stride, padding=padding if padding != (0, 0) else None
+        ) + ")"
+
 
 @LAYERS.register("max_pool2d")
 class MaxPool2d(_Pool2d):
@@ -119,6 +134,7 @@ class MaxPool2d(_Pool2d):
     """
 
     fill = -np.inf
+    onnx_op, torch_class = "MaxPool", "MaxPool2d"  # padding -inf: ONNX's MaxPool ignores its padding
 
     def __init__(
         self,
@@ -186,6 +202,8 @@ class AvgPool2d(_Pool2d):
     every pixel of a window gets grad / (kh kw), summed over the windows it lies in.
     """
 
+    onnx_op, torch_class = "AveragePool", "AvgPool2d"
+
     def __init__(
         self,
         *,
@@ -239,3 +257,9 @@ class GlobalAvgPool(Layer):
         dx = self.empty("dx", (len(grad), *self.in_shape), grad.dtype)
         np.divide(grad[:, :, None, None], self.pixels, out=dx)
         return dx
+
+    def to_graph(self, graph, x):
+        return graph.node("Flatten", [graph.node("GlobalAveragePool", [x])], axis=1)
+
+    def torch_module(self):
+        return "nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())"

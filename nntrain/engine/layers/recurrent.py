@@ -55,6 +55,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from ..graph import torch_args
 from ..init import init_weight
 from ..registry import Range
 from .base import LAYERS, Layer, need_ndim
@@ -129,6 +130,7 @@ class _Recurrent(Layer):
     def setup(self, in_shape, dtype, rng, init, init_scale):
         need_ndim(self, in_shape, 2, SEQUENCE)
         steps, features = in_shape
+        self.steps = steps
         h, gh = self.units, self.gates * self.units
         scale = self.init_scale if self.init_scale is not None else init_scale
         bound = 1 / math.sqrt(h)
@@ -223,6 +225,62 @@ class _Recurrent(Layer):
 
     def _run(self, d, gates, hs):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ export
+
+    # ONNX's operator, and the order of torch's gate blocks in ONNX's weights (LSTM: i, o, f, c from
+    # torch's i, f, g, o; GRU: z, r, h from r, z, n); `onnx_attributes` completes the operator.
+    onnx_op = "RNN"
+    onnx_gates: tuple[int, ...] = (0,)
+    torch_class = "RNN"
+
+    def onnx_attributes(self) -> dict:
+        return {}
+
+    def _onnx_blocks(self, a: np.ndarray) -> np.ndarray:
+        """torch's gate blocks of H rows in ONNX's order."""
+        h = self.units
+        return np.concatenate([a[g * h : (g + 1) * h] for g in self.onnx_gates])
+
+    def to_graph(self, graph, x):
+        """Time-major ONNX RNN / LSTM / GRU (W, R, B stacked per direction), sequence_lens from the lengths.
+
+        x (N, T, D) -> Transpose (T, N, D) -> Y (T, dirs, N, H), Y_h (dirs, N, H) -> (N, T, dirs H)
+        with padded steps 0, or h_n (N, dirs H). Padded inputs are set to 0 first (nntrain never reads them).
+        """
+        steps, h, p = self.steps, self.units, self.params
+        x = graph.fill_padding(x, steps, 0.0)
+        w = np.stack([self._onnx_blocks(p["weight_ih" + s]) for s in self.suffixes])
+        r = np.stack([self._onnx_blocks(p["weight_hh" + s]) for s in self.suffixes])
+        b = np.stack([np.concatenate([self._onnx_blocks(p["bias_ih" + s]), self._onnx_blocks(p["bias_hh" + s])]) for s in self.suffixes])
+        lengths = "" if graph.lengths is None else graph.node("Cast", [graph.lengths], to=np.dtype(np.int32))
+        inputs = [graph.transpose(x, (1, 0, 2)), graph.constant(w, "W"), graph.constant(r, "R"), graph.constant(b, "B"), lengths]
+        y, y_h = graph.node(
+            self.onnx_op, inputs, outputs=2, hidden_size=h,
+            direction="bidirectional" if self.bidirectional else "forward", **self.onnx_attributes(),
+        )[:2]
+        width = self.directions * h
+        if self.output == "last":
+            return graph.reshape(graph.transpose(y_h, (1, 0, 2)), (0, width))
+        out = graph.reshape(graph.transpose(y, (2, 0, 1, 3)), (0, steps, width))
+        return graph.fill_padding(out, steps, 0.0)
+
+    def lengths_to_graph(self, graph, lengths):
+        return lengths if self.output == "sequence" else None
+
+    def torch_module(self):
+        """torch's module (batch-first) through the snippet's `recurrent` helper, which returns y or h_n."""
+        options = self.torch_options()
+        args = torch_args(self.params["weight_ih"].shape[1], self.units, bidirectional=self.bidirectional or None, **options)
+        return f"recurrent(nn.{self.torch_class}, last={self.output == 'last'})({args})"
+
+    def torch_options(self) -> dict:
+        return {}
+
+    def torch_state(self):
+        """torch's names: weight_ih_l0, ..., and weight_ih_l0_reverse, ... for the reverse direction."""
+        return {f"{name}_l0{suffix}": self.params[name + suffix] for suffix in self.suffixes
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
 
     # ------------------------------------------------------------------ backward
 
@@ -323,6 +381,12 @@ class RNN(_Recurrent):
         self.activation = activation
         self.mask = None
 
+    def onnx_attributes(self):
+        return {"activations": ["Relu" if self.activation == "relu" else "Tanh"] * self.directions}
+
+    def torch_options(self):
+        return {"nonlinearity": self.activation if self.activation != "tanh" else None}
+
     def _run(self, d, gates, hs):
         steps, h, n = gates.shape
         w_hh = self.params["weight_hh" + self.suffixes[d]]
@@ -386,6 +450,7 @@ class LSTM(_Recurrent):
     """
 
     gates = 4
+    onnx_op, onnx_gates, torch_class = "LSTM", (0, 3, 1, 2), "LSTM"
 
     def _run(self, d, gates, hs):
         steps, gh, n = gates.shape
@@ -467,6 +532,10 @@ class GRU(_Recurrent):
     """
 
     gates = 3
+    onnx_op, onnx_gates, torch_class = "GRU", (1, 0, 2), "GRU"
+
+    def onnx_attributes(self):
+        return {"linear_before_reset": 1}  # r scales W_hn h + b_hn, as torch's GRU
 
     def _input_bias(self, suffix, dtype):
         bias = self.params["bias_ih" + suffix].astype(dtype, copy=True)

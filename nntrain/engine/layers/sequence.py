@@ -35,6 +35,7 @@ from typing import Annotated, Literal
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..graph import torch_args
 from ..init import init_weight
 from ..registry import Range
 from .base import LAYERS, Layer, ShapeError, need_ndim
@@ -122,6 +123,24 @@ class _OverTime(Layer):
         """(N, OT, C) view of the steps tap (offset) j of every window reads: padded[:, j d + t s] for t < OT."""
         start = j * self.dilation
         return padded[:, start : start + self.stride * (self.out_steps - 1) + 1 : self.stride]
+
+    # --- export: the (N, T, C) sequences permuted to ONNX's (N, C, T) around one 1-D operator ---------
+
+    def lengths_to_graph(self, graph, lengths):
+        """max((L + pad_left + pad_right - span) // stride + 1, 1), as `out_lengths` (the numerator's sign does
+        not matter: a negative one gives at most 0 either way, and the max makes it 1)."""
+        shifted = graph.node("Add", [lengths, graph.ints(self.pads[0] + self.pads[1] - self.span, "shift")])
+        steps = graph.node("Add", [graph.node("Div", [shifted, graph.ints(self.stride, "stride")]), graph.ints(1, "one")])
+        return graph.node("Max", [steps, graph.ints(1, "one")])
+
+    def _onnx_1d(self, graph, x: str, op_type: str, inputs=(), **attributes) -> str:
+        """x (N, T, C), its padded steps set to `fill` -> op_type over (N, C, T) -> back to (N, OT, C')."""
+        x = graph.fill_padding(x, self.steps, self.fill)
+        y = graph.node(
+            op_type, [graph.transpose(x, (0, 2, 1)), *inputs], kernel_shape=[self.kernel], strides=[self.stride],
+            pads=list(self.pads), **attributes,
+        )
+        return graph.transpose(y, (0, 2, 1))
 
     def _input_grad(self, add_tap, n: int, dtype, mask) -> np.ndarray:
         """dL/dx (N, T, C): `add_tap(j, view)` adds tap j's share into its (N, OT, C) view of the padded
@@ -238,6 +257,24 @@ class Conv1d(_OverTime):
         dcols = dcols.reshape(n, self.out_steps, self.kernel, self.channels)
         return self._input_grad(lambda j, view: np.add(view, dcols[:, :, j], out=view), n, dtype, self.mask)
 
+    def to_graph(self, graph, x):
+        inputs = [graph.constant(self.params["weight"], "weight")]
+        if self.bias:
+            inputs.append(graph.constant(self.params["bias"], "bias"))
+        return self._onnx_1d(graph, x, "Conv", inputs, dilations=[self.dilation])
+
+    def torch_module(self):
+        left, right = self.pads
+        padding = left if left == right else "same"  # torch's "same" pads the odd one on the right, as nntrain's
+        return "over_steps(nn.Conv1d)(" + torch_args(
+            self.channels, self.filters, self.kernel, stride=self.stride if self.stride != 1 else None,
+            padding=padding or None, dilation=self.dilation if self.dilation != 1 else None,
+            bias=None if self.bias else False,
+        ) + ")"
+
+    def torch_state(self):
+        return dict(self.params)
+
 
 class _Pool1d(_OverTime):
     """Windows of kernel_size steps with stride (default: kernel_size) and padding on both ends (default 0)."""
@@ -283,6 +320,11 @@ class _Pool1d(_OverTime):
 
         return self._input_grad(add, n, dtype, self.mask)
 
+    def torch_module(self):
+        return f"over_steps(nn.{self.torch_class})(" + torch_args(
+            self.kernel, stride=self.stride, padding=self.pads[0] or None
+        ) + ")"
+
 
 @LAYERS.register("max_pool1d")
 class MaxPool1d(_Pool1d):
@@ -297,6 +339,7 @@ class MaxPool1d(_Pool1d):
     """
 
     fill = -np.inf
+    torch_class = "MaxPool1d"
 
     def __init__(
         self,
@@ -368,6 +411,14 @@ class MaxPool1d(_Pool1d):
         """The argmax offsets: they change where a perturbation makes another entry of a window the largest."""
         return self._argmax()
 
+    def to_graph(self, graph, x):
+        """MaxPool (its padding ignored: -inf), the input's padded steps -inf, the output's padded steps 0."""
+        y = self._onnx_1d(graph, x, "MaxPool")
+        if graph.lengths is None:
+            return y
+        out_valid = graph.valid(self.lengths_to_graph(graph, graph.lengths), self.out_steps)
+        return graph.node("Where", [out_valid, y, graph.constant(np.array(0.0), "zero")])
+
 
 @LAYERS.register("avg_pool1d")
 class AvgPool1d(_Pool1d):
@@ -378,6 +429,8 @@ class AvgPool1d(_Pool1d):
     step of a window gets grad / k, summed over the windows it lies in. With `lengths` the
     padded steps count as zeros, divided by k as the padding is.
     """
+
+    torch_class = "AvgPool1d"
 
     def __init__(
         self,
@@ -400,6 +453,9 @@ class AvgPool1d(_Pool1d):
             return None
         each = np.divide(grad, self.kernel, out=self.empty("each", grad.shape, grad.dtype))
         return self._scatter(lambda j, out: np.copyto(out, each), len(grad), grad.dtype)
+
+    def to_graph(self, graph, x):
+        return self._onnx_1d(graph, x, "AveragePool", count_include_pad=1)
 
 
 TimePoolMode = Literal["last", "mean", "max"]
@@ -484,3 +540,26 @@ class TimePool(Layer):
     def kinks(self):
         """mode max: which step is each feature's maximum (it changes where another step becomes the largest)."""
         return self.argmax if self.mode == "max" else None
+
+    def to_graph(self, graph, x):
+        """last: GatherND of step L - 1 per sample; mean: the masked sum / L; max: ReduceMax with padding -inf."""
+        lengths, steps = graph.lengths, graph.ints([1], "axes")
+        if self.mode == "last":
+            if lengths is None:
+                return graph.node("Gather", [x, graph.ints(self.steps - 1, "last")], axis=1)
+            last = graph.node("Unsqueeze", [graph.node("Sub", [lengths, graph.ints(1, "one")]), graph.ints([1], "axes")])
+            return graph.node("GatherND", [x, last], batch_dims=1)
+        if self.mode == "max":
+            return graph.node("ReduceMax", [graph.fill_padding(x, self.steps, -np.inf), steps], keepdims=0)
+        total = graph.node("ReduceSum", [graph.fill_padding(x, self.steps, 0.0), steps], keepdims=0)
+        if lengths is None:
+            count = graph.constant(np.array(self.steps), "steps")
+        else:
+            count = graph.node("Unsqueeze", [graph.node("Cast", [lengths], to=graph.dtype), graph.ints([1], "axes")])
+        return graph.node("Div", [total, count])
+
+    def lengths_to_graph(self, graph, lengths):
+        return None
+
+    def torch_module(self):
+        return f"TimePool({self.mode!r})"

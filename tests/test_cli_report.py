@@ -1,0 +1,88 @@
+"""`nntrain plot`, `report`, `compare` and `export` through the command line: what they print and write, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two finished runs of the small spirals config (learning rates 0.1 and 0.3)."""
+    from nntrain.api import fit
+
+    from conftest import small_config
+    import yaml
+
+    root = tmp_path_factory.mktemp("runs")
+    config = root / "small.yaml"
+    config.write_text(yaml.safe_dump(small_config(train={"epochs": 3, "batch_size": 32})))
+    a, b = root / "a", root / "b"
+    fit(config, run_dir=a)
+    fit(config, overrides=["optimizer.lr=0.3"], run_dir=b)
+    return a, b
+
+
+def test_plot_writes_the_kinds_asked_for(cli, runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("plot", runs[0], "--what", "curves", "--what", "confusion", "--out", "pics")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["wrote pics/a-curves.png", "wrote pics/a-confusion.png"]
+    assert (tmp_path / "pics" / "a-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_json_lists_what_was_not_drawn(cli, runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("plot", runs[0], "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert "curves" in out["kinds"] and "roc" in out["skipped"]  # three classes: no ROC curve
+    assert all((tmp_path / f).exists() for f in out["files"])
+
+
+def test_plot_in_the_terminal_writes_no_file(cli, runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("plot", *runs, "--terminal")
+    assert result.exit_code == 0, result.output
+    assert "a: loss per epoch" in result.stdout and "b: loss per epoch" in result.stdout
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", [["plot"], ["report"], ["export", "--format", "onnx"], ["compare", "RUN"]])
+def test_a_directory_that_is_not_a_run_is_exit_2(cli, runs, tmp_path, command):
+    args = [arg if arg != "RUN" else runs[0] for arg in command]
+    result = cli(*args[:1], tmp_path, *args[1:])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.stderr and "Traceback" not in result.output
+
+
+def test_plot_refuses_an_unknown_kind(cli, runs):
+    result = cli("plot", runs[0], "--what", "confusoin")
+    assert result.exit_code == 2
+    assert "confusion" in result.stderr  # did you mean
+
+
+def test_report_and_compare(cli, runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("report", runs[0])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "wrote a-report.html\n"
+    assert (tmp_path / "a-report.html").read_text().startswith("<!DOCTYPE html>")
+    result = cli("compare", *runs, "--plot", "both.png")
+    assert result.exit_code == 0, result.output
+    assert "optimizer.lr" in result.stdout and result.stdout.endswith("wrote both.png\n")
+    out = json.loads(cli("compare", *runs, "--json").stdout)
+    assert out["differences"] == {"optimizer.lr": [0.1, 0.3]}
+
+
+def test_export_writes_the_model_and_its_sidecar(cli, runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("export", runs[0], "--format", "onnx")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "wrote a.onnx (inputs x0, x1; outputs probabilities; best checkpoint, epoch 3)", "wrote a.onnx.json"
+    ]
+    result = cli("export", runs[0], "-f", "safetensors", "--json")
+    assert json.loads(result.stdout)["path"] == "a.safetensors"
+    assert cli("export", runs[0], "--format", "pickle").exit_code == 2
