@@ -538,8 +538,13 @@ def plot(
         _say(result["text"], end="" if result["text"].endswith("\n") else "\n")
     for path in result["files"]:
         _say(f"wrote {path}")
+    by_reason: dict[str, list[str]] = {}  # kinds that share a reason (no matplotlib: all of them) on one line
     for kind, why in result["skipped"].items():
-        _err(f"not drawn: {kind}: {why}")
+        by_reason.setdefault(why, []).append(kind)
+    for why, kinds in by_reason.items():
+        _err(f"not drawn: {', '.join(kinds)}: {why}")
+    if not result["files"] and not result.get("text"):
+        raise typer.Exit(EXIT_USAGE)  # nothing asked for could be drawn
 
 
 def _plot_kinds(incomplete: str) -> list[str]:

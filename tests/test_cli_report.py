@@ -86,3 +86,17 @@ def test_export_writes_the_model_and_its_sidecar(cli, runs, tmp_path, monkeypatc
     result = cli("export", runs[0], "-f", "safetensors", "--json")
     assert json.loads(result.stdout)["path"] == "a.safetensors"
     assert cli("export", runs[0], "--format", "pickle").exit_code == 2
+
+
+def test_plot_without_matplotlib(cli, runs, tmp_path, monkeypatch):
+    """The loss curves in the terminal and how to get images; exit 2 when nothing asked for can be drawn."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an installation without the plot extra sees
+    monkeypatch.chdir(tmp_path)
+    result = cli("plot", runs[0])
+    assert result.exit_code == 0, result.output
+    assert "a: loss per epoch" in result.stdout and "pip install 'nntrain[plot]'" in result.stderr
+    result = cli("plot", runs[0], "--what", "confusion")
+    assert result.exit_code == 2 and "pip install 'nntrain[plot]'" in result.stderr
+    assert not list(tmp_path.iterdir())
