@@ -55,6 +55,17 @@ def test_hooks_see_every_epoch_and_batch(tmp_path):
     assert len(batches) == 3 * per_epoch
 
 
+def test_a_prune_hook_ends_the_run_after_that_epoch(tmp_path):
+    """hooks.prune returning a reason ends training after that epoch as 'pruned', its checkpoints kept."""
+    hooks = Hooks(prune=lambda row: "worse than the median at epoch 2" if row["epoch"] == 2 else None)
+    config = cfg.load_config(None, [], raw=small_config(train={"epochs": 5, "batch_size": 50}))
+    summary = fit(config, run_dir=tmp_path / "run", hooks=hooks)
+    assert summary["status"] == "pruned" and summary["message"] == "worse than the median at epoch 2"
+    assert summary["epochs_completed"] == 2 and summary["final_parameters"] == "last.npz (epoch 2)"
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "pruned"
+    assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3  # the header and 2 epochs
+
+
 def test_full_batch_without_shuffle_is_plain_gradient_descent(tmp_path):
     """batch_size full + shuffle false: each epoch is exactly one step on the whole training split."""
     config = cfg.load_config(

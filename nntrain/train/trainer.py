@@ -91,6 +91,9 @@ class Hooks:
     on_batch: Callable = lambda done, total, loss: None  # batches done of total, this batch's loss
     log: Callable = lambda message: None  # warnings and notes
     stop: StopRequest = field(default_factory=StopRequest)
+    # After each finished epoch (checkpointed, on_epoch called) with its row: a reason (text) ends the
+    # run there with status 'pruned' (a sweep's pruner stopping a bad trial); None trains on.
+    prune: Callable = lambda row: None
 
 
 class Trainer:
@@ -231,6 +234,8 @@ class Trainer:
             self.hooks.on_epoch(row)
             if stop:
                 return "interrupted", None
+            if reason := self.hooks.prune(row):
+                return "pruned", reason
             if reason := self.out_of_patience(state):
                 return "completed", reason
         return "completed", None
