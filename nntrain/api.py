@@ -197,6 +197,8 @@ def load_run(run_dir: Path, which: str = "best", with_data: bool = True, dtype: 
     path = run.checkpoint(which)
     if which == "best" and not os.path.lexists(path):  # a run interrupted in its first epoch has only last.npz
         path = run.checkpoint("last")
+    if which in ("best", "last") and not os.path.lexists(path):
+        raise NntrainError(f"{run.path} has no checkpoint: it was stopped before its first one was written")
     arrays = checkpoint.read(path)
     config = checkpoint.embedded_config(arrays, path)
     if which not in ("best", "last"):

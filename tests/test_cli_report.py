@@ -100,3 +100,25 @@ def test_plot_without_matplotlib(cli, runs, tmp_path, monkeypatch):
     result = cli("plot", runs[0], "--what", "confusion")
     assert result.exit_code == 2 and "pip install 'nntrain[plot]'" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("summary", ["[1, 2]", "{bad"])
+@pytest.mark.parametrize("command", ["plot", "report", "compare"])
+def test_a_damaged_summary_is_exit_2_everywhere(cli, runs, tmp_path, monkeypatch, summary, command):
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(runs[0], damaged)
+    (damaged / "summary.json").write_text(summary)
+    monkeypatch.chdir(tmp_path)
+    extra = {"compare": [runs[1]], "plot": ["--what", "curves"]}.get(command, [])  # the curves mark the best epoch
+    result = cli(command, damaged, *extra)
+    assert result.exit_code == 2, result.output
+    assert "summary" in result.stderr and "Traceback" not in result.output
+
+
+def test_report_refuses_a_checkpoint_that_is_not_there(cli, runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("report", runs[0], "--checkpoint", "nothing.npz")
+    assert result.exit_code == 2 and "nothing.npz" in result.stderr
+    assert not list(tmp_path.iterdir())

@@ -23,7 +23,7 @@ from pathlib import Path
 from .. import config as cfg
 from .. import safe_yaml
 from ..errors import NntrainError
-from ..train.rundir import RunDir, read_metrics
+from ..train.rundir import RunDir, metric_value, read_metrics, read_summary, refuse_inside_run
 
 RUN_DIRECTORY = (
     "a run directory holds config.yaml, metrics.csv, summary.json and checkpoints/ (nntrain fit writes one);"
@@ -91,26 +91,6 @@ def expand(paths: list[Path]) -> tuple[list[Path], list[str]]:
     return runs, notes
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise NntrainError(f"cannot read the summary '{path}': {e}") from None
-    if not isinstance(data, dict):
-        raise NntrainError(f"'{path}' is not a run summary (not a JSON object)")
-    return data
-
-
-def _number(text):
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value
-
-
 def _names(paths: list[Path]) -> list[str]:
     """Each run's directory name; where two different runs share one, with as many parent folders as tell them apart."""
     resolved = [p.resolve() for p in paths]
@@ -135,23 +115,23 @@ def run_info(path: Path, name: str) -> dict:
     config = safe_yaml.read(run.config_file, "run config")
     if not isinstance(config, dict):
         raise NntrainError(f"'{run.config_file}' is not a run config (not a mapping)")
-    summary = _read_json(run.summary_file)
+    summary = read_summary(run.summary_file)
     rows = read_metrics(run.metrics_file) if run.metrics_file.is_file() else []
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     monitor = (summary or {}).get("monitor") or train.get("monitor") or "val_loss"
-    epoch_seconds = [s for s in (_number(r.get("seconds")) for r in rows) if s is not None]
+    epoch_seconds = [s for s in (metric_value(r.get("seconds")) for r in rows) if s is not None]
     if summary is not None:
         status, epochs = summary.get("status"), summary.get("epochs_completed")
         best_epoch, best_value = summary.get("best_epoch"), summary.get("best_value")
         final = summary.get("final") or {}
     else:  # still training, or killed: what metrics.csv says so far
         status, epochs, final = None, len(rows), {}
-        scored = [(v, int(r["epoch"])) for r in rows if (v := _number(r.get(monitor))) is not None and math.isfinite(v)]
+        scored = [(v, int(r["epoch"])) for r in rows if (v := metric_value(r.get(monitor))) is not None and math.isfinite(v)]
         best_value, best_epoch = (max(scored) if cfg.higher_is_better(monitor) else min(scored)) if scored else (None, None)
         if scored:  # the first epoch that reached the best value, as the trainer records it
             best_epoch = min(e for v, e in scored if v == best_value)
     best_row = next((r for r in rows if best_epoch is not None and int(r["epoch"]) == best_epoch), None)
-    best_metrics = {k: _number(v) for k, v in (best_row or {}).items() if k not in _NOT_METRICS}
+    best_metrics = {k: metric_value(v) for k, v in (best_row or {}).items() if k not in _NOT_METRICS}
     return {
         "name": name,
         "path": str(path),
@@ -367,10 +347,7 @@ def plot_comparison(result: dict, out: Path) -> Path:
     if fmt not in ("png", "svg"):
         raise NntrainError(f"'{out}': the plot is written as .png or .svg (by the file's suffix)", "--plot")
     runs = [Path(r["path"]) for r in result["runs"]]
-    target = out.resolve()
-    for run in runs:
-        if run.resolve() in target.parents:
-            raise NntrainError(f"'{out}' is inside the run directory {run}; nntrain never writes into a run", "--plot")
+    refuse_inside_run(out, runs, "--plot")
     figure = plots.render(runs, "curves", fmt)
     atomic_write(out, figure.content, "writing the plot")
     return out

@@ -36,6 +36,7 @@ from .. import __version__
 from ..engine.graph import ExportError, Graph, network_to_graph, torch_source, torch_state_dict
 from ..errors import NntrainError
 from ..fileio import atomic_write
+from ..train.rundir import refuse_inside_run
 
 FORMATS = ("onnx", "safetensors")
 CHECKPOINTS = ("best", "last")
@@ -62,7 +63,7 @@ def export_run(run_dir: Path, fmt: str, which: str = "best", out: Path | None = 
     run_dir = Path(run_dir)
     exp = load_run(run_dir, which, with_data=False)
     out = Path(out) if out is not None else Path(f"{Path(os.path.abspath(run_dir)).name}.{fmt}")
-    _check_out(out, run_dir)
+    _check_out(out, run_dir, fmt)
     sidecar = out.with_name(out.name + ".json")
     info = _describe(exp, run_dir)
     try:
@@ -94,12 +95,10 @@ def _require(fmt: str) -> None:
             raise NntrainError(f"exporting to {fmt} needs the {module} package: {INSTALL}") from None
 
 
-def _check_out(out: Path, run_dir: Path) -> None:
+def _check_out(out: Path, run_dir: Path, fmt: str) -> None:
     if os.path.isdir(out):
-        raise NntrainError(f"--out '{out}' is a folder; give a file name, e.g. {out / ('model' + out.suffix)}", "--out")
-    run, parent = os.path.realpath(run_dir), os.path.realpath(out.parent if str(out.parent) else ".")
-    if parent == run or parent.startswith(run + os.sep):
-        raise NntrainError(f"--out '{out}' is inside the run directory {run_dir}, which export never writes into", "--out")
+        raise NntrainError(f"'{out}' is a folder; give a file name, e.g. {out / ('model.' + fmt)}", "--out")
+    refuse_inside_run(out, [run_dir], "--out")
 
 
 # --- what the run is -------------------------------------------------------------------------

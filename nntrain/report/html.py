@@ -22,7 +22,6 @@ The report is never written into the run directory: nntrain writes into a run on
 from __future__ import annotations
 
 import base64
-import json
 import math
 import os
 from datetime import datetime
@@ -32,7 +31,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import NntrainError
 from ..fileio import atomic_write, read_text
-from ..train.rundir import RunDir, read_metrics
+from ..train.rundir import RunDir, metric_value, read_metrics, read_summary, refuse_inside_run
 from .compare import RUN_DIRECTORY
 
 PLOT_HINT = "pip install 'nntrain[plot]'"
@@ -88,11 +87,7 @@ def write_report(run_dir: Path, out: Path | None = None, which: str = "best") ->
     path = default_path(run.path) if out is None else Path(out)
     if os.path.isdir(path):
         path = path / default_path(run.path).name
-    inside = path.resolve()
-    if inside == run.path.resolve() or run.path.resolve() in inside.parents:
-        raise NntrainError(
-            f"'{path}' is inside the run directory {run.path}; nntrain never writes into a run (choose another --out)"
-        )
+    refuse_inside_run(path, [run.path], "--out")
     text = render_report(run.path, which)
     atomic_write(path, text.encode("utf-8"), "writing the report")
     return path
@@ -183,23 +178,6 @@ def _image(figure, caption: str) -> str:
 # --- what the report reads ----------------------------------------------------------------------
 
 
-def _read_summary(run: RunDir) -> dict | None:
-    if not run.summary_file.is_file():
-        return None
-    try:
-        summary = json.loads(read_text(run.summary_file, "run summary"))
-    except ValueError as e:
-        raise NntrainError(f"cannot read the run summary '{run.summary_file}': {e}") from None
-    return summary if isinstance(summary, dict) else None
-
-
-def _float(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
-
 def _load(run_dir: Path, which: str):
     """(experiment or None, problem or None): the run with its data, else without (the checkpoint alone)."""
     from ..api import load_run
@@ -211,6 +189,8 @@ def _load(run_dir: Path, which: str):
     try:
         return load_run(run_dir, which, with_data=False), problem
     except NntrainError as e:
+        if which not in ("best", "last"):  # a checkpoint file asked for by name must be there and be the run's
+            raise
         return None, f"the run's checkpoint could not be read: {e}"
 
 
@@ -315,7 +295,7 @@ def _epoch_table(rows: list[dict], best_epoch) -> str:
         picks = {round(i * (len(rows) - 1) / (EPOCH_ROWS - 2)) for i in range(EPOCH_ROWS - 1)}
         picks |= {i for i, r in enumerate(rows) if best_epoch is not None and int(r["epoch"]) == best_epoch}
         shown = [rows[i] for i in sorted(picks)]
-    body = [[r["epoch"], *(_Raw(_num(_float(r[c]))) for c in columns[1:])] for r in shown]
+    body = [[r["epoch"], *(_Raw(_num(metric_value(r[c]))) for c in columns[1:])] for r in shown]
     marks = ["best" if best_epoch is not None and int(r["epoch"]) == best_epoch else "" for r in shown]
     note = f"{len(shown)} of {len(rows)} epochs shown. " if len(shown) < len(rows) else ""
     best = "; the best epoch is highlighted" if any(marks) else ""
@@ -499,7 +479,7 @@ def _classes(exp, counts: bool) -> str:
 
 
 def _timings(summary: dict | None, rows: list[dict]) -> str:
-    seconds = [s for s in (_float(r.get("seconds")) for r in rows) if s is not None]
+    seconds = [s for s in (metric_value(r.get("seconds")) for r in rows) if s is not None]
     pairs = []
     if summary is not None and summary.get("seconds") is not None:
         pairs.append(("wall time", f"{summary['seconds']:.2f} s (the last fit or resume, evaluation included)"))
@@ -520,7 +500,7 @@ def _config(run: RunDir) -> str:
 def render_report(run_dir: Path, which: str = "best") -> str:
     """The report of `run_dir` as one HTML document (see the module's docstring); reads the run, writes nothing."""
     run = _open(run_dir)
-    summary = _read_summary(run)
+    summary = read_summary(run.summary_file)
     rows = read_metrics(run.metrics_file) if run.metrics_file.is_file() else []
     exp, problem = _load(run.path, which)
     name = run.path.resolve().name

@@ -213,6 +213,40 @@ def read_csv(path: Path, what: str) -> tuple[list[str] | None, list[dict]]:
         raise NntrainError(f"cannot read {what} '{path}': {e}") from None
 
 
+def read_summary(path: Path) -> dict | None:
+    """A run's summary.json, or None when it has none yet (training has not ended once).
+
+    NntrainError (exit 2) naming the file when it cannot be read or is not a JSON object.
+    """
+    if not os.path.lexists(path):
+        return None
+    try:
+        summary = json.loads(read_text(path, "the run summary"))
+    except ValueError as e:
+        raise NntrainError(f"cannot read the run summary '{path}': {e}") from None
+    if not isinstance(summary, dict):
+        raise NntrainError(f"'{path}' is not a run summary (not a JSON object)")
+    return summary
+
+
+def metric_value(text) -> float | None:
+    """A cell of metrics.csv as a number, None when it is empty or not one."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def refuse_inside_run(path: Path, runs, flag: str) -> None:
+    """NntrainError when `path` would be written inside one of the run directories `runs` (or is one):
+    a run directory holds what training wrote, nothing else."""
+    target = Path(os.path.realpath(path))
+    for run in runs:
+        root = Path(os.path.realpath(run))
+        if target == root or root in target.parents:
+            raise NntrainError(f"'{path}' is inside the run directory {run}, which only training writes into; choose another {flag}")
+
+
 def read_metrics(path: Path, columns: list[str] | None = None) -> list[dict]:
     """The complete rows of metrics.csv (a torn last line is skipped), as strings.
 

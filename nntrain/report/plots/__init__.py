@@ -285,13 +285,11 @@ def plot_runs(run_dirs: list[Path], what: list[str] | None, out: Path | None, fm
             result["skipped"][kind] = "only boundary-epochs is written as a GIF"
             todo.remove(kind)
     paths = _paths(runs, todo, out, fmt)
-    inside = [r.path.resolve() for r in runs]
+    from ...train.rundir import refuse_inside_run
+
     for kind in todo:
         path = paths[kind]
-        target = path.resolve()
-        for run_path in inside:
-            if target == run_path or run_path in target.parents:
-                raise NntrainError(f"'{path}' is inside the run directory {run_path}: plots never write into a run (only training does)")
+        refuse_inside_run(path, [r.path for r in runs], "--out")
         kind_options = {k: v for k, v in options.items() if k in OPTIONS[kind]}
         try:
             fig = _render(runs, kind, fmt, kind_options)

@@ -13,7 +13,6 @@ takes token ids (`integer_input`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -42,21 +41,21 @@ class Run:
     def metrics(self) -> tuple[list[str], dict[str, np.ndarray]]:
         """(columns, column -> float array) of metrics.csv; ([], {}) when it has no rows."""
         if self._metrics is None:
-            from ...train.rundir import read_metrics
+            from ...train.rundir import metric_value, read_metrics
 
             rows = read_metrics(self.dir.metrics_file) if os.path.isfile(self.dir.metrics_file) else []
             columns = list(rows[0]) if rows else []
             values = {}
             for c in columns:
-                values[c] = np.array([_number(r[c]) for r in rows], dtype=np.float64)
+                values[c] = np.array([_nan_if_none(metric_value(r[c])) for r in rows], dtype=np.float64)
             self._metrics = (columns, values)
         return self._metrics
 
     def summary(self) -> dict:
-        try:
-            return json.loads(self.dir.summary_file.read_text())
-        except (OSError, ValueError):
-            return {}
+        """summary.json ({} before training has ended once); NntrainError when it is unreadable."""
+        from ...train.rundir import read_summary
+
+        return read_summary(self.dir.summary_file) or {}
 
     def best_epoch(self) -> int | None:
         """The epoch best.npz holds: summary.json's best_epoch, or best.npz's own record (a run still training)."""
@@ -104,14 +103,7 @@ class Run:
         if key not in self._exps:
             from ...api import load_run
 
-            try:
-                self._exps[key] = load_run(self.path, which, with_data=data)
-            except NntrainError:
-                if data:
-                    raise
-                # Without data, a network whose batch_norm needs batches of 2+ rows is refused for its 0
-                # training rows (train.experiment._check_batch_sizes); with the data it loads.
-                self._exps[key] = self.exp(which, data=True)
+            self._exps[key] = load_run(self.path, which, with_data=data)
         return self._exps[key]
 
     def network_exp(self):
@@ -119,13 +111,6 @@ class Run:
         if not self.has_checkpoint():
             return None
         return self.exp("last", data=False)
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 # ---------------------------------------------------------------- the network, by declared attributes
@@ -279,3 +264,7 @@ def split_layer_outputs(exp, split: str, positions: np.ndarray, layer: int) -> t
         outs.append(out.reshape(len(out), -1))
         ys.append(np.asarray(y))
     return np.concatenate(ys), np.concatenate(outs)
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
