@@ -512,9 +512,9 @@ def plot(
     layer: Annotated[Optional[int], typer.Option("--layer", help="filters, features, projection: the layer's index.")] = None,
     sample: Annotated[Optional[int], typer.Option("--sample", help="features: which row of the split.")] = None,
     grid: Annotated[Optional[int], typer.Option("--grid", min=10, help="boundary: grid points per axis.")] = None,
-    frames: Annotated[Optional[int], typer.Option("--frames", min=1, help="boundary-epochs: how many epochs to draw.")] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", min=2, help="boundary-epochs: how many epochs to draw.")] = None,
     method: Annotated[Optional[str], typer.Option("--method", help="projection: pca, or tsne (with scikit-learn).", autocompletion=_values("pca", "tsne"))] = None,
-    max_points: Annotated[Optional[int], typer.Option("--max-points", min=1, help="boundary, projection: rows drawn at most.")] = None,
+    max_points: Annotated[Optional[int], typer.Option("--max-points", min=2, help="boundary, projection: rows drawn at most (2 or more).")] = None,
     terminal: Annotated[bool, typer.Option("--terminal", help="Draw the loss curves here, in text, and write no file.")] = False,
     json_: Json = False,
     debug: Debug = False,
@@ -527,12 +527,18 @@ def plot(
              "grid": grid, "frames": frames, "method": method, "max_points": max_points}  # fmt: skip
     options = {k: v for k, v in given.items() if v is not None}
     if terminal:
+        if what:
+            _err("error: --terminal draws the loss curves only; leave out --what")
+            raise typer.Exit(EXIT_USAGE)
         text = _guard(debug, lambda: api.terminal_curves(run_dirs))
         _say(text, end="" if text.endswith("\n") else "\n")
         return
     result = _guard(debug, lambda: api.plot(run_dirs, what, out, fmt, **options))
+    drawn = bool(result["files"] or result.get("text"))  # else exit 2: nothing asked for could be drawn
     if json_:
         _say(json.dumps(result))
+        if not drawn:
+            raise typer.Exit(EXIT_USAGE)
         return
     if result.get("text"):
         _say(result["text"], end="" if result["text"].endswith("\n") else "\n")
@@ -543,8 +549,8 @@ def plot(
         by_reason.setdefault(why, []).append(kind)
     for why, kinds in by_reason.items():
         _err(f"not drawn: {', '.join(kinds)}: {why}")
-    if not result["files"] and not result.get("text"):
-        raise typer.Exit(EXIT_USAGE)  # nothing asked for could be drawn
+    if not drawn:
+        raise typer.Exit(EXIT_USAGE)
 
 
 def _plot_kinds(incomplete: str) -> list[str]:

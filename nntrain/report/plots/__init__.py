@@ -54,6 +54,14 @@ OPTIONS: dict[str, dict] = {
     "diagnostics": {},
     "projection": {"which": "best", "split": None, "layer": None, "method": "pca", "max_points": 1000},
 }
+# The command line's flag for each option (which is --checkpoint there), for messages that name an option.
+FLAGS = {"which": "--checkpoint", "max_points": "--max-points"}
+
+
+def _named(option: str) -> str:
+    return f"'{option}' ({FLAGS.get(option, '--' + option)})"
+
+
 ALL_OPTIONS = tuple(dict.fromkeys(name for options in OPTIONS.values() for name in options))
 ANIMATED = ("boundary-epochs",)  # the kinds that may be a GIF
 
@@ -158,7 +166,7 @@ def _check_options(kind: str, options: dict) -> dict:
     for name in options:
         if name not in OPTIONS[kind]:
             allowed = ", ".join(OPTIONS[kind]) or "none"
-            raise NntrainError(f"plot {kind} takes no option '{name}'{did_you_mean(name, ALL_OPTIONS)}; its options: {allowed}")
+            raise NntrainError(f"plot {kind} takes no option {_named(name)}{did_you_mean(name, ALL_OPTIONS)}; its options: {allowed}")
     return {**OPTIONS[kind], **options}
 
 
@@ -265,7 +273,7 @@ def plot_runs(run_dirs: list[Path], what: list[str] | None, out: Path | None, fm
 
             takers = [kind for kind in KINDS if name in OPTIONS[kind]]
             hint = f"; it is an option of {', '.join(takers)}" if takers else f"{did_you_mean(name, ALL_OPTIONS)}; options: {', '.join(ALL_OPTIONS)}"
-            raise NntrainError(f"option '{name}' applies to none of the plots drawn ({', '.join(kinds)}){hint}")
+            raise NntrainError(f"option {_named(name)} applies to none of the plots drawn ({', '.join(kinds)}){hint}")
     fmt = _resolve_fmt(fmt, out, kinds)
     result = {"files": [], "kinds": [], "skipped": {}, "text": None}
     if not have_matplotlib():
