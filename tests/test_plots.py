@@ -433,7 +433,7 @@ def test_plot_runs_refuses(runs, tmp_path):
     assert sorted(p.name for p in run.rglob("*")) == before  # nothing written into the run
     with pytest.raises(NntrainError, match="plot roc does not apply"):
         plot_runs([run], ["curves", "roc"], tmp_path)
-    with pytest.raises(NntrainError, match="option 'grid' \(--grid\) applies to none of the plots drawn"):
+    with pytest.raises(NntrainError, match=r"option 'grid' \(--grid\) applies to none of the plots drawn"):
         plot_runs([run], ["curves"], tmp_path, grid=10)
     with pytest.raises(NntrainError, match="ends in .svg, but the format asked for is png"):
         plot_runs([run], ["curves"], tmp_path / "x.svg", "png")
