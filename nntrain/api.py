@@ -352,9 +352,16 @@ def predict_run(
     ok = ~np.isnan(X).any(axis=1)
     for r in np.flatnonzero(~ok):
         problems.setdefault(int(r), "a missing value")
-    Xs = X[ok]
+    infinite = ok & ~np.isfinite(X).all(axis=1)
+    for r in np.flatnonzero(infinite):
+        problems.setdefault(int(r), "a value that is not a finite number")
+    ok &= ~infinite
     with np.errstate(all="ignore"):  # overflow is reported per row below, not as numpy warnings
-        z = exp.network.forward(exp.scaler.transform(Xs, exp.dtype), lengths=None if lengths is None else lengths[ok])
+        Xs = exp.scaler.transform(X[ok], exp.dtype, refuse=False)
+        beyond = ~np.isfinite(Xs).all(axis=tuple(range(1, Xs.ndim)))
+        for r in np.flatnonzero(ok)[beyond]:
+            problems[int(r)] = f"a value scales beyond {np.dtype(exp.dtype).name} (data.scale of the run)"
+        z = exp.network.forward(Xs, lengths=None if lengths is None else lengths[ok])
         out = loss.predict(z).astype(np.float64)
         if classes is None:
             out = exp.to_target_units(out)
@@ -366,7 +373,7 @@ def predict_run(
         finite = np.isfinite(z).all(axis=1) & np.isfinite(out).all(axis=1)
     checkpoint_name = f"{exp.source}.npz" if exp.source in ("best", "last") else f"'{exp.source}'"
     for r in np.flatnonzero(ok)[~finite]:
-        problems[int(r)] = f"the model's outputs are not finite (the parameters or scaling statistics of {checkpoint_name} overflow)"
+        problems.setdefault(int(r), f"the model's outputs are not finite (the parameters or scaling statistics of {checkpoint_name} overflow)")
     if per_step is not None:
         header = [f"class_{t}" for t in range(per_step.shape[1])]
         scored = per_step.tolist()

@@ -629,3 +629,15 @@ def test_predict_a_run_whose_batch_norm_needs_two_rows_per_batch(cli, write_conf
     assert result.exit_code == 0, result.output
     header, rows = parse_csv(result.stdout)
     assert header[0] == "class" and len(rows) == 2
+
+
+def test_predict_names_rows_that_are_infinite_or_scale_beyond_float32(cli, run, tmp_path):
+    """Such rows are refused one by one; the others are scored (the whole file is not refused)."""
+    points = tmp_path / "far.csv"
+    points.write_text("x0,x1\n0.5,0.1\ninf,0.4\n1e308,0.2\n0.0,-0.6\n")
+    result = cli("predict", run, points)
+    assert result.exit_code == 2
+    header, rows = parse_csv(result.stdout)
+    assert [bool(r[0]) for r in rows] == [True, False, False, True]
+    assert "line 3: column 'x0': 'inf' is not a finite number" in result.stderr
+    assert "line 4: a value scales beyond float32" in result.stderr

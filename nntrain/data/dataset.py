@@ -550,13 +550,14 @@ class Scaler:
                 self._refuse(f"HIGH − LOW ({width!r}) is too large for the spread of {what} {j} ({spread[j]:.6g})")
         self._refuse(f"the values of {what} {j} are too large to scale in float64")
 
-    def transform(self, X: np.ndarray, dtype, in_place: bool = False) -> np.ndarray:
+    def transform(self, X: np.ndarray, dtype, in_place: bool = False, refuse: bool = True) -> np.ndarray:
         """X scaled, as `dtype`. With `in_place`, X itself is overwritten when it already has that dtype.
 
         Computed in float64 a few MiB of rows at a time, so a large X needs no float64 copy, and
         the values do not depend on whether it is done in place or in chunks. A scaled value that
         is not finite in `dtype` (a range too wide for float32, data far outside the training
-        range, a damaged saved scaling) is an error, not a numpy warning.
+        range, a damaged saved scaling) is an error, not a numpy warning; without `refuse` it is
+        left as it is (predict names those rows one by one).
         """
         if self.offset is None:
             return X.astype(dtype, copy=not in_place)
@@ -567,7 +568,7 @@ class Scaler:
                 scaled = (X[start : start + chunk] - self.offset) / self.factor
                 done = out[start : start + chunk]
                 done[...] = scaled
-                if not np.isfinite(done).all():
+                if refuse and not np.isfinite(done).all():
                     self._refuse(self._describe(scaled, done, dtype))
         return out
 
