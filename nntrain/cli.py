@@ -631,7 +631,18 @@ def sweep(
     metric: Annotated[Optional[str], typer.Option("--metric", help="What ranks trials (default: train.monitor).")] = None,
     sweep_seed: Annotated[Optional[int], typer.Option("--sweep-seed", help="Seed of the random draws.")] = None,
     seeds: Annotated[Optional[str], typer.Option("--seeds", help="same (default: comparable trials) | per_trial.", autocompletion=_values("same", "per_trial"))] = None,
+    search: Annotated[Optional[str], typer.Option("--search", help="grid | random | tpe (default: grid, random with --random).", autocompletion=_values("grid", "random", "tpe"))] = None,
+    trials: Annotated[Optional[int], typer.Option("--trials", min=1, help="--search tpe: the number of trials.")] = None,
+    tpe_startup: Annotated[Optional[int], typer.Option("--tpe-startup", min=0, help="--search tpe: random trials first (default 10).")] = None,
+    prune: Annotated[Optional[str], typer.Option("--prune", help="none | median | asha: stop bad trials early.", autocompletion=_values("none", "median", "asha"))] = None,
+    prune_warmup: Annotated[Optional[int], typer.Option("--prune-warmup", min=0, help="median: epochs never pruned (default 1).")] = None,
+    prune_startup: Annotated[Optional[int], typer.Option("--prune-startup", min=1, help="median: completed runs before any pruning (default 3).")] = None,
+    prune_min_epochs: Annotated[Optional[int], typer.Option("--prune-min-epochs", min=1, help="asha: the first rung's epoch (default 1).")] = None,
+    prune_factor: Annotated[Optional[int], typer.Option("--prune-factor", min=2, help="asha: each rung keeps the best 1/N (default 3).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Trials run at once, in worker processes.")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help="local (this machine) | ray (a Ray cluster, with the ray extra).", autocompletion=_values("local", "ray"))] = "local",
+    address: Annotated[Optional[str], typer.Option("--address", metavar="HOST:PORT|auto", help="--executor ray: the cluster (default: a local one).")] = None,
+    cpus_per_trial: Annotated[Optional[float], typer.Option("--cpus-per-trial", min=0, help="--executor ray: CPUs each run reserves.")] = None,
     runs_root: Annotated[Path, typer.Option("--runs-root", help="Where the sweep directory is created.")] = Path("runs"),
     sweep_dir: Annotated[Optional[Path], typer.Option("--sweep-dir", help="Write the sweep here (must not exist).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue this sweep directory.")] = None,
@@ -640,32 +651,42 @@ def sweep(
     json_: Json = False,
     debug: Debug = False,
 ):
-    """Hyper-parameter search: grid and random trials, optionally cross-validated, ranked in a leaderboard."""
+    """Hyper-parameter search: grid, random or TPE trials, optionally cross-validated and pruned, ranked in a leaderboard."""
     from . import sweep as sweeps
 
     def options():
         return sweeps.sweep_options(
             grid=grid or (), random=random, log_uniform=log_uniform or (), uniform=uniform or (),
-            choice=choice or (), folds=folds, metric=metric, seed=sweep_seed, seeds=seeds,
+            choice=choice or (), folds=folds, metric=metric, seed=sweep_seed, seeds=seeds, search=search, trials=trials,
+            tpe_startup=tpe_startup, prune=prune, prune_warmup=prune_warmup, prune_startup=prune_startup,
+            prune_min_epochs=prune_min_epochs, prune_factor=prune_factor,
         )
 
     if dry_run:
         plan = _guard(debug, lambda: sweeps.plan_sweep(config, set_ or [], options(), log=_err))
-        trials = plan.to_dict()["trials"]
+        planned = plan.to_dict()["trials"]
         if json_:
-            _say(json.dumps(trials))
+            _say(json.dumps(planned))
+        elif plan.spec.method == "tpe":  # no trials before results come
+            _say(f"tpe: {plan.spec.trials} trials, asked as results come, over {', '.join(plan.spec.swept_keys())}")
         else:
-            for trial in trials:
+            for trial in planned:
                 _say(f"{trial['name']}  {' '.join(trial['overrides']) or '(base config)'}")
         return
 
     def run():
         hooks = sweeps.SweepHooks(
-            on_run_end=lambda task, row: _err(f"{task.name}: {row.get('status')} {_fmt(row.get('value'))}"), log=_err
+            on_run_end=lambda task, row: _err(
+                f"{task.name}: {row.get('status')} {_fmt(row.get('value'))}"
+                + (f" ({row['message']})" if row.get("status") == "pruned" and row.get("message") else "")
+            ),
+            log=_err,
         )
-        spec = options() if resume is None else None
+        spec = options()  # with --resume any sweep option is refused: the sweep is sweep.yaml's
+        remote = {"address": address, "cpus_per_trial": cpus_per_trial, "jobs": jobs}
         return sweeps.run_sweep(
-            config, set_ or [], spec, runs_root=runs_root, sweep_dir=sweep_dir, jobs=jobs, resume=resume, hooks=hooks
+            config, set_ or [], spec, runs_root=runs_root, sweep_dir=sweep_dir, jobs=jobs, resume=resume, hooks=hooks,
+            executor_kind=executor, executor_options={k: v for k, v in remote.items() if v is not None},
         )
 
     result = _guard(debug, run)

@@ -18,10 +18,11 @@ import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.managers import BaseManager
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .. import config as cfg
 from ..errors import NntrainError, WriteError
@@ -46,6 +47,10 @@ class TrialTask:
     run_dir: str  # its absolute path
     config: dict
     resume: bool = False
+    # With sweep.prune: a handle to the sweep's Pruner (Executor.share), told every finished epoch's
+    # value of `monitor` (the sweep's metric); a reason it returns ends the run as 'pruned'.
+    pruner: Any = None
+    monitor: str | None = None
 
 
 class AnyStop(StopRequest):
@@ -110,6 +115,15 @@ def run_task(
         log=(lambda message: log(task, message)) if log else (lambda message: None),
         stop=stop,
     )
+    if task.pruner is not None:
+        monitor = task.monitor or (task.config.get("train") or {}).get("monitor")
+
+        def prune(row: dict) -> str | None:
+            if row.get(monitor) is None:
+                return None
+            return task.pruner.report(task.name, task.trial, task.fold, int(row["epoch"]), float(row[monitor]))
+
+        hooks.prune = prune
     try:
         summary = None
         if task.resume:
@@ -138,6 +152,13 @@ class Executor(Protocol):
     (as `run_task` returns it) or whose exception says why it failed. stop() asks the
     runs in progress to end soon as 'interrupted' (resumable), like Ctrl-C; it is called
     once, from the sweep's thread. close() releases the executor's resources.
+
+    share(obj) -> handle, needed only for pruning (sweep.prune) and so not required here:
+    a picklable handle with obj's methods, callable from wherever tasks run (and from the
+    sweep's thread), synchronously: a call returns the method's result. The sweep makes every
+    call to obj through the handle, so obj may live elsewhere (a manager process, an actor).
+    SerialExecutor returns obj itself, LocalExecutor a multiprocessing manager's proxy.
+    An executor that retries a run (its worker died) sets 'attempts' in the summary.
     """
 
     jobs: int
@@ -175,6 +196,10 @@ class SerialExecutor:
     def stop(self) -> None:
         self._stopped.signal = signal.SIGINT
 
+    def share(self, obj):
+        """Runs train in this process: they call obj itself."""
+        return obj
+
     def close(self) -> None:
         pass
 
@@ -193,6 +218,24 @@ def _init_worker(event) -> None:
 
 def _worker_ready() -> int:
     return os.getpid()
+
+
+def _ignore_signals() -> None:
+    """The shared objects' manager process: Ctrl-C is the sweep's to handle, not a reason to die."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _hosted(obj):
+    """In the manager process: the (unpickled) object it serves."""
+    return obj
+
+
+class _SharedObjects(BaseManager):
+    """Serves LocalExecutor.share's objects to the workers, from a process of its own."""
+
+
+_SharedObjects.register("hosted", callable=_hosted)
 
 
 def _worker_run(task: TrialTask) -> dict:
@@ -243,6 +286,7 @@ class LocalExecutor:
         if not is_int(jobs) or jobs < 1:
             raise NntrainError(f"must be an integer >= 1, got {jobs!r}", "--jobs")
         self.jobs = jobs
+        self._manager = None
         self.threads = threads if threads is not None else (max(1, available_cores() // jobs) if jobs > 1 else None)
         context = multiprocessing.get_context("spawn")
         self._event = context.Event()
@@ -265,8 +309,21 @@ class LocalExecutor:
     def stop(self) -> None:
         self._event.set()
 
+    def share(self, obj):
+        """A proxy of obj (pickled into a manager process, spawned on first use, which serves every
+        worker's calls, each in a thread of its own) that workers call; shut down by close()."""
+        if self._manager is None:
+            manager = _SharedObjects(ctx=multiprocessing.get_context("spawn"))
+            with _spawning(None):
+                manager.start(initializer=_ignore_signals)
+            self._manager = manager
+        return self._manager.hosted(obj)
+
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self._manager is not None:
+            self._manager.shutdown()
+            self._manager = None
 
     def __enter__(self):
         return self

@@ -4,7 +4,9 @@ config, `load_plan` reads one back from a sweep directory.
 
 Trials are the grid's points crossed with the random draws: the N draws are made once and
 every grid point is combined with each of them (grid points x N trials). With folds, each
-trial has one run per fold.
+trial has one run per fold. A tpe sweep plans no trials: they are asked one by one while it
+runs (SweepPlan.add_trial, search.py), and its search space's probe points are validated
+instead.
 """
 
 from __future__ import annotations
@@ -84,30 +86,43 @@ def draw_values(spec: SweepSpec, seed: int) -> list[dict]:
     return draws
 
 
+def make_trial(spec: SweepSpec, index: int, values: dict, config_seed: int, width: int = 3, name: str | None = None) -> Trial:
+    """Trial `index` with these swept values: its overrides, seed and runs (one per fold)."""
+    overrides = [f"{k}={value_text(v)}" for k, v in values.items()]
+    seed = None
+    if spec.seeds == "per_trial":
+        seed = derived_seed(config_seed, index)
+        overrides.append(f"seed={seed}")
+    name = name or f"trial-{index:0{width}d}"
+    if spec.folds:
+        runs = [
+            RunPlan(f"{name}-fold-{k}", k, [*overrides, f"data.split.folds={spec.folds}", f"data.split.fold={k}"])
+            for k in range(spec.folds)
+        ]
+    else:
+        runs = [RunPlan(name, None, list(overrides))]
+    return Trial(index, name, values, overrides, seed, runs)
+
+
+def trial_width(spec: SweepSpec, n: int) -> int:
+    """Digits of the trial numbers: 3, or more for a sweep of 1000 trials or more."""
+    return max(3, len(str((spec.trials if spec.method == "tpe" else n) - 1)))
+
+
 def make_trials(spec: SweepSpec, config_seed: int) -> list[Trial]:
-    """Grid points (cartesian product, first key slowest) x random draws, each with its runs."""
+    """Grid points (cartesian product, first key slowest) x random draws, each with its runs.
+
+    A tpe sweep has none up front: its trials are asked as results come (run.py, search.py).
+    """
+    if spec.method == "tpe":
+        return []
     grid = list(itertools.product(*spec.grid.values())) if spec.grid else [()]
     draws = draw_values(spec, spec.seed if spec.seed is not None else config_seed)
-    n = len(grid) * len(draws)
-    width = max(3, len(str(n - 1)))
-    trials = []
-    for index, (point, draw) in enumerate(itertools.product(grid, draws)):
-        values = {**dict(zip(spec.grid, copy.deepcopy(point))), **draw}
-        overrides = [f"{k}={value_text(v)}" for k, v in values.items()]
-        seed = None
-        if spec.seeds == "per_trial":
-            seed = derived_seed(config_seed, index)
-            overrides.append(f"seed={seed}")
-        name = f"trial-{index:0{width}d}"
-        if spec.folds:
-            runs = [
-                RunPlan(f"{name}-fold-{k}", k, [*overrides, f"data.split.folds={spec.folds}", f"data.split.fold={k}"])
-                for k in range(spec.folds)
-            ]
-        else:
-            runs = [RunPlan(name, None, list(overrides))]
-        trials.append(Trial(index, name, values, overrides, seed, runs))
-    return trials
+    width = trial_width(spec, len(grid) * len(draws))
+    return [
+        make_trial(spec, index, {**dict(zip(spec.grid, copy.deepcopy(point))), **draw}, config_seed, width)
+        for index, (point, draw) in enumerate(itertools.product(grid, draws))
+    ]
 
 
 @dataclass
@@ -121,10 +136,28 @@ class SweepPlan:
     metric: str
     trials: list[Trial]
     notes: list[str] = field(default_factory=list)
+    created: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
 
     @property
     def higher_is_better(self) -> bool:
         return cfg.higher_is_better(self.metric)
+
+    @property
+    def config_seed(self) -> int:
+        """The base config's seed (0 when it has none): derived per-trial seeds start from it."""
+        seed = self.base.get("seed", 0)
+        return seed if is_int(seed) and seed >= 0 else 0
+
+    @property
+    def search_seed(self) -> int:
+        """The seed of the random draws and of the TPE sampler: sweep.seed, else the config's."""
+        return self.spec.seed if self.spec.seed is not None else self.config_seed
+
+    def add_trial(self, values: dict) -> Trial:
+        """Append the next trial (of a tpe sweep) with these values, and return it."""
+        trial = make_trial(self.spec, len(self.trials), values, self.config_seed, trial_width(self.spec, 0))
+        self.trials.append(trial)
+        return trial
 
     def run_config(self, run: RunPlan) -> tuple[dict, cfg.Config]:
         """(raw mapping, Config) of one run: base + overrides, data paths made absolute."""
@@ -141,7 +174,7 @@ class SweepPlan:
     def to_dict(self) -> dict:
         return {
             "nntrain_version": __version__,
-            "created": datetime.now().isoformat(timespec="seconds"),
+            "created": self.created,
             "name": self.name,
             "metric": self.metric,
             "higher_is_better": self.higher_is_better,
@@ -168,7 +201,9 @@ class SweepPlan:
                 Trial(t["trial"], t["name"], t["values"], t["overrides"], t["seed"], [RunPlan(**r) for r in t["runs"]])
                 for t in data["trials"]
             ]
-            return cls(data["name"], data["base"], data["base_dir"], validate_spec(data["sweep"]), data["metric"], trials)
+            plan = cls(data["name"], data["base"], data["base_dir"], validate_spec(data["sweep"]), data["metric"], trials)
+            plan.created = str(data.get("created") or plan.created)
+            return plan
         except (KeyError, TypeError) as e:
             raise NntrainError(f"'{where}' is not a sweep file nntrain can read (missing or malformed {e})") from None
 
@@ -227,7 +262,12 @@ def plan_sweep(
     trials = make_trials(sweep, seed if is_int(seed) and seed >= 0 else 0)
     plan = SweepPlan(str(raw["name"]), raw, base_dir, sweep, sweep.metric or "", trials, notes)
     first = None
-    for trial in trials:
+    checked = trials
+    if sweep.method == "tpe":  # no trials yet: check the configs of the search space's corners and values
+        from .search import probe_values
+
+        checked = [make_trial(sweep, 0, values, plan.config_seed, name="search space") for values in probe_values(sweep)]
+    for trial in checked:
         for run in trial.runs:
             try:
                 _, config = plan.run_config(run)

@@ -15,16 +15,21 @@ import numpy as np
 
 from .plan import SweepPlan, Trial, value_text
 
-STATUS_ORDER = ("failed", "diverged", "interrupted", "pending")  # a trial has the first status any of its runs has
+STATUS_ORDER = ("failed", "diverged", "pruned", "interrupted", "pending")  # a trial has the first status any of its runs has
 
 
 def trial_row(plan: SweepPlan, trial: Trial, rows: dict[str, dict]) -> dict:
+    """A trial's row. Its value is the mean (and std) over its runs' values when it completed; a
+    pruned trial's is the mean over the runs that have one (each its best value before it
+    stopped; runs not started have none), shown but never ranked."""
     runs = [rows[r.dir] for r in trial.runs]
     statuses = {r["status"] for r in runs}
     status = next((s for s in STATUS_ORDER if s in statuses), "completed")
     mean = std = None
     values = [r["value"] for r in runs]
-    if status == "completed" and all(v is not None and math.isfinite(v) for v in values):
+    if status == "pruned":
+        values = [v for v in values if v is not None and math.isfinite(v)]
+    if status in ("completed", "pruned") and values and all(v is not None and math.isfinite(v) for v in values):
         mean = float(np.mean(values))
         std = float(np.std(values)) if len(values) > 1 else None
     seconds = [r["seconds"] for r in runs if r["seconds"] is not None]
@@ -44,19 +49,24 @@ def trial_row(plan: SweepPlan, trial: Trial, rows: dict[str, dict]) -> dict:
 
 
 def rank_trials(trials: list[dict], higher_is_better: bool) -> list[dict]:
-    """Set each trial's rank (1 = best; None without a value) and return them best first.
+    """Set each trial's rank (1 = best; None when not completed) and return them best first.
 
-    Trials with a mean value come first, by that value (descending when higher is better),
-    ties by trial index; the others follow in trial order.
+    Completed trials with a value come first, by that value (descending when higher is better),
+    ties by trial index; then pruned trials, unranked, by their value so far (the same way);
+    then the others in trial order.
     """
-    scored = [t for t in trials if t["mean"] is not None]
-    scored.sort(key=lambda t: (-t["mean"] if higher_is_better else t["mean"], t["trial"]))
+    def by_value(t):
+        return (-t["mean"] if higher_is_better else t["mean"], t["trial"])
+
+    scored = sorted((t for t in trials if t["mean"] is not None and t["status"] == "completed"), key=by_value)
     for rank, t in enumerate(scored, 1):
         t["rank"] = rank
-    rest = [t for t in trials if t["mean"] is None]
-    for t in rest:
+    pruned = sorted((t for t in trials if t["mean"] is not None and t["status"] == "pruned"), key=by_value)
+    placed = {id(t) for t in scored + pruned}
+    rest = [t for t in trials if id(t) not in placed]
+    for t in pruned + rest:
         t["rank"] = None
-    return scored + rest
+    return scored + pruned + rest
 
 
 def cell(value) -> str:
@@ -73,7 +83,8 @@ def sweep_result(plan: SweepPlan, sweep_dir: Path, rows: dict[str, dict], signal
     """The result dict (JSON-serializable) of a sweep whose runs ended as `rows` say."""
     trials = [trial_row(plan, t, rows) for t in plan.trials]
     board = rank_trials(trials, plan.higher_is_better)
-    counts = {s: sum(t["status"] == s for t in trials) for s in ("completed", *STATUS_ORDER)}
+    statuses = [s for s in ("completed", *STATUS_ORDER) if s != "pruned" or plan.spec.prune != "none"]  # pruned: when it prunes
+    counts = {s: sum(t["status"] == s for t in trials) for s in statuses}
     unfinished = counts["interrupted"] + counts["pending"]
     return {
         "status": "interrupted" if unfinished or signal_number is not None else "completed",
@@ -84,6 +95,8 @@ def sweep_result(plan: SweepPlan, sweep_dir: Path, rows: dict[str, dict], signal
         "metric": plan.metric,
         "higher_is_better": plan.higher_is_better,
         "folds": plan.spec.folds,
+        "search": plan.spec.method,
+        "prune": plan.spec.prune,
         "keys": plan.spec.swept_keys(),
         "counts": counts,
         "trials": trials,

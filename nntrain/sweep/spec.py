@@ -14,6 +14,14 @@ flags), both in the same form:
       metric: val_loss    # the value trials are ranked by = train.monitor of every run
       seed: 0             # the random draws' seed (default: the config's seed)
       seeds: same         # same: every trial runs with the config's seed | per_trial: derived seeds
+      search: tpe         # grid | random | tpe (default: grid, or random with random: N)
+      trials: 20          # search: tpe: the budget, asked one by one from Optuna's TPE sampler
+      tpe_startup: 10     # search: tpe: the first trials are random draws (Optuna's n_startup_trials)
+      prune: median       # none | median | asha: stop bad runs early (see pruning.py)
+      prune_warmup: 1     # median: epochs never pruned
+      prune_startup: 3    # median: completed runs needed before any pruning
+      prune_min_epochs: 1 # asha: the first rung's epoch
+      prune_factor: 3     # asha: each rung keeps the best 1/factor
 """
 
 from __future__ import annotations
@@ -30,9 +38,21 @@ from .. import safe_yaml
 from ..engine.registry import did_you_mean
 from ..errors import NntrainError
 
-SPEC_KEYS = ("grid", "random", "log_uniform", "uniform", "choice", "folds", "metric", "seed", "seeds")
+SPEC_KEYS = (
+    "grid", "random", "log_uniform", "uniform", "choice", "folds", "metric", "seed", "seeds",
+    "search", "trials", "tpe_startup", "prune", "prune_warmup", "prune_startup", "prune_min_epochs", "prune_factor",
+)
 MAPPING_KEYS = ("grid", "log_uniform", "uniform", "choice")  # the ones keyed by config key
 SEED_MODES = ("same", "per_trial")
+SEARCH_METHODS = ("grid", "random", "tpe")
+PRUNE_RULES = ("none", "median", "asha")
+PRUNE_OPTIONS = {  # key -> (the rule it belongs to, its smallest value, its default)
+    "prune_warmup": ("median", 0, 1),
+    "prune_startup": ("median", 1, 3),
+    "prune_min_epochs": ("asha", 1, 1),
+    "prune_factor": ("asha", 2, 3),
+}
+TPE_STARTUP = 10  # Optuna's default n_startup_trials
 RESERVED_KEYS = {
     "name": "the runs of a sweep are named by the sweep",
     "data.split.folds": "use sweep.folds (--folds) for cross-validation",
@@ -55,6 +75,24 @@ class SweepSpec:
     metric: str | None = None
     seed: int | None = None
     seeds: str = "same"
+    search: str | None = None  # as given; `method` is the one in force
+    trials: int | None = None
+    tpe_startup: int | None = None
+    prune: str = "none"
+    prune_warmup: int | None = None
+    prune_startup: int | None = None
+    prune_min_epochs: int | None = None
+    prune_factor: int | None = None
+
+    @property
+    def method(self) -> str:
+        """grid, random or tpe: `search`, or by default random with random: N, else grid."""
+        return self.search or ("random" if self.random else "grid")
+
+    def prune_option(self, key: str) -> int:
+        """A prune_* option's value, its default when not given."""
+        value = getattr(self, key)
+        return PRUNE_OPTIONS[key][2] if value is None else value
 
     def swept_keys(self) -> list[str]:
         """The swept config keys, in the order of the trials' columns."""
@@ -67,6 +105,8 @@ class SweepSpec:
             if key in ("log_uniform", "uniform"):
                 value = {k: list(v) for k, v in value.items()}
             if key in MAPPING_KEYS and not value or key == "random" and not value or value is None:
+                continue
+            if key == "prune" and value == "none":
                 continue
             out[key] = value
         return out
@@ -116,6 +156,14 @@ def sweep_options(
     metric: str | None = None,
     seed: int | None = None,
     seeds: str | None = None,
+    search: str | None = None,
+    trials: int | None = None,
+    tpe_startup: int | None = None,
+    prune: str | None = None,
+    prune_warmup: int | None = None,
+    prune_startup: int | None = None,
+    prune_min_epochs: int | None = None,
+    prune_factor: int | None = None,
 ) -> dict:
     """The CLI's sweep flags as a `sweep:` section mapping (only the flags given).
 
@@ -151,7 +199,10 @@ def sweep_options(
             if key in spec.get(name, {}):
                 raise NntrainError(f"{flag} {key} is given twice")
             spec.setdefault(name, {})[key] = bounds
-    for name, value in [("random", random), ("folds", folds), ("metric", metric), ("seed", seed), ("seeds", seeds)]:
+    scalars = [("random", random), ("folds", folds), ("metric", metric), ("seed", seed), ("seeds", seeds), ("search", search),
+               ("trials", trials), ("tpe_startup", tpe_startup), ("prune", prune), ("prune_warmup", prune_warmup),
+               ("prune_startup", prune_startup), ("prune_min_epochs", prune_min_epochs), ("prune_factor", prune_factor)]
+    for name, value in scalars:
         if value is not None:
             spec[name] = value
     return spec
@@ -252,12 +303,39 @@ def validate_spec(raw: dict | None) -> SweepSpec:
                 if name == "log_uniform" and lo <= 0:
                     raise NntrainError(f"log-uniform bounds must be > 0, got [{lo:g}, {hi:g}]", where)
                 getattr(spec, name)[key] = (lo, hi)
-    if "random" in raw:
+    if raw.get("search") is not None:
+        if raw["search"] not in SEARCH_METHODS:
+            raise NntrainError(f"got {raw['search']!r}{did_you_mean(str(raw['search']), SEARCH_METHODS)}; allowed: {', '.join(SEARCH_METHODS)}", "sweep.search")
+        spec.search = raw["search"]
+    tpe = spec.search == "tpe"
+    for key, smallest, what in [("trials", 1, "the trial budget"), ("tpe_startup", 0, "trials drawn at random before TPE models")]:
+        if raw.get(key) is None:
+            continue
+        if not tpe:
+            raise NntrainError(f"is {what} of search: tpe (--search tpe); grid and random trials are given by grid and random: N", f"sweep.{key}")
+        if not is_int(raw[key]) or raw[key] < smallest:
+            raise NntrainError(f"must be an integer >= {smallest} ({what}), got {raw[key]!r}", f"sweep.{key}")
+        setattr(spec, key, raw[key])
+    if tpe:
+        if raw.get("random") is not None:
+            raise NntrainError("with search: tpe the budget is trials: N (--trials N); remove random (--set sweep.random=null)", "sweep.random")
+        if spec.trials is None:
+            raise NntrainError("search: tpe needs a budget: trials: N (--trials N), the number of trials to run", "sweep.trials")
+        if not (spec.grid or spec.log_uniform or spec.uniform or spec.choice):
+            raise NntrainError(
+                "search: tpe needs a search space: log_uniform, uniform, choice or grid (--log-uniform, --uniform, --choice, --grid)",
+                "sweep.search",
+            )
+    elif raw.get("random") is not None:
         if not is_int(raw["random"]) or raw["random"] < 1:
             raise NntrainError(f"must be an integer >= 1 (the number of random draws), got {raw['random']!r}", "sweep.random")
+        if spec.search == "grid":
+            raise NntrainError("search: grid makes no random draws; remove random, or use search: random", "sweep.random")
         spec.random = raw["random"]
         if not (spec.log_uniform or spec.uniform or spec.choice):
             raise NntrainError("draws from log_uniform, uniform or choice; give at least one of them", "sweep.random")
+    elif spec.search == "random":
+        raise NntrainError("search: random needs random: N (--random N), the number of draws", "sweep.search")
     elif spec.log_uniform or spec.uniform or spec.choice:
         kind = next(k for k in ("log_uniform", "uniform", "choice") if getattr(spec, k))
         raise NntrainError("values are drawn only with random: N (--random N), the number of draws", f"sweep.{kind}")
@@ -279,6 +357,18 @@ def validate_spec(raw: dict | None) -> SweepSpec:
         spec.seeds = raw["seeds"]
     if spec.seeds == "per_trial" and "seed" in owner:
         raise NntrainError("with seeds: per_trial every trial's seed is derived; sweep seed itself with seeds: same", f"sweep.{owner['seed']}.seed")
-    if not (spec.grid or spec.random or spec.folds):
+    if raw.get("prune") is not None:
+        if raw["prune"] not in PRUNE_RULES:
+            raise NntrainError(f"got {raw['prune']!r}{did_you_mean(str(raw['prune']), PRUNE_RULES)}; allowed: {', '.join(PRUNE_RULES)}", "sweep.prune")
+        spec.prune = raw["prune"]
+    for key, (rule, smallest, _) in PRUNE_OPTIONS.items():
+        if raw.get(key) is None:
+            continue
+        if spec.prune != rule:
+            raise NntrainError(f"applies to prune: {rule} only (--prune {rule}), the sweep's prune is {spec.prune}", f"sweep.{key}")
+        if not is_int(raw[key]) or raw[key] < smallest:
+            raise NntrainError(f"must be an integer >= {smallest}, got {raw[key]!r}", f"sweep.{key}")
+        setattr(spec, key, raw[key])
+    if not (spec.grid or spec.random or spec.folds or tpe):
         raise NntrainError("nothing to sweep: give grid, random (with log_uniform, uniform or choice) or folds", "sweep")
     return spec
