@@ -444,8 +444,12 @@ def validate(
         if c.sweep is not None:  # fit ignores the section, but a check of the config covers it
             from .sweep import plan_sweep
 
-            trials = plan_sweep(config, set_ or [], None, check_data=False).trials
-            _err(f"sweep: {len(trials)} trial{'s' if len(trials) != 1 else ''}, each config valid")
+            plan = plan_sweep(config, set_ or [], None, check_data=False)
+            if plan.spec.method == "tpe":  # its trials are asked as results come: the space's corners were checked
+                _err(f"sweep: tpe, up to {plan.spec.trials} trials, the search space valid")
+            else:
+                trials = plan.trials
+                _err(f"sweep: {len(trials)} trial{'s' if len(trials) != 1 else ''}, each config valid")
         for line in _layer_table(exp.network):  # last: printed only when everything else passed
             _err(line)
         return cfg.to_yaml(c)

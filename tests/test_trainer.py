@@ -66,6 +66,15 @@ def test_a_prune_hook_ends_the_run_after_that_epoch(tmp_path):
     assert len((tmp_path / "run" / "metrics.csv").read_text().splitlines()) == 3  # the header and 2 epochs
 
 
+def test_a_run_that_trained_its_last_epoch_is_not_pruned(tmp_path):
+    """Pruning stops a run early; after its last epoch there is nothing left to stop: it completed."""
+    calls = []
+    hooks = Hooks(prune=lambda row: calls.append(row["epoch"]) or "always worse")
+    config = cfg.load_config(None, [], raw=small_config(train={"epochs": 1, "batch_size": 50}))
+    assert fit(config, run_dir=tmp_path / "run", hooks=hooks)["status"] == "completed"
+    assert calls == []
+
+
 def test_full_batch_without_shuffle_is_plain_gradient_descent(tmp_path):
     """batch_size full + shuffle false: each epoch is exactly one step on the whole training split."""
     config = cfg.load_config(

@@ -91,8 +91,8 @@ class Hooks:
     on_batch: Callable = lambda done, total, loss: None  # batches done of total, this batch's loss
     log: Callable = lambda message: None  # warnings and notes
     stop: StopRequest = field(default_factory=StopRequest)
-    # After each finished epoch (checkpointed, on_epoch called) with its row: a reason (text) ends the
-    # run there with status 'pruned' (a sweep's pruner stopping a bad trial); None trains on.
+    # After each finished epoch but the last (checkpointed, on_epoch called) with its row: a reason (text)
+    # ends the run there with status 'pruned' (a sweep's pruner stopping a bad trial); None trains on.
     prune: Callable = lambda row: None
 
 
@@ -234,10 +234,11 @@ class Trainer:
             self.hooks.on_epoch(row)
             if stop:
                 return "interrupted", None
-            if reason := self.hooks.prune(row):
-                return "pruned", reason
             if reason := self.out_of_patience(state):
                 return "completed", reason
+            # A run that has trained its last epoch completed: there is nothing left to prune.
+            if epoch < train.epochs and (reason := self.hooks.prune(row)):
+                return "pruned", reason
         return "completed", None
 
     def epoch_order(self, n: int) -> np.ndarray:
