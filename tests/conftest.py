@@ -133,3 +133,38 @@ def build(spec, loss="mse", in_features=4, dtype=np.float64, seed=0):
     """A Network from [("linear", {"units": 6}), ("dropout", {"p": 0.3}), ...]."""
     layers = [LAYERS[name](**options) for name, options in spec]
     return Network(layers, LOSSES[loss](), in_features, dtype, np.random.default_rng(seed), init="xavier")
+
+
+# --- mnist / fashion_mnist without a network (test_configs.py, test_export.py) -------------------
+
+
+def install_mnist_stand_ins(tmp_path, monkeypatch, rows: int | None = None, train: int = 1500, shuffle: bool = True):
+    """mnist and fashion_mnist in a cache of their own: the bundled digits (the first `rows`) as (28, 28)
+    uint8 images (each pixel 3x3, a 2-pixel border, a little noise), `train` for training, the rest for
+    testing; `shuffle` mixes them first (the file is ordered by writer)."""
+    import dataclasses
+
+    from nntrain.data import download
+    from nntrain.data.bundled import read_bundled
+    from nntrain.data.idx import write_idx
+
+    X, y, _ = read_bundled("digits")
+    X, y = np.asarray(X, dtype=np.float64).reshape(-1, 8, 8)[:rows], np.asarray(y).astype(np.int64)[:rows]
+    rng = np.random.default_rng(0)
+    if shuffle:
+        order = rng.permutation(len(y))
+        X, y = X[order], y[order]
+    images = np.pad(np.kron(X, np.ones((3, 3))), ((0, 0), (2, 2), (2, 2))) * (255 / 16)
+    images = np.clip(images + rng.normal(0, 10, images.shape), 0, 255).astype(np.uint8)
+    arrays = {"train_images": images[:train], "train_labels": y[:train].astype(np.uint8),
+              "test_images": images[train:], "test_labels": y[train:].astype(np.uint8)}  # fmt: skip
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NNTRAIN_DATA", str(cache))
+    for name in ("mnist", "fashion_mnist"):
+        spec = download.DOWNLOADABLE[name]
+        (cache / name).mkdir(parents=True)
+        files = {}
+        for role, (filename, _) in spec.files.items():
+            write_idx(cache / name / filename, arrays[role])
+            files[role] = (filename, download.sha256_file(cache / name / filename))
+        monkeypatch.setitem(download.DOWNLOADABLE, name, dataclasses.replace(spec, files=files))

@@ -7,16 +7,13 @@ real files is what their comments document.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from nntrain.api import fit, gradcheck
-from nntrain.data import download
-from nntrain.data.bundled import read_bundled
-from nntrain.data.idx import write_idx
+
+from conftest import install_mnist_stand_ins
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -54,25 +51,7 @@ OVERRIDES = {"lenet_mnist": ["train.epochs=6", "train.batch_size=32"], "cnn_fash
 def stand_ins(tmp_path, monkeypatch):
     """mnist and fashion_mnist in a cache of their own: the 1797 bundled digits as (28, 28) uint8 images
     (each pixel 3x3, a 2-pixel border, a little noise), shuffled, 1500 for training and 297 for testing."""
-    X, y, _ = read_bundled("digits")
-    X, y = np.asarray(X, dtype=np.float64).reshape(-1, 8, 8), np.asarray(y).astype(np.int64)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(len(y))  # the file is ordered by writer: mix them before the official split
-    X, y = X[order], y[order]
-    images = np.pad(np.kron(X, np.ones((3, 3))), ((0, 0), (2, 2), (2, 2))) * (255 / 16)
-    images = np.clip(images + rng.normal(0, 10, images.shape), 0, 255).astype(np.uint8)
-    arrays = {"train_images": images[:1500], "train_labels": y[:1500].astype(np.uint8),
-              "test_images": images[1500:], "test_labels": y[1500:].astype(np.uint8)}  # fmt: skip
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("NNTRAIN_DATA", str(cache))
-    for name in ("mnist", "fashion_mnist"):
-        spec = download.DOWNLOADABLE[name]
-        (cache / name).mkdir(parents=True)
-        files = {}
-        for role, (filename, _) in spec.files.items():
-            write_idx(cache / name / filename, arrays[role])
-            files[role] = (filename, download.sha256_file(cache / name / filename))
-        monkeypatch.setitem(download.DOWNLOADABLE, name, dataclasses.replace(spec, files=files))
+    install_mnist_stand_ins(tmp_path, monkeypatch)
 
 
 def test_every_config_has_a_level():

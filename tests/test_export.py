@@ -10,10 +10,7 @@ under onnxruntime on held-back rows (the test split, else the validation split) 
 from __future__ import annotations
 
 import csv
-import dataclasses
-import io
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,12 +20,11 @@ import pytest
 import onnxruntime
 
 from nntrain.api import fit, load_run, predict_run
-from nntrain.data import download
-from nntrain.data.bundled import read_bundled
-from nntrain.data.idx import write_idx
 from nntrain.data.table import MISSING
 from nntrain.errors import NntrainError
 from nntrain.report.export import export_run
+
+from conftest import install_mnist_stand_ins
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -66,23 +62,7 @@ FAST = {
 def stand_ins(tmp_path, monkeypatch):
     """mnist and fashion_mnist in a cache of their own: 300 bundled digits as (28, 28) uint8 images (each pixel
     3x3, a 2-pixel border, a little noise), 240 for training and 60 for testing."""
-    X, y, _ = read_bundled("digits")
-    X, y = np.asarray(X, dtype=np.float64).reshape(-1, 8, 8)[:300], np.asarray(y).astype(np.int64)[:300]
-    rng = np.random.default_rng(0)
-    images = np.pad(np.kron(X, np.ones((3, 3))), ((0, 0), (2, 2), (2, 2))) * (255 / 16)
-    images = np.clip(images + rng.normal(0, 10, images.shape), 0, 255).astype(np.uint8)
-    arrays = {"train_images": images[:240], "train_labels": y[:240].astype(np.uint8),
-              "test_images": images[240:], "test_labels": y[240:].astype(np.uint8)}  # fmt: skip
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("NNTRAIN_DATA", str(cache))
-    for name in ("mnist", "fashion_mnist"):
-        spec = download.DOWNLOADABLE[name]
-        (cache / name).mkdir(parents=True)
-        files = {}
-        for role, (filename, _) in spec.files.items():
-            write_idx(cache / name / filename, arrays[role])
-            files[role] = (filename, download.sha256_file(cache / name / filename))
-        monkeypatch.setitem(download.DOWNLOADABLE, name, dataclasses.replace(spec, files=files))
+    install_mnist_stand_ins(tmp_path, monkeypatch, rows=300, train=240, shuffle=False)
 
 
 def train(config, tmp_path, overrides=()) -> Path:
