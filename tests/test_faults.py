@@ -103,7 +103,7 @@ def test_hostile_configs_bigger_sample(campaign):
 
 @SLOW
 def test_hostile_files_bigger_sample(campaign):
-    assert_no_failures(campaign.run_category("files", 200))
+    assert_no_failures(campaign.run_category("files", 120))
 
 
 @SLOW
