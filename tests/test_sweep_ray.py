@@ -208,6 +208,31 @@ def long_reference(tmp_path_factory):
 # --- tests ---------------------------------------------------------------------------------------
 
 
+def test_an_archive_only_unpacks_files_and_folders_inside_the_run(tmp_path):
+    """What comes back from a worker is unpacked as plain files and folders under the run directory, nothing else."""
+    import io
+    import tarfile
+
+    from nntrain.sweep.ray_executor import _extract, pack
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("name: x\n")
+    (run / "checkpoints" / "last.npz").write_bytes(b"npz")
+    _extract(pack(run), tmp_path / "back")
+    assert (tmp_path / "back" / "checkpoints" / "last.npz").read_bytes() == b"npz"
+    for name, kind in (("../outside.txt", tarfile.REGTYPE), ("link", tarfile.SYMTYPE), ("/abs.txt", tarfile.REGTYPE)):
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            member = tarfile.TarInfo(name)
+            member.type = kind
+            member.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+            tar.addfile(member, io.BytesIO(b""))
+        with pytest.raises(NntrainError, match="not a file or folder inside it"):
+            _extract(archive.getvalue(), tmp_path / f"bad-{kind}-{len(name)}")
+    assert not (tmp_path / "outside.txt").exists()
+
+
 def test_missing_ray_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(NntrainError, match=r"pip install 'nntrain\[ray\]'"):

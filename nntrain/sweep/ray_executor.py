@@ -107,9 +107,18 @@ def pack(run_dir: Path) -> bytes:
 
 
 def _extract(archive: bytes, folder: Path) -> None:
+    """Unpack a run directory's archive into `folder`: plain files and folders inside it, nothing else."""
     folder.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r") as tar:
-        tar.extractall(folder, filter="data")  # no absolute paths, no links out of the folder
+        members = tar.getmembers()
+        for member in members:  # tarfile's own "data" filter came with Python 3.11.4: check the same here
+            inside = os.path.realpath(folder / member.name).startswith(os.path.realpath(folder) + os.sep)
+            if not (member.isfile() or member.isdir()) or not inside:
+                raise NntrainError(f"a run directory's archive holds '{member.name}', which is not a file or folder inside it")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(folder, members, filter="data")
+        else:
+            tar.extractall(folder, members)
 
 
 def _set_summary_run_dir(folder: Path, run_dir: str) -> None:
