@@ -168,3 +168,23 @@ def install_mnist_stand_ins(tmp_path, monkeypatch, rows: int | None = None, trai
             write_idx(cache / name / filename, arrays[role])
             files[role] = (filename, download.sha256_file(cache / name / filename))
         monkeypatch.setitem(download.DOWNLOADABLE, name, dataclasses.replace(spec, files=files))
+
+
+# --- sweep directories (test_sweep*.py) -------------------------------------------------------------
+
+
+def read_csv(path) -> list[dict]:
+    """A CSV file's rows as dicts of strings (sweep.csv, metrics.csv)."""
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def without_seconds(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def summary(run_dir) -> dict:
+    """A run directory's summary.json."""
+    return json.loads((Path(run_dir) / "summary.json").read_text())

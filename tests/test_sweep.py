@@ -3,7 +3,6 @@ processes, custom executors, interruption and resume."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -12,12 +11,11 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import small_config
+from conftest import read_csv, small_config, summary, without_seconds
 
 from nntrain.errors import NntrainError
 from nntrain.sweep import (
@@ -46,19 +44,6 @@ def tiny(**sections) -> dict:
     for key, value in sections.items():
         raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
     return raw
-
-
-def read_csv(path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def without_seconds(rows):
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
-
-
-def summary(run_dir) -> dict:
-    return json.loads((Path(run_dir) / "summary.json").read_text())
 
 
 # --- trials -----------------------------------------------------------------------------

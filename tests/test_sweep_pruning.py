@@ -4,15 +4,12 @@ sweep.csv and the leaderboard, serially and in worker processes."""
 
 from __future__ import annotations
 
-import csv
-import json
 import pickle
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import small_config
+from conftest import read_csv, small_config, summary, without_seconds
 
 from nntrain.errors import NntrainError
 from nntrain.sweep import LocalExecutor, SweepHooks, format_leaderboard, run_sweep, sweep_options
@@ -25,19 +22,6 @@ def tiny(epochs=4, **train) -> dict:
         model={"layers": [{"linear": 8}, "relu", {"linear": 3}]},
         train={"epochs": epochs, "batch_size": 32, **train},
     )
-
-
-def read_csv(path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def without_seconds(rows):
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
-
-
-def summary(run_dir) -> dict:
-    return json.loads((Path(run_dir) / "summary.json").read_text())
 
 
 def feed(pruner, name, trial, values, fold=None, finish=True):

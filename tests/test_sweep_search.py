@@ -3,7 +3,6 @@ determinism, resume, errors, the CLI options, and sweep.csv's attempts column.""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import small_config
+from conftest import read_csv, small_config, without_seconds
 
 from nntrain.errors import NntrainError
 from nntrain.sweep import SweepHooks, load_plan, plan_sweep, run_sweep, sweep_options
@@ -31,15 +30,6 @@ def tiny(epochs=4) -> dict:
         model={"layers": [{"linear": 8}, "relu", {"linear": 3}]},
         train={"epochs": epochs, "batch_size": 32},
     )
-
-
-def read_csv(path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def without_seconds(rows):
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
 def recorded(sweep_dir) -> list[dict]:

@@ -56,7 +56,6 @@ import dataclasses
 import io
 import logging
 import os
-import pickle
 import shutil
 import signal
 import tarfile
@@ -233,12 +232,12 @@ def _not_started(task: TrialTask, message: str) -> dict:
 
 
 def _portable(e: BaseException) -> BaseException:
-    """`e` if it survives pickling, else an equivalent that does (NntrainError keeps its message)."""
-    try:
-        pickle.loads(pickle.dumps(e))
-        return e
-    except Exception:  # noqa: BLE001 - any exception type with an unusual constructor
-        return NntrainError(str(e)) if isinstance(e, NntrainError) else RuntimeError(f"{type(e).__name__}: {e}")
+    """What the driver records of a run that failed on its own: the message, as an NntrainError (a user's
+    mistake: not retried) or a RuntimeError naming the type; both rebuild anywhere, whatever `e`'s
+    constructor takes."""
+    if isinstance(e, NntrainError):
+        return NntrainError(str(e))
+    return RuntimeError(f"{type(e).__name__}: {e}")
 
 
 def remote_run(task: TrialTask, archive: bytes | None, board, key: str):
