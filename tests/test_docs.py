@@ -17,7 +17,8 @@ HTML comments, invisible on the rendered page, prepare what a block needs:
 - `<!-- docs-test setup: COMMAND -->` runs COMMAND (its output unchecked) before the next console block.
 - `<!-- docs-test skip: REASON -->` before a console block leaves it out; the reason must say why.
 - `<!-- docs-test numbers: magnitude -->` before a console block compares its numbers only to within a
-  factor of 3: for figures that are rounding noise (gradcheck's relative errors of 1e-9).
+  factor of 10: for figures that are rounding noise (gradcheck's relative errors of 1e-9, whose
+  last digits and even exponent change between CPUs) or float32 results that drift between CPUs.
 
 What the comparison forgives, because it changes from run to run or machine to machine:
 run-directory time stamps (a run named on the page is matched with the run the command made, and
@@ -67,7 +68,7 @@ class Block:
     commands: list[tuple[str, list[str]]]  # (command, the lines it prints)
     setup: list[str] = field(default_factory=list)
     skip: str | None = None
-    magnitude: bool = False  # numbers compared to within a factor of 3 (rounding noise)
+    magnitude: bool = False  # numbers compared to within a factor of 10 (rounding noise)
     python: bool = False  # a Python session: commands are statements
 
 
@@ -198,7 +199,7 @@ def merged_yaml(base: Path, extra: str) -> str:
 
 def same_line(expected: str, actual: str, magnitude: bool = False) -> bool:
     """Equal text (runs of spaces as one), equal whole numbers, and other numbers within 2 % or two units of the
-    expected one's last digit (with `magnitude`: every number within a factor of 3)."""
+    expected one's last digit (with `magnitude`: every number within a factor of 10)."""
     e_nums, a_nums = NUMBER.findall(expected), NUMBER.findall(actual)
     if len(e_nums) != len(a_nums) or squeeze(NUMBER.sub("#", expected)) != squeeze(NUMBER.sub("#", actual)):
         return False
@@ -209,7 +210,7 @@ def same_line(expected: str, actual: str, magnitude: bool = False) -> bool:
             return False  # whole numbers (counts, epochs, sizes) are exact
         x, y = float(e.replace(",", "")), float(a.replace(",", ""))
         if magnitude:
-            if x == y or (x * y > 0 and max(x / y, y / x) <= 3):
+            if x == y or (x * y > 0 and max(x / y, y / x) <= 10):
                 continue
             return False
         mantissa = re.split("[eE]", e)[0]
