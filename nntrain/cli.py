@@ -11,6 +11,7 @@ not be written (disk full, read-only, permissions); 130 interrupted by SIGINT; 1
 import gc
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -816,6 +817,24 @@ def datasets_download(
     _say(f"{name} is ready in {folder}")
 
 
+# The config keys that `datasets convert` takes as options, in the messages of the column guards.
+_CONVERT_OPTIONS = {"data.columns.ignore": "--ignore", "data.columns.id": "--id", "data.columns.categorical": "--categorical",
+                    "data.target": "--target", "data.missing": "--missing"}
+
+
+def _as_convert_options(message: str) -> str:
+    """A data error's message with the config keys that convert has as options named by those options."""
+    message = re.sub(r"^data\.columns: ", "", message)  # the key of a guard's refusal; the text says what to do
+    message = re.sub(r"\bdata\.(?:columns\.(?:ignore|id|categorical)|target|missing)\b", lambda m: _CONVERT_OPTIONS[m[0]], message)
+    # A guard's hint, "list 'c' in --ignore (or make it --id), or in --categorical to ...", as options to give.
+    message = re.sub(r"list '([^']*)' in --ignore \(or make it --id\)", r"give --ignore '\1' (or --id '\1')", message)
+    message = re.sub(r"(--ignore '([^']*)' \(or --id '[^']*'\)), or in --categorical", r"\1, or --categorical '\2'", message)
+    return message.replace(
+        ", or in data.columns.features if it is meant as a feature",
+        " (a feature it can only be when a config reads the table itself, with data.columns.features)",
+    )
+
+
 @datasets_app.command("convert")
 def datasets_convert(
     input_file: Annotated[Path, typer.Argument(help="A table file (CSV, CSV.gz, Parquet, Feather).", show_default=False)],
@@ -842,7 +861,16 @@ def datasets_convert(
             _err(f"error: {option} '{value}' is not one of: {', '.join(a for a in allowed if a)}")
             raise typer.Exit(EXIT_USAGE)
     roles = Roles(ignore=list(ignore or []), id=id_, categorical=list(categorical or []))
-    result = _guard(debug, lambda: convert(input_file, out_dir, target, roles, missing, delimiter, dtype))
+
+    def run():
+        from .errors import NntrainError
+
+        try:
+            return convert(input_file, out_dir, target, roles, missing, delimiter, dtype)
+        except NntrainError as e:  # the column guards speak of config keys; here they are options
+            raise NntrainError(_as_convert_options(str(e))) from None
+
+    result = _guard(debug, run)
     from .data.columns import column_report
 
     _err(f"columns ({len(result['plans'])}):")

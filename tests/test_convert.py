@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,8 +88,23 @@ def test_convert_refuses_what_fit_refuses(tmp_path):
     """The guards apply: a text ID column is refused until declared."""
     path = customers(tmp_path / "c.csv")
     result = runner.invoke(app, ["datasets", "convert", str(path), str(tmp_path / "o"), "--target", "churned"])
-    assert result.exit_code == 2 and "customer_id" in result.stderr and "data.columns.id" in result.stderr
+    assert result.exit_code == 2 and "customer_id" in result.stderr and "--id 'customer_id'" in result.stderr
+    assert "data.columns" not in result.stderr  # convert's options, not config keys
     assert not (tmp_path / "o" / "X.npy").exists()
+
+
+def test_convert_names_its_options_and_shows_dates(tmp_path):
+    """The guards' hints name convert's options; a date column left out is shown as dates, not text."""
+    path = tmp_path / "d.csv"
+    path.write_text("when,x,y\n" + "".join(f"2024-01-{d:02d},{d % 3},{d % 2}\n" for d in range(1, 21)))
+    refused = runner.invoke(app, ["datasets", "convert", str(path), str(tmp_path / "o"), "--target", "y"])
+    assert refused.exit_code == 2
+    assert "holds dates" in refused.stderr and "--ignore 'when'" in refused.stderr and "--categorical 'when'" in refused.stderr
+    typo = runner.invoke(app, ["datasets", "convert", str(path), str(tmp_path / "o"), "--target", "y", "--ignore", "wen"])
+    assert typo.exit_code == 2 and "--ignore: no column named 'wen'" in typo.stderr and "did you mean 'when'" in typo.stderr
+    done = runner.invoke(app, ["datasets", "convert", str(path), str(tmp_path / "o"), "--target", "y", "--ignore", "when"])
+    assert done.exit_code == 0, done.stderr
+    assert re.search(r"when\s+ignored: date", done.stderr)
 
 
 def test_convert_missing_values(tmp_path):

@@ -111,14 +111,14 @@ def plan_columns(table: Table, target: str | None, roles: Roles) -> list[ColumnP
             plans.append(ColumnPlan(name, "id", "number" if _all_numbers(column) else "text", missing))
             continue
         if name in roles.ignore:
-            plans.append(ColumnPlan(name, "ignored", column.kind.replace("text-", ""), missing))
+            plans.append(ColumnPlan(name, "ignored", _shown_kind(column), missing))
             continue
         if roles.features is not None and name not in roles.features and name not in roles.categorical:
-            plans.append(ColumnPlan(name, "ignored", column.kind.replace("text-", ""), missing, why="not in data.columns.features"))
+            plans.append(ColumnPlan(name, "ignored", _shown_kind(column), missing, why="not in data.columns.features"))
             continue
         asked = roles.declared(name)
         if column.unnamed and not asked:
-            plans.append(ColumnPlan(name, "ignored", column.kind.replace("text-", ""), missing, why="no name in the header: row names?"))
+            plans.append(ColumnPlan(name, "ignored", _shown_kind(column), missing, why="no name in the header: row names?"))
             continue
         if name in roles.categorical:
             count = _distinct(column)
@@ -204,6 +204,15 @@ def _guarded_feature(table: Table, column: Column, missing: int, roles: Roles, a
                 f" {_declare_hint(name, ', or in data.columns.features if it is meant as a feature')}"
             )
     return ColumnPlan(name, "feature", "number", missing)
+
+
+def _shown_kind(column: Column) -> str:
+    """The kind the report shows for a column left out: a text column of dates (as CSV gives them) is "date"."""
+    if column.kind == "text":
+        sample = column.values.drop_null()
+        if len(sample) and _all_dates(sample):
+            return "date"
+    return column.kind.replace("text-", "")
 
 
 def _distinct(column: Column) -> int:
