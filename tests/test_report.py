@@ -187,6 +187,22 @@ def test_the_confusion_matrix_is_evals_on_the_test_split(run, page):
     assert f"accuracy {expected['accuracy']:.4f}" in section["text"]
 
 
+def test_the_data_is_read_once_for_the_whole_report(run, monkeypatch):
+    """The report, its confusion matrix and its images share one load of the run with its data per checkpoint."""
+    loads = []
+    original = api.load_run
+
+    def counted(run_dir, which="best", with_data=True):
+        loads.append((str(which), with_data))
+        return original(run_dir, which, with_data=with_data)
+
+    monkeypatch.setattr(api, "load_run", counted)
+    report.render_report(run)
+    with_data = [w for w, d in loads if d]
+    assert with_data and len(with_data) == len(set(with_data)), loads
+    assert ("best", False) not in loads  # best with its data serves what needs the network alone
+
+
 def test_data_columns_and_classes_are_listed(page):
     data = Page(page).sections["data"]
     pairs = {row[0]: row[1] for row in data["tables"][0]}

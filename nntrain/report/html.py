@@ -178,16 +178,18 @@ def _image(figure, caption: str) -> str:
 # --- what the report reads ----------------------------------------------------------------------
 
 
-def _load(run_dir: Path, which: str):
-    """(experiment or None, problem or None): the run with its data, else without (the checkpoint alone)."""
-    from ..api import load_run
+def _load(shared, which: str):
+    """(experiment or None, problem or None): the run with its data, else without (the checkpoint alone).
 
+    `shared` is the plots' Run of this run directory, which keeps each experiment it loads: the
+    report and every image use one load of the data (a large dataset takes seconds to read).
+    """
     try:
-        return load_run(run_dir, which, with_data=True), None
+        return shared.exp(which, data=True), None
     except NntrainError as e:
         problem = f"the run's data could not be read ({e}); the model below comes from the checkpoint alone"
     try:
-        return load_run(run_dir, which, with_data=False), problem
+        return shared.exp(which, data=False), problem
     except NntrainError as e:
         if which not in ("best", "last"):  # a checkpoint file asked for by name must be there and be the run's
             raise
@@ -252,12 +254,12 @@ INSIDE_KINDS = {
 class _Images:
     """The report's images: the kinds of plot that apply to the run, drawn by nntrain.report.plots when matplotlib is there."""
 
-    def __init__(self, run_dir: Path, which: str, has_checkpoint: bool):
+    def __init__(self, shared, which: str, has_checkpoint: bool):
         from . import plots
 
-        self.plots, self.run_dir, self.which = plots, run_dir, which
+        self.plots, self.run, self.which = plots, shared, which
         self.available = plots.have_matplotlib()
-        self.kinds = plots.kinds_for(run_dir) if has_checkpoint else []
+        self.kinds = plots.kinds_for(shared) if has_checkpoint else []
 
     def section(self, kinds: dict[str, str]) -> str:
         """The images of those of `kinds` that apply ('' when none does); without matplotlib a line naming them."""
@@ -271,7 +273,7 @@ class _Images:
     def figure(self, kind: str, caption: str) -> str:
         options = {"which": self.which} if "which" in getattr(self.plots, "OPTIONS", {}).get(kind, {}) else {}
         try:
-            figure = self.plots.render([self.run_dir], kind, "png", **options)
+            figure = self.plots.render([self.run], kind, "png", **options)
         except NntrainError as e:
             return _note(f"No {kind} image: {e}")
         return _image(figure, caption)
@@ -283,7 +285,7 @@ def _curves(images: _Images, rows: list[dict], summary: dict | None) -> str:
     if images.available:
         image = images.figure("curves", "learning curves: the loss and metrics per epoch")
     else:
-        chart = images.plots.terminal_curves([images.run_dir])
+        chart = images.plots.terminal_curves([images.run])
         image = _note(f"The learning-curve images need matplotlib: {PLOT_HINT} gives them.") + f"<pre>{_e(chart)}</pre>"
     return image + _epoch_table(rows, (summary or {}).get("best_epoch"))
 
@@ -304,7 +306,7 @@ def _epoch_table(rows: list[dict], best_epoch) -> str:
     )
 
 
-def _confusion(run_dir: Path, exp, which: str, problem: str | None) -> str | None:
+def _confusion(exp, problem: str | None) -> str | None:
     """The confusion-matrix section, or None when the run is not a classifier (of one class per sample)."""
     if exp is None or exp.dataset.classes is None or (problem is None and exp.dataset.y.ndim != 1):
         return None
@@ -315,9 +317,10 @@ def _confusion(run_dir: Path, exp, which: str, problem: str | None) -> str | Non
     classes = exp.dataset.classes
     if len(classes) > CONFUSION_CLASSES:
         return _note(f"{len(classes)} classes: the matrix is too large to read here; `nntrain eval RUN --json` has it.")
-    from ..api import evaluate_run
+    import numpy as np
 
-    result = evaluate_run(run_dir, which, split="test")
+    with np.errstate(all="ignore"):  # as `nntrain eval`: an overflowing model gets NaN metrics, not warnings
+        result = exp.evaluate_split("test", confusion=True)
     matrix = result.get("confusion")
     if matrix is None:
         return None
@@ -353,12 +356,12 @@ def _confusion(run_dir: Path, exp, which: str, problem: str | None) -> str | Non
             ],
             numeric={1, 2, 3, 4},
         )
-    source = f"{result['checkpoint']}.npz" if result["checkpoint"] in ("best", "last") else result["checkpoint"]
+    source = f"{exp.source}.npz" if exp.source in ("best", "last") else exp.source
     skip = ("run_dir", "checkpoint", "data", "samples")
     metrics = ", ".join(f"{k} {_num(v)}" for k, v in result.items() if k not in skip and isinstance(v, (int, float)))
     return (
         _note(
-            f"Test split, {result['samples']:,} samples, parameters of {source}: {metrics}."
+            f"Test split, {len(exp.splits['test']):,} samples, parameters of {source}: {metrics}."
             " Rows: true class; columns: predicted."
         )
         + table
@@ -502,15 +505,18 @@ def render_report(run_dir: Path, which: str = "best") -> str:
     run = _open(run_dir)
     summary = read_summary(run.summary_file)
     rows = read_metrics(run.metrics_file) if run.metrics_file.is_file() else []
-    exp, problem = _load(run.path, which)
+    from .plots.runs import Run
+
+    shared = Run(run.path)
+    exp, problem = _load(shared, which)
     name = run.path.resolve().name
-    images = _Images(run.path, which, exp is not None)
+    images = _Images(shared, which, exp is not None)
     sections = [
         ("overview", "Overview", _overview(run, summary, rows, exp, which)),
         ("metrics", "Final metrics", _final_metrics(summary)),
         ("curves", "Learning curves", _curves(images, rows, summary)),
     ]
-    confusion = _confusion(run.path, exp, which, problem)
+    confusion = _confusion(exp, problem)
     if confusion is not None:
         sections.append(("confusion", "Confusion matrix", confusion))
     for anchor, title, kinds in (("outputs", "Outputs", OUTPUT_KINDS), ("inside", "Inside the network", INSIDE_KINDS)):

@@ -100,6 +100,8 @@ class Run:
     def exp(self, which: str = "best", data: bool = True):
         """The run's Experiment with checkpoint `which` (best | last | a path), with its data or without."""
         key = (str(which), data)
+        if not data and (str(which), True) in self._exps:  # the one with data serves too: no second load
+            return self._exps[str(which), True]
         if key not in self._exps:
             from ...api import load_run
 
