@@ -8,6 +8,7 @@ reads batch by batch; `features.json` records the encoded input names.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def convert(
     names, unnamed = header_names(path, delimiter)
     target_name = _target_name(names, target, path, unnamed)
     text = set(roles.categorical) | {target_name} | ({roles.id} if roles.id else set())
-    plans, categories, kept, found = None, {}, 0, {}
+    plans, categories, kept, found, numbers = None, {}, 0, {}, True
     for table in batches(path, delimiter, text, rows_per_batch):
         if plans is None:
             plans = plan_columns(table, target_name, roles)  # roles and guards, judged on the first batch
@@ -63,6 +64,9 @@ def convert(
             r = int(np.argmax(gaps))
             raise NntrainError(f"{table.where(r)}: a missing value (use --missing drop to skip such rows)")
         kept += int((~gaps).sum())
+        if numbers:  # numeric labels stream into y.npy; text labels are held until the end
+            rows = table.select(~gaps) if gaps.any() else table
+            numbers = target_values(rows.column(target_name), rows).dtype == np.float64
         found = {p.name: p for p in features}
     if plans is None or not kept:
         raise NntrainError(f"{path}: no rows to convert")
@@ -72,8 +76,10 @@ def convert(
     width = len(encoder.names)
     header = _npy_header((kept, width), np.dtype(dtype))
     labels, written = [], 0
-    with activity(f"converting {path}"), AtomicStream(out / "X.npy") as X_file:
+    with activity(f"converting {path}"), AtomicStream(out / "X.npy") as X_file, AtomicStream(out / "y.npy") as y_file:
         X_file.write(header)
+        if numbers:
+            y_file.write(_npy_header((kept,), np.dtype(np.float64)))
         for table in batches(path, delimiter, text | set(categories), rows_per_batch):
             for name in found:
                 if name not in categories:
@@ -85,18 +91,21 @@ def convert(
                     continue
             X = encoder.encode(table)
             X_file.write(np.ascontiguousarray(X, dtype=dtype).tobytes())
-            labels.append(target_values(table.column(target_name), table))
+            y = target_values(table.column(target_name), table)
+            if not numbers:
+                labels.append(y)
+            elif y.dtype == np.float64:
+                y_file.write(y.tobytes())
+            else:
+                raise NntrainError(f"{path} changed while it was converted (its labels were numbers, then text)")
             written += len(X)
         if written != kept:
             raise NntrainError(f"{path} changed while it was converted ({kept} rows, then {written})")
-    y = np.concatenate(labels)
-    if y.dtype == object:  # labels beyond float64's exact integers: kept as text, exactly
-        y = y.astype(str)
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, y, allow_pickle=False)
-    atomic_write(out / "y.npy", buffer.getvalue(), f"converting {path}")
+        if not numbers:
+            y = np.concatenate(labels)
+            if y.dtype == object:  # labels beyond float64's exact integers: kept as text, exactly
+                y = y.astype(str)
+            np.save(y_file, y, allow_pickle=False)
     info = {"source": str(path), "rows": int(kept), "features": encoder.names, "target": target_name, "dtype": dtype}
     atomic_write(out / "features.json", (json.dumps(info, indent=1) + "\n").encode(), f"converting {path}")
     return {**info, "X": str(out / "X.npy"), "y": str(out / "y.npy"), "plans": plans}
@@ -109,10 +118,8 @@ def _gaps(table: Table, names: list[str]) -> np.ndarray:
     return gaps
 
 
-def _npy_header(shape: tuple[int, int], dtype: np.dtype) -> bytes:
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     """The .npy header for a C-order array of `shape` and `dtype` (its rows follow it as raw bytes)."""
-    import io
-
     buffer = io.BytesIO()
     np.lib.format.write_array_header_1_0(buffer, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
     return buffer.getvalue()
