@@ -578,6 +578,15 @@ def report(
     _say(f"wrote {path}")
 
 
+def _text_width(default: int = 100) -> int:
+    """Columns for a plain-text table: $COLUMNS, else the terminal's width, else (a pipe, a file) `default`."""
+    import shutil
+
+    if not os.environ.get("COLUMNS", "").strip().isdigit() and not sys.stdout.isatty():
+        return default  # scripts and files get the same text whatever window started them
+    return max(40, shutil.get_terminal_size((default, 24)).columns)
+
+
 @app.command()
 def compare(
     paths: Annotated[list[Path], typer.Argument(help="Run directories or sweep directories (their trials).", show_default=False)],
@@ -593,7 +602,7 @@ def compare(
     if json_:
         _say(json.dumps(result))
         return
-    _say(format_comparison(result))
+    _say(format_comparison(result, _text_width()))
     if plot_file is not None:
         _say(f"wrote {result['plot']}")
 

@@ -76,6 +76,19 @@ def test_report_and_compare(cli, runs, tmp_path, monkeypatch):
     assert out["differences"] == {"optimizer.lr": [0.1, 0.3]}
 
 
+def test_compare_text_width(monkeypatch):
+    """$COLUMNS sets compare's table width; a pipe or a file without it gets 100 columns, whatever window started it."""
+    from nntrain.cli import _text_width
+
+    monkeypatch.setenv("COLUMNS", "57")
+    assert _text_width() == 57
+    monkeypatch.setenv("COLUMNS", "12")
+    assert _text_width() == 40  # no narrower than a table can be laid out in
+    monkeypatch.delenv("COLUMNS")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert _text_width() == 100
+
+
 def test_export_writes_the_model_and_its_sidecar(cli, runs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = cli("export", runs[0], "--format", "onnx")
