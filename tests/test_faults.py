@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import faults  # noqa: E402
 
-SLOW = pytest.mark.slow
+SLOW = pytest.mark.slow  # bigger samples, sized with the whole suite's time on CI's 2 cores in mind; benchmarks/faults.py runs every case
 JOBS = 2  # the machine's cores
 SEED = 0
 
@@ -93,17 +93,17 @@ def test_full_and_read_only_disks(campaign):
 
 @SLOW
 def test_kills_bigger_sample(campaign):
-    assert_no_failures(campaign.run_category("kills", 24))
+    assert_no_failures(campaign.run_category("kills", 12))
 
 
 @SLOW
 def test_hostile_configs_bigger_sample(campaign):
-    assert_no_failures(campaign.run_category("configs", 200))
+    assert_no_failures(campaign.run_category("configs", 100))
 
 
 @SLOW
 def test_hostile_files_bigger_sample(campaign):
-    assert_no_failures(campaign.run_category("files", 120))
+    assert_no_failures(campaign.run_category("files", 60))
 
 
 @SLOW
