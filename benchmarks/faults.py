@@ -34,7 +34,8 @@ Categories (--only kills,disks,configs,files):
 
 A failure of nntrain is: a traceback on stderr, exit 70 / "internal error", an exit code outside the
 command's documented set, a command still running after --timeout seconds (hang), an invalid input
-accepted with exit 0, a valid input refused, stderr over 10 KB, a command slower than its case allows,
+accepted with exit 0, a valid input refused, stderr over 10 KB, a command slower than its case allows
+(times the machine's pace: how much longer than 0.5 s it takes to validate a small config),
 more than --max-rss MiB of memory, an executed pickle, and for kills / disks a resumed run that differs
 from an uninterrupted one, leftover `.*.tmp-*` files, a run directory `--resume` cannot continue, or
 files that disagree about the last finished epoch. The script prints a table of counts, then each
@@ -80,6 +81,9 @@ CATEGORIES = ("kills", "disks", "configs", "files")
 
 TIMEOUT = 30.0  # seconds before a command counts as hung
 SLOW = 5.0  # seconds a validate / eval / predict may take (cases can say otherwise)
+# The slow limits are for a machine where `nntrain validate` of a small config takes this long;
+# a slower (or busier) machine's limits grow by its measured factor (Campaign.pace).
+PACE_VALIDATE_S = 0.5
 MAX_STDERR = 10_000  # bytes
 MAX_RSS_MB = 1024.0  # peak resident memory of one command
 MEM_LIMIT = 6 << 30  # RLIMIT_AS of every command, so a runaway allocation cannot take the machine down
@@ -259,7 +263,7 @@ def problems(r: Result, allowed=EXIT_CODES, expect: str = "any", slow: float | N
     if r.stderr_bytes > MAX_STDERR:
         out.append(("long_stderr", f"{r.stderr_bytes:,} bytes on stderr"))
     if slow is not None and r.seconds > slow:
-        out.append(("slow", f"{r.seconds:.1f} s (limit {slow:g} s)"))
+        out.append(("slow", f"{r.seconds:.1f} s (limit {slow:.3g} s)"))
     if r.maxrss_mb > MAX_RSS_MB:
         out.append(("memory", f"peak RSS {r.maxrss_mb:,.0f} MiB"))
     return out
@@ -1626,6 +1630,7 @@ class Campaign:
         self._fixtures: dict = {}
         self.families: set[str] = set()  # configs / files: only these families (or case ids, as regexes)
         self._lock = threading.Lock()
+        self._pace: float | None = None
 
     # ---- helpers
     def run(self, report: CategoryReport, args, cwd, **kw) -> Result:
@@ -1671,8 +1676,20 @@ class Campaign:
                     f.write(f"$ {r.command()[:2000]}\n(exit {r.rc}, {r.seconds:.2f} s, {r.maxrss_mb:.0f} MiB)\n{r.stderr[-20000:]}\n")
         return str(dest)
 
+    @property
+    def pace(self) -> float:
+        """How much slower than PACE_VALIDATE_S this machine validates a small config now (at least 1):
+        the median of 3 runs, measured once. The slow limits are multiplied by it."""
+        if self._pace is None:
+            d = self.work / "pace"
+            d.mkdir(exist_ok=True)
+            (d / "config.yaml").write_bytes(dump(BASE))
+            times = sorted(run(["validate", "config.yaml"], d, self.env, timeout=self.timeout).seconds for _ in range(3))
+            self._pace = max(1.0, times[1] / PACE_VALIDATE_S)
+        return self._pace
+
     def check(self, report, case, family, r: Result, case_dir, allowed=EXIT_CODES, expect="any", slow=SLOW, script=None):
-        found = problems(r, allowed, expect, slow)
+        found = problems(r, allowed, expect, None if slow is None else slow * self.pace)
         for kind, detail in found:
             self.fail(report, case, family, kind, detail, r, case_dir, script)
         markers = list(self.markers.iterdir())
@@ -2152,7 +2169,8 @@ def main(argv=None) -> int:
     for r in reports:
         if r.families:
             print(f"{r.name} inputs: " + ", ".join(f"{k} {v}" for k, v in sorted(r.families.items())))
-    print(f"total: {time.monotonic() - t0:.0f} s, {sum(r.commands for r in reports)} commands, {len(failures)} failures")
+    print(f"total: {time.monotonic() - t0:.0f} s, {sum(r.commands for r in reports)} commands, {len(failures)} failures"
+          + (f"; slow limits x {campaign._pace:.2f} (the machine's pace)" if campaign._pace else ""))
     if failures:
         print(f"\ndistinct failures ({len(group_failures(failures))}); reproducers in {keep}:")
         print(format_failures(failures, a.show))
