@@ -1745,6 +1745,7 @@ class Campaign:
         return info
 
     def run_category(self, name: str, n: int | None = None, **kw) -> CategoryReport:
+        _ = self.pace  # measured now, alone, not later beside the cases that run in parallel
         t0 = time.monotonic()
         report = getattr(self, f"category_{name}")(n, **kw)
         report.seconds = time.monotonic() - t0
