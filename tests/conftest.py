@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import compileall
+import functools
 import io
 import json
 from pathlib import Path
@@ -157,6 +158,27 @@ def install_mnist_stand_ins(tmp_path, monkeypatch, rows: int | None = None, trai
     import dataclasses
 
     from nntrain.data import download
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NNTRAIN_DATA", str(cache))
+    files = _mnist_stand_in_files(rows, train, shuffle)
+    for name in ("mnist", "fashion_mnist"):
+        spec = download.DOWNLOADABLE[name]
+        (cache / name).mkdir(parents=True)
+        for filename, (data, _) in files.items():
+            (cache / name / filename).write_bytes(data)
+        roles = {role: (filename, files[filename][1]) for role, (filename, _) in spec.files.items()}
+        monkeypatch.setitem(download.DOWNLOADABLE, name, dataclasses.replace(spec, files=roles))
+
+
+@functools.cache
+def _mnist_stand_in_files(rows: int | None, train: int, shuffle: bool) -> dict[str, tuple[bytes, str]]:
+    """{file name: (its gzipped IDX bytes, their sha256)} of install_mnist_stand_ins' images, made once per
+    session (gzip takes about a second; test_configs installs them for every test)."""
+    import hashlib
+    import tempfile
+
+    from nntrain.data import download
     from nntrain.data.bundled import read_bundled
     from nntrain.data.idx import write_idx
 
@@ -170,16 +192,16 @@ def install_mnist_stand_ins(tmp_path, monkeypatch, rows: int | None = None, trai
     images = np.clip(images + rng.normal(0, 10, images.shape), 0, 255).astype(np.uint8)
     arrays = {"train_images": images[:train], "train_labels": y[:train].astype(np.uint8),
               "test_images": images[train:], "test_labels": y[train:].astype(np.uint8)}  # fmt: skip
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("NNTRAIN_DATA", str(cache))
-    for name in ("mnist", "fashion_mnist"):
-        spec = download.DOWNLOADABLE[name]
-        (cache / name).mkdir(parents=True)
-        files = {}
-        for role, (filename, _) in spec.files.items():
-            write_idx(cache / name / filename, arrays[role])
-            files[role] = (filename, download.sha256_file(cache / name / filename))
-        monkeypatch.setitem(download.DOWNLOADABLE, name, dataclasses.replace(spec, files=files))
+    files = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ("mnist", "fashion_mnist"):  # both download the same file names
+            for role, (filename, _) in download.DOWNLOADABLE[name].files.items():
+                if filename in files:
+                    continue
+                write_idx(Path(folder) / filename, arrays[role])
+                data = (Path(folder) / filename).read_bytes()
+                files[filename] = (data, hashlib.sha256(data).hexdigest())
+    return files
 
 
 # --- sweep directories (test_sweep*.py) -------------------------------------------------------------
